@@ -1,0 +1,48 @@
+"""observml: an ExperimentHub for process-monitoring machine learning.
+
+Importing this package imports no mlflow, pika, fastapi or click: plugins and the service are
+loaded when used.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+from observml.config import HubConfig, load_config
+from observml.errors import (
+    ConfigError,
+    ExperimentNotFoundError,
+    ObservMLError,
+    PluginError,
+    ServiceUnavailableError,
+)
+from observml.hub import ExperimentHub
+from observml.plugins.base import Plugin
+from observml.plugins.datastream import DataStreamPlugin, Message
+from observml.plugins.memory import InMemoryDataStreamPlugin, InMemoryMLOpsPlugin
+from observml.plugins.mlops import MLOpsPlugin
+from observml.registry import PluginRegistry
+
+try:
+    __version__ = metadata.version("observml")
+except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "ConfigError",
+    "DataStreamPlugin",
+    "ExperimentHub",
+    "ExperimentNotFoundError",
+    "HubConfig",
+    "InMemoryDataStreamPlugin",
+    "InMemoryMLOpsPlugin",
+    "MLOpsPlugin",
+    "Message",
+    "ObservMLError",
+    "Plugin",
+    "PluginError",
+    "PluginRegistry",
+    "ServiceUnavailableError",
+    "__version__",
+    "load_config",
+]

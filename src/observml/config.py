@@ -1,0 +1,407 @@
+"""``hub_config.yaml`` -> typed, frozen sections, with every problem reported at once.
+
+Shape (the spec's, plus ``global`` and ``experiments``)::
+
+    version: 1
+    global: {log_level: INFO, health_timeout: 5}
+    plugins:
+      mlops:      {enabled: true, type: mlflow,   config: {mlflow_uri: local}}
+      datastream: {enabled: true, type: rabbitmq, config: {host: localhost, port: 5672}}
+    experiments:
+      - {name: my_detector, module: mypkg.detect, class: MyDetector, enabled: true}
+
+Strings may use ``${VAR}`` and ``${VAR:-default}``; they are expanded from the environment.
+A plugin type the file does not mention gets its embedded default (``mlflow`` on a local store,
+the ``local`` on-disk queue); ``enabled: false`` switches it off.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+from observml.errors import ConfigError, ConfigProblem
+from observml.validation import check_arguments
+
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "DEFAULT_CONFIG_FILE",
+    "DEFAULT_PLUGINS",
+    "HOME_ENV_VAR",
+    "ExperimentTypeSection",
+    "GlobalSection",
+    "HubConfig",
+    "PluginSection",
+    "expand_env",
+    "find_config_file",
+    "load_config",
+    "parse_config",
+]
+
+#: Path of the hub config when none is given on the command line.
+CONFIG_ENV_VAR: Final = "OBSERVML_CONFIG"
+#: Folder for the embedded stores (default ``./.observml``).
+HOME_ENV_VAR: Final = "OBSERVML_HOME"
+DEFAULT_CONFIG_FILE: Final = "hub_config.yaml"
+
+_TOP_LEVEL_KEYS: Final = ("version", "global", "plugins", "experiments", "api")
+_SECTION_KEYS: Final = ("enabled", "type", "config")
+_EXPERIMENT_KEYS: Final = ("name", "module", "class", "enabled")
+_SUPPORTED_VERSIONS: Final = (1,)
+_LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_REMOVED_TASKQUEUE: Final = (
+    "the task queue plugin was removed from observml (training runs as a job inside the hub)."
+    " Delete this section."
+)
+_ENV_PATTERN: Final = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class PluginSection:
+    """One ``plugins.<plugin_type>`` section."""
+
+    plugin_type: str
+    name: str  # the YAML key ``type``: which implementation
+    config: Mapping[str, Any] = field(default_factory=dict)
+    enabled: bool = True
+
+    @property
+    def where(self) -> str:
+        """The key path of this section, for messages."""
+        return f"plugins.{self.plugin_type}"
+
+
+@dataclass(frozen=True)
+class ExperimentTypeSection:
+    """One ``experiments:`` entry: an experiment type loaded from ``module``/``class``."""
+
+    name: str
+    module: str
+    class_name: str
+    enabled: bool = True
+
+    @property
+    def target(self) -> str:
+        """``module:Class`` for the registry."""
+        return f"{self.module}:{self.class_name}"
+
+
+@dataclass(frozen=True)
+class GlobalSection:
+    """The ``global:`` section."""
+
+    log_level: str = "INFO"
+    health_timeout: float = 5.0
+
+
+#: Plugins used when the config does not mention a plugin type: no servers needed.
+DEFAULT_PLUGINS: Final[Mapping[str, PluginSection]] = {
+    "mlops": PluginSection("mlops", "mlflow", {}),
+    "datastream": PluginSection("datastream", "local", {}),
+}
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    """A validated hub configuration."""
+
+    plugins: Mapping[str, PluginSection] = field(default_factory=lambda: dict(DEFAULT_PLUGINS))
+    experiments: tuple[ExperimentTypeSection, ...] = ()
+    global_: GlobalSection = field(default_factory=GlobalSection)
+    api: Mapping[str, Any] = field(default_factory=dict)
+    version: int = 1
+    source: str | None = None
+
+    def enabled_plugins(self) -> list[PluginSection]:
+        """Return the enabled plugin sections in file order."""
+        return [s for s in self.plugins.values() if s.enabled]
+
+    def experiment_types(self) -> dict[str, str]:
+        """Return ``{name: "module:Class"}`` of the enabled ``experiments:`` entries."""
+        return {e.name: e.target for e in self.experiments if e.enabled}
+
+
+def find_config_file(path: str | os.PathLike[str] | None = None) -> Path | None:
+    """Return the config file to use: ``path``, ``$OBSERVML_CONFIG``, ``./hub_config.yaml``."""
+    if path is not None:
+        return Path(path)
+    env = os.environ.get(CONFIG_ENV_VAR)
+    if env:
+        return Path(env)
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *, check_plugins: bool = True) -> HubConfig:
+    """Read and validate a hub config; with no file, return the embedded defaults.
+
+    Args:
+        path: The YAML file; ``None`` looks at ``$OBSERVML_CONFIG`` then ``./hub_config.yaml``.
+        check_plugins: Also import each enabled plugin class and check its ``config:`` keys.
+
+    Raises:
+        ConfigError: With every problem found, each naming its file and key path.
+    """
+    found = find_config_file(path)
+    if found is None:
+        return HubConfig()
+    source = found.name if found.parent == Path() else str(found)
+    try:
+        text = found.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the config file: {exc.strerror or exc}. Check the path, or run without"
+            " a config to use the embedded defaults.",
+            source=str(found),
+        ) from exc
+    return parse_config(text, source=source, check_plugins=check_plugins)
+
+
+def parse_config(text: str, *, source: str | None = None, check_plugins: bool = True) -> HubConfig:
+    """Validate YAML text as a hub config (see :func:`load_config`)."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "YAML"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"invalid YAML: {problem}. Fix the syntax (indentation, ':' after keys, quotes).",
+            key=where,
+            source=source,
+        ) from exc
+    if raw is None:
+        raw = {}
+    problems: list[ConfigProblem] = []
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"the file must be a mapping of sections, got {_kind(raw)}. Start with 'plugins:'.",
+            source=source,
+        )
+    raw = expand_env(raw, "", problems)
+    config = _parse(raw, problems)
+    if check_plugins and not problems:
+        problems.extend(_check_plugin_configs(config))
+    if problems:
+        raise ConfigError(source=source, problems=problems)
+    return HubConfig(
+        plugins=config.plugins,
+        experiments=config.experiments,
+        global_=config.global_,
+        api=config.api,
+        version=config.version,
+        source=source,
+    )
+
+
+def expand_env(value: Any, key: str, problems: list[ConfigProblem]) -> Any:
+    """Return ``value`` with ``${VAR}`` / ``${VAR:-default}`` expanded in every string."""
+    if isinstance(value, dict):
+        return {k: expand_env(v, _join(key, str(k)), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, f"{key}[{i}]", problems) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group("name"), match.group("default")
+        found = os.environ.get(name)
+        if found is not None and (found or default is None):
+            return found
+        if default is not None:
+            return default
+        problems.append(
+            ConfigProblem(
+                key,
+                f"environment variable {name} is not set. Set it, or write"
+                f" '${{{name}:-default}}' to give a default.",
+            )
+        )
+        return match.group(0)
+
+    return _ENV_PATTERN.sub(substitute, value)
+
+
+# -- internals -----------------------------------------------------------------------------
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", type(None): "nothing"}.get(
+        type(value), f"{type(value).__name__} {value!r}"
+    )
+
+
+def _unknown_keys(
+    raw: Mapping[str, Any], allowed: tuple[str, ...], where: str, problems: list[ConfigProblem]
+) -> None:
+    for key in raw:
+        if key not in allowed:
+            problems.append(
+                ConfigProblem(
+                    _join(where, str(key)),
+                    f"unknown key. Accepted keys here: {', '.join(allowed)}.",
+                )
+            )
+
+
+def _parse(raw: dict[str, Any], problems: list[ConfigProblem]) -> HubConfig:
+    if "taskqueue" in raw:
+        problems.append(ConfigProblem("taskqueue", _REMOVED_TASKQUEUE))
+    _unknown_keys({k: v for k, v in raw.items() if k != "taskqueue"}, _TOP_LEVEL_KEYS, "", problems)
+    version = raw.get("version", 1)
+    if version not in _SUPPORTED_VERSIONS or isinstance(version, bool):
+        problems.append(
+            ConfigProblem("version", f"unsupported version {version!r}. Use 'version: 1'.")
+        )
+    api = raw.get("api") or {}
+    if not isinstance(api, dict):
+        problems.append(ConfigProblem("api", f"expected a mapping, got {_kind(api)}."))
+        api = {}
+    return HubConfig(
+        plugins=_parse_plugins(raw.get("plugins"), problems),
+        experiments=_parse_experiments(raw.get("experiments"), problems),
+        global_=_parse_global(raw.get("global"), problems),
+        api=api,
+        version=version if isinstance(version, int) else 1,
+    )
+
+
+def _parse_global(raw: Any, problems: list[ConfigProblem]) -> GlobalSection:
+    if raw is None:
+        return GlobalSection()
+    if not isinstance(raw, dict):
+        problems.append(ConfigProblem("global", f"expected a mapping, got {_kind(raw)}."))
+        return GlobalSection()
+    values = check_arguments(GlobalSection, raw, "global", problems)
+    level = str(values.get("log_level", "INFO")).upper()
+    if level not in _LOG_LEVELS:
+        problems.append(
+            ConfigProblem(
+                "global.log_level", f"unknown level {level!r}. Use one of {', '.join(_LOG_LEVELS)}."
+            )
+        )
+    timeout = float(values.get("health_timeout", 5.0))
+    if timeout <= 0:
+        problems.append(
+            ConfigProblem("global.health_timeout", "must be a positive number of seconds.")
+        )
+    return GlobalSection(log_level=level, health_timeout=timeout)
+
+
+def _parse_plugins(raw: Any, problems: list[ConfigProblem]) -> dict[str, PluginSection]:
+    plugins = dict(DEFAULT_PLUGINS)
+    if raw is None:
+        return plugins
+    if not isinstance(raw, dict):
+        problems.append(ConfigProblem("plugins", f"expected a mapping, got {_kind(raw)}."))
+        return plugins
+    for plugin_type, section in raw.items():
+        where = f"plugins.{plugin_type}"
+        if plugin_type == "taskqueue":
+            problems.append(ConfigProblem(where, _REMOVED_TASKQUEUE))
+            continue
+        if not isinstance(section, dict):
+            problems.append(
+                ConfigProblem(
+                    where,
+                    f"expected a mapping with 'enabled', 'type' and 'config', got {_kind(section)}.",
+                )
+            )
+            continue
+        _unknown_keys(section, _SECTION_KEYS, where, problems)
+        enabled = section.get("enabled", True)
+        if not isinstance(enabled, bool):
+            problems.append(
+                ConfigProblem(f"{where}.enabled", f"expected true or false, got {enabled!r}.")
+            )
+            enabled = True
+        name = section.get("type")
+        if name is None and enabled:
+            problems.append(
+                ConfigProblem(
+                    f"{where}.type",
+                    "missing. Say which implementation to use, e.g. 'type: mlflow' (run"
+                    " 'observml plugins' to list them).",
+                )
+            )
+        elif name is not None and (not isinstance(name, str) or not name.strip()):
+            problems.append(
+                ConfigProblem(f"{where}.type", f"expected a plugin name, got {_kind(name)}.")
+            )
+            name = None
+        config = section.get("config") or {}
+        if not isinstance(config, dict):
+            problems.append(
+                ConfigProblem(f"{where}.config", f"expected a mapping, got {_kind(config)}.")
+            )
+            config = {}
+        plugins.pop(plugin_type, None)  # keep file order after the defaults it replaces
+        plugins[plugin_type] = PluginSection(plugin_type, name or "", config, enabled)
+    return plugins
+
+
+def _parse_experiments(raw: Any, problems: list[ConfigProblem]) -> tuple[ExperimentTypeSection, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.append(ConfigProblem("experiments", f"expected a list, got {_kind(raw)}."))
+        return ()
+    entries: list[ExperimentTypeSection] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        where = f"experiments[{index}]"
+        if not isinstance(item, dict):
+            problems.append(ConfigProblem(where, f"expected a mapping, got {_kind(item)}."))
+            continue
+        _unknown_keys(item, _EXPERIMENT_KEYS, where, problems)
+        values: dict[str, str] = {}
+        for key in ("name", "module", "class"):
+            value = item.get(key)
+            if not isinstance(value, str) or not value.strip():
+                problems.append(
+                    ConfigProblem(f"{where}.{key}", f"missing or not a string (got {_kind(value)}).")
+                )
+            else:
+                values[key] = value.strip()
+        enabled = item.get("enabled", True)
+        if not isinstance(enabled, bool):
+            problems.append(
+                ConfigProblem(f"{where}.enabled", f"expected true or false, got {enabled!r}.")
+            )
+            enabled = True
+        if len(values) == 3:
+            if values["name"] in seen:
+                problems.append(
+                    ConfigProblem(f"{where}.name", f"duplicate name {values['name']!r}.")
+                )
+            seen.add(values["name"])
+            entries.append(
+                ExperimentTypeSection(values["name"], values["module"], values["class"], enabled)
+            )
+    return tuple(entries)
+
+
+def _check_plugin_configs(config: HubConfig) -> list[ConfigProblem]:
+    """Import each enabled plugin class and check its ``config:`` against the constructor."""
+    from observml.errors import PluginError
+    from observml.registry import PluginRegistry
+
+    registry = PluginRegistry({"experiment": config.experiment_types()})
+    problems: list[ConfigProblem] = []
+    for section in config.enabled_plugins():
+        try:
+            cls = registry.resolve(section.plugin_type, section.name, where=f"{section.where}.type")
+        except PluginError as exc:
+            message = str(exc).removeprefix(f"{section.where}.type: ")
+            problems.append(ConfigProblem(f"{section.where}.type", message))
+            continue
+        check_arguments(cls, section.config, f"{section.where}.config", problems)
+    return problems

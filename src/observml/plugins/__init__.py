@@ -1,0 +1,1 @@
+"""Plugin protocols and the in-memory implementations; real plugins are imported lazily."""

@@ -1,0 +1,201 @@
+"""The DataStream plugin protocol: durable queues, confirmed publishing, acked consumption.
+
+The spec's five methods keep their meaning (``pull_data`` returns one message body, ``""`` when
+the queue is empty). Added for the hub: ``publish`` / ``publish_batch`` that return only once the
+service holds the messages, ``consume`` / ``consume_batch`` that ack a message only after its
+handler returned, and ``queue_depth``.
+
+Every queue ``q`` has a dead-letter queue ``q.dead``; a rejected message lands there with the
+reason in the header :data:`REASON_HEADER`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
+
+from observml.plugins.base import HealthReport, Plugin
+
+__all__ = [
+    "DEAD_SUFFIX",
+    "REASON_HEADER",
+    "BatchHandler",
+    "DataStreamPlugin",
+    "Handler",
+    "Message",
+    "OutgoingMessage",
+    "Settlement",
+    "dead_letter_queue",
+    "one_at_a_time",
+    "settle",
+]
+
+DEAD_SUFFIX: Final = ".dead"
+#: Header carrying why a message was dead-lettered.
+REASON_HEADER: Final = "x-observml-reason"
+
+
+def dead_letter_queue(queue: str) -> str:
+    """Return the name of ``queue``'s dead-letter queue."""
+    return queue + DEAD_SUFFIX
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message received from a queue."""
+
+    body: bytes
+    headers: dict[str, Any] = field(default_factory=dict)
+    message_id: str | None = None
+    redelivered: bool = False
+    content_type: str | None = None
+    queue: str = ""
+
+    def text(self) -> str:
+        """Return the body decoded as UTF-8."""
+        return self.body.decode("utf-8")
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A message to publish; ``message_id`` is generated when ``None``."""
+
+    body: bytes | str
+    headers: Mapping[str, Any] | None = None
+    message_id: str | None = None
+    content_type: str | None = None
+
+
+#: Called once per message; returning acks it, raising dead-letters it with the error as reason.
+Handler: TypeAlias = Callable[[Message], None]
+#: Called with up to ``batch_size`` messages; returns ``{index: reason}`` for messages to
+#: dead-letter (the rest are acked), or ``None`` to ack all. Raising ``ServiceUnavailableError``
+#: requeues the whole batch; raising anything else dead-letters it with the error as reason.
+BatchHandler: TypeAlias = Callable[[Sequence[Message]], Mapping[int, str] | None]
+
+
+@runtime_checkable
+class DataStreamPlugin(Plugin, Protocol):
+    """Interface for data stream plugins."""
+
+    plugin_type: str  # "datastream"
+
+    # -- the spec's methods ---------------------------------------------------------------
+    def connect(self, **kwargs: Any) -> None:
+        """Connect to the service (``initialize()`` calls it); kwargs override settings."""
+        ...
+
+    def disconnect(self) -> None:
+        """Close connections; every running ``consume`` returns."""
+        ...
+
+    def create_queue(self, queue_name: str) -> None:
+        """Declare a durable queue and its dead-letter queue. Idempotent."""
+        ...
+
+    def pull_data(self, queue: str) -> str:
+        """Take one message body from ``queue``; ``""`` when it is empty.
+
+        The message is acked only after it has been read and handed over.
+        """
+        ...
+
+    def flush_queue(self, queue: str) -> int:
+        """Remove every ready message from ``queue`` and return how many were removed."""
+        ...
+
+    # -- what the hub needs ---------------------------------------------------------------
+    def publish(
+        self,
+        queue: str,
+        body: bytes | str,
+        *,
+        headers: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        """Publish one persistent message; return its id once the service confirmed it."""
+        ...
+
+    def publish_batch(
+        self, queue: str, messages: Iterable[OutgoingMessage | bytes | str]
+    ) -> list[str]:
+        """Publish many messages with many in flight; return their ids once all are confirmed."""
+        ...
+
+    def consume(
+        self,
+        queue: str,
+        handler: Handler,
+        *,
+        prefetch: int = 100,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Call ``handler`` for each message until ``disconnect()`` or ``stop`` is set."""
+        ...
+
+    def consume_batch(
+        self,
+        queue: str,
+        handler: BatchHandler,
+        *,
+        batch_size: int = 100,
+        max_wait: float = 0.5,
+        prefetch: int | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Call ``handler`` with micro-batches until ``disconnect()`` or ``stop`` is set.
+
+        A batch is handed over when it holds ``batch_size`` messages or ``max_wait`` seconds
+        passed since its first message.
+        """
+        ...
+
+    def queue_depth(self, queue: str) -> int:
+        """Return how many messages are ready in ``queue`` (0 if it does not exist)."""
+        ...
+
+    def health_check(self) -> HealthReport:
+        """Answer within a few seconds, also when the service is down; never raises."""
+        ...
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What to do with each message of a handled batch, by index."""
+
+    ack: tuple[int, ...] = ()
+    dead: Mapping[int, str] = field(default_factory=dict)
+    requeue: tuple[int, ...] = ()
+
+
+def settle(handler: BatchHandler, batch: Sequence[Message]) -> Settlement:
+    """Run ``handler`` on ``batch`` and decide each message's fate (shared by all plugins).
+
+    ``ServiceUnavailableError`` requeues the batch (the message is not at fault); any other
+    exception dead-letters it with ``"<ErrorType>: <message>"`` as the reason.
+    """
+    from observml.errors import ServiceUnavailableError
+
+    indices = range(len(batch))
+    try:
+        rejected = handler(batch) or {}
+    except ServiceUnavailableError:
+        return Settlement(requeue=tuple(indices))
+    except Exception as exc:  # noqa: BLE001 - a handler's failure is data for the dead letter
+        reason = f"{type(exc).__name__}: {exc}"
+        return Settlement(dead={i: reason for i in indices})
+    dead = {i: str(r) for i, r in rejected.items() if 0 <= i < len(batch)}
+    return Settlement(ack=tuple(i for i in indices if i not in dead), dead=dead)
+
+
+def one_at_a_time(handler: Handler) -> BatchHandler:
+    """Adapt a per-message handler to a batch handler of batch size 1."""
+
+    def handle(batch: Sequence[Message]) -> None:
+        for message in batch:
+            handler(message)
+
+    return handle

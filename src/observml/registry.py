@@ -1,0 +1,299 @@
+"""One table from plugin type to ``{name: "module:Class"}``; nothing is imported until used.
+
+Lookup order for ``type: <name>`` under ``plugins.<plugin_type>``:
+
+1. the built-in table :data:`BUILTIN_PLUGINS` (built-ins cannot be shadowed);
+2. names added by the hub config (``experiments:`` entries with ``module``/``class``);
+3. the entry-point group ``observml.<plugin_type>`` of installed distributions, loading only the
+   entry point asked for;
+4. a name containing ``:`` is imported as ``package.module:Class``.
+
+A registry instance is immutable once built: :meth:`PluginRegistry.snapshot` assembles the full
+table in a local variable and publishes it in one assignment, so threads never see it half-built.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, Final
+
+from observml.errors import ConfigError, ConfigProblem, PluginLoadError, UnknownPluginError
+from observml.plugins.base import Plugin
+from observml.redact import mask_text
+from observml.validation import check_arguments
+
+if TYPE_CHECKING:
+    from observml.config import PluginSection
+
+__all__ = [
+    "BUILTIN_PLUGINS",
+    "ENTRY_POINT_PREFIX",
+    "PluginRegistry",
+    "PluginSpec",
+    "build_plugin",
+    "load_object",
+]
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_PREFIX: Final = "observml."
+
+BUILTIN_PLUGINS: Final[Mapping[str, Mapping[str, str]]] = {
+    "mlops": {
+        "memory": "observml.plugins.memory:InMemoryMLOpsPlugin",
+        "mlflow": "observml.plugins.mlflow_plugin:MLflowPlugin",
+    },
+    "datastream": {
+        "local": "observml.plugins.local:LocalQueuePlugin",
+        "memory": "observml.plugins.memory:InMemoryDataStreamPlugin",
+        "rabbitmq": "observml.plugins.rabbitmq_plugin:RabbitMQPlugin",
+    },
+}
+
+#: Which extra to install when a built-in plugin's module fails to import.
+_EXTRAS: Final[Mapping[str, str]] = {
+    "observml.plugins.mlflow_plugin": "mlflow",
+    "observml.plugins.rabbitmq_plugin": "rabbitmq",
+}
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    """Where a plugin implementation comes from, before it is imported."""
+
+    plugin_type: str
+    name: str
+    target: str  # "module:Class"
+    origin: str  # "built-in", "config", "entry point (dist 1.0)"
+
+
+def load_object(target: str, *, where: str, plugin_type: str = "", name: str = "") -> Any:
+    """Import ``package.module:Class`` and return the object.
+
+    Raises:
+        PluginLoadError: The module failed to import or has no such attribute; chained from
+            the cause.
+    """
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise PluginLoadError(
+            f"{where}: {target!r} is not of the form 'package.module:Class'.",
+            plugin_type=plugin_type,
+            name=name,
+        )
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        extra = _EXTRAS.get(module_name)
+        fix = (
+            f" Install it with: pip install 'observml[{extra}]'."
+            if extra
+            else " Check that the package is installed in this environment."
+        )
+        raise PluginLoadError(
+            f"{where}: cannot import {module_name!r} for {target!r}: {exc}.{fix}",
+            plugin_type=plugin_type,
+            name=name,
+        ) from exc
+    except Exception as exc:
+        raise PluginLoadError(
+            f"{where}: importing {module_name!r} failed: {type(exc).__name__}: {exc}."
+            " Fix the error in that module.",
+            plugin_type=plugin_type,
+            name=name,
+        ) from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise PluginLoadError(
+                f"{where}: module {module_name!r} has no attribute {attr!r}."
+                " Check the class name after the ':'.",
+                plugin_type=plugin_type,
+                name=name,
+            ) from exc
+    return obj
+
+
+def _dist_label(ep: metadata.EntryPoint) -> str:
+    dist = ep.dist
+    if dist is None:
+        return "entry point"
+    return f"entry point ({dist.metadata['Name']} {dist.version})"
+
+
+class PluginRegistry:
+    """The plugin table of one hub: built-ins, config additions and entry points.
+
+    Args:
+        extra: ``{plugin_type: {name: "module:Class"}}`` added by the hub config.
+    """
+
+    def __init__(self, extra: Mapping[str, Mapping[str, str]] | None = None) -> None:
+        self._extra = {t: dict(names) for t, names in (extra or {}).items()}
+        self._lock = threading.Lock()
+        self._table: Mapping[str, Mapping[str, PluginSpec]] | None = None
+        self._problems: tuple[str, ...] = ()
+
+    def snapshot(self) -> Mapping[str, Mapping[str, PluginSpec]]:
+        """Return the complete table, building it once (entry points scanned on first use)."""
+        table = self._table
+        if table is not None:
+            return table
+        with self._lock:
+            if self._table is None:
+                built, problems = self._build()
+                self._problems = tuple(problems)
+                self._table = built  # published only once complete
+            return self._table
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """Entry-point conflicts found while building (duplicate names, shadowed built-ins)."""
+        self.snapshot()
+        return self._problems
+
+    def plugin_types(self) -> list[str]:
+        """Return every plugin type known, sorted."""
+        return sorted(self.snapshot())
+
+    def names(self, plugin_type: str) -> list[str]:
+        """Return the plugin names known for ``plugin_type``, sorted."""
+        return sorted(self.snapshot().get(plugin_type, {}))
+
+    def spec(self, plugin_type: str, name: str, *, where: str | None = None) -> PluginSpec:
+        """Return the spec for ``name``; ``module:Class`` names resolve to a path spec.
+
+        Raises:
+            UnknownPluginError: No such name; lists the known ones and the closest match.
+            PluginLoadError: Two distributions offer the name.
+        """
+        where = where or f"plugins.{plugin_type}.type"
+        if ":" in name:
+            return PluginSpec(plugin_type, name, name, "path")
+        found = self.snapshot().get(plugin_type, {}).get(name)
+        if found is not None:
+            return found
+        for problem in self.problems:
+            if problem.startswith(f"{plugin_type}/{name}:"):
+                raise PluginLoadError(
+                    f"{where}: {problem.partition(': ')[2]}", plugin_type=plugin_type, name=name
+                )
+        known = self.names(plugin_type)
+        hint = difflib.get_close_matches(name, known, n=1)
+        raise UnknownPluginError(
+            f"{where}: no {plugin_type} plugin named {name!r}"
+            + (f"; did you mean {hint[0]!r}?" if hint else ".")
+            + f" Known: {', '.join(known) or 'none'}. Packages add more through the"
+            f" '{ENTRY_POINT_PREFIX}{plugin_type}' entry-point group, or give"
+            " 'package.module:Class'.",
+            plugin_type=plugin_type,
+            name=name,
+        )
+
+    def resolve(self, plugin_type: str, name: str, *, where: str | None = None) -> type[Any]:
+        """Import and return the class registered as ``name`` for ``plugin_type``."""
+        where = where or f"plugins.{plugin_type}.type"
+        spec = self.spec(plugin_type, name, where=where)
+        obj = load_object(spec.target, where=where, plugin_type=plugin_type, name=name)
+        if not isinstance(obj, type):
+            raise PluginLoadError(
+                f"{where}: {spec.target!r} is a {type(obj).__name__}, not a class.",
+                plugin_type=plugin_type,
+                name=name,
+            )
+        return obj
+
+    # -- internals ------------------------------------------------------------------------
+    def _build(self) -> tuple[dict[str, dict[str, PluginSpec]], list[str]]:
+        table: dict[str, dict[str, PluginSpec]] = {}
+        problems: list[str] = []
+        for plugin_type, names in BUILTIN_PLUGINS.items():
+            table[plugin_type] = {
+                n: PluginSpec(plugin_type, n, t, "built-in") for n, t in names.items()
+            }
+        for plugin_type, names in self._extra.items():
+            slot = table.setdefault(plugin_type, {})
+            for name, target in names.items():
+                if name in slot:
+                    problems.append(
+                        f"{plugin_type}/{name}: config name {name!r} is taken by a built-in"
+                        " plugin. Choose another name."
+                    )
+                    continue
+                slot[name] = PluginSpec(plugin_type, name, target, "config")
+        claimed: dict[tuple[str, str], str] = {}
+        for ep in metadata.entry_points():
+            if not ep.group.startswith(ENTRY_POINT_PREFIX):
+                continue
+            plugin_type = ep.group[len(ENTRY_POINT_PREFIX) :]
+            slot = table.setdefault(plugin_type, {})
+            label = _dist_label(ep)
+            existing = slot.get(ep.name)
+            if existing is not None:
+                if existing.origin == "built-in":
+                    logger.warning(
+                        "%s: entry point %r of %s shadows a built-in plugin; ignored",
+                        ep.group,
+                        ep.name,
+                        label,
+                    )
+                    continue
+                if existing.origin != "config":
+                    problems.append(
+                        f"{plugin_type}/{ep.name}: two distributions offer {ep.name!r} in"
+                        f" '{ep.group}': {claimed[(plugin_type, ep.name)]} and {label}."
+                        " Uninstall one of them."
+                    )
+                    slot.pop(ep.name)
+                continue
+            if (plugin_type, ep.name) in claimed:
+                continue  # a conflicting name was already removed above
+            claimed[(plugin_type, ep.name)] = label
+            slot[ep.name] = PluginSpec(plugin_type, ep.name, ep.value.replace(" ", ""), label)
+        return table, problems
+
+
+def build_plugin(registry: PluginRegistry, section: PluginSection) -> Plugin:
+    """Resolve, check and construct the plugin a config section asks for (not initialized).
+
+    Raises:
+        ConfigError: ``section.config`` does not fit the constructor; lists the accepted keys.
+        UnknownPluginError, PluginLoadError: The implementation cannot be found or imported.
+    """
+    where = section.where
+    cls = registry.resolve(section.plugin_type, section.name, where=f"{where}.type")
+    problems: list[ConfigProblem] = []
+    kwargs = check_arguments(cls, section.config, f"{where}.config", problems)
+    if problems:
+        raise ConfigError(problems=problems)
+    try:
+        plugin = cls(**kwargs)
+    except Exception as exc:
+        raise PluginLoadError(
+            f"{where}: constructing {cls.__name__} failed: {type(exc).__name__}:"
+            f" {mask_text(str(exc))}. Check the values under '{where}.config'.",
+            plugin_type=section.plugin_type,
+            name=section.name,
+        ) from exc
+    if not isinstance(plugin, Plugin):
+        raise PluginLoadError(
+            f"{where}.type: {cls.__name__} is not a plugin: it needs plugin_type, initialize(),"
+            " shutdown() and health_check().",
+            plugin_type=section.plugin_type,
+            name=section.name,
+        )
+    if plugin.plugin_type != section.plugin_type:
+        raise PluginLoadError(
+            f"{where}.type: {cls.__name__} is a {plugin.plugin_type!r} plugin, configured under"
+            f" {where!r}. Move it to 'plugins.{plugin.plugin_type}'.",
+            plugin_type=section.plugin_type,
+            name=section.name,
+        )
+    return plugin
