@@ -6,7 +6,7 @@ loaded when used.
 
 from __future__ import annotations
 
-from importlib import metadata
+from importlib import metadata as _metadata
 
 from observml.config import HubConfig, load_config
 from observml.errors import (
@@ -24,8 +24,8 @@ from observml.plugins.mlops import MLOpsPlugin
 from observml.registry import PluginRegistry
 
 try:
-    __version__ = metadata.version("observml")
-except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = _metadata.version("observml")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [

@@ -138,7 +138,9 @@ def find_config_file(path: str | os.PathLike[str] | None = None) -> Path | None:
     return default if default.is_file() else None
 
 
-def load_config(path: str | os.PathLike[str] | None = None, *, check_plugins: bool = True) -> HubConfig:
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, check_plugins: bool = True
+) -> HubConfig:
     """Read and validate a hub config; with no file, return the embedded defaults.
 
     Args:
@@ -151,7 +153,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, check_plugins: bo
     found = find_config_file(path)
     if found is None:
         return HubConfig()
-    source = found.name if found.parent == Path() else str(found)
+    source = _display_path(found)
     try:
         text = found.read_text(encoding="utf-8")
     except OSError as exc:
@@ -186,8 +188,10 @@ def parse_config(text: str, *, source: str | None = None, check_plugins: bool = 
         )
     raw = expand_env(raw, "", problems)
     config = _parse(raw, problems)
-    if check_plugins and not problems:
-        problems.extend(_check_plugin_configs(config))
+    if check_plugins:
+        broken = {p.key.split(".")[1] for p in problems if p.key.startswith("plugins.")}
+        if not any(p.key == "plugins" for p in problems):
+            problems.extend(_check_plugin_configs(config, skip=broken))
     if problems:
         raise ConfigError(source=source, problems=problems)
     return HubConfig(
@@ -229,6 +233,14 @@ def expand_env(value: Any, key: str, problems: list[ConfigProblem]) -> Any:
 
 
 # -- internals -----------------------------------------------------------------------------
+def _display_path(path: Path) -> str:
+    """Return ``path`` relative to the working directory when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
@@ -312,7 +324,8 @@ def _parse_plugins(raw: Any, problems: list[ConfigProblem]) -> dict[str, PluginS
             problems.append(
                 ConfigProblem(
                     where,
-                    f"expected a mapping with 'enabled', 'type' and 'config', got {_kind(section)}.",
+                    "expected a mapping with 'enabled', 'type' and 'config',"
+                    f" got {_kind(section)}.",
                 )
             )
             continue
@@ -348,7 +361,9 @@ def _parse_plugins(raw: Any, problems: list[ConfigProblem]) -> dict[str, PluginS
     return plugins
 
 
-def _parse_experiments(raw: Any, problems: list[ConfigProblem]) -> tuple[ExperimentTypeSection, ...]:
+def _parse_experiments(
+    raw: Any, problems: list[ConfigProblem]
+) -> tuple[ExperimentTypeSection, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -367,7 +382,9 @@ def _parse_experiments(raw: Any, problems: list[ConfigProblem]) -> tuple[Experim
             value = item.get(key)
             if not isinstance(value, str) or not value.strip():
                 problems.append(
-                    ConfigProblem(f"{where}.{key}", f"missing or not a string (got {_kind(value)}).")
+                    ConfigProblem(
+                        f"{where}.{key}", f"missing or not a string (got {_kind(value)})."
+                    )
                 )
             else:
                 values[key] = value.strip()
@@ -389,7 +406,7 @@ def _parse_experiments(raw: Any, problems: list[ConfigProblem]) -> tuple[Experim
     return tuple(entries)
 
 
-def _check_plugin_configs(config: HubConfig) -> list[ConfigProblem]:
+def _check_plugin_configs(config: HubConfig, *, skip: set[str]) -> list[ConfigProblem]:
     """Import each enabled plugin class and check its ``config:`` against the constructor."""
     from observml.errors import PluginError
     from observml.registry import PluginRegistry
@@ -397,6 +414,8 @@ def _check_plugin_configs(config: HubConfig) -> list[ConfigProblem]:
     registry = PluginRegistry({"experiment": config.experiment_types()})
     problems: list[ConfigProblem] = []
     for section in config.enabled_plugins():
+        if section.plugin_type in skip:
+            continue
         try:
             cls = registry.resolve(section.plugin_type, section.name, where=f"{section.where}.type")
         except PluginError as exc:

@@ -70,7 +70,7 @@ class ExperimentHub:
         if not isinstance(plugin_type, str) or not plugin_type:
             raise PluginInitError(
                 f"register_plugin: {type(plugin).__name__} has no 'plugin_type' string."
-                " Set a class attribute such as plugin_type = \"mlops\"."
+                ' Set a class attribute such as plugin_type = "mlops".'
             )
         try:
             plugin.initialize()
@@ -83,7 +83,8 @@ class ExperimentHub:
         except Exception as exc:
             raise PluginInitError(
                 f"plugins.{plugin_type}: {type(plugin).__name__}.initialize() failed:"
-                f" {type(exc).__name__}: {mask_text(str(exc), secrets_of(plugin))}. Check the plugin's settings under"
+                f" {type(exc).__name__}: {mask_text(str(exc), secrets_of(plugin))}."
+                " Check the plugin's settings under"
                 f" 'plugins.{plugin_type}.config' and that its service is reachable.",
                 plugin_type=plugin_type,
             ) from exc
@@ -201,7 +202,7 @@ class _HealthProbe(threading.Thread):
         try:
             healthy, details = self._plugin.health_check()
             report: HealthReport = (bool(healthy), dict(details))
-        except Exception as exc:  # noqa: BLE001 - the contract says never raise; we enforce it
+        except Exception as exc:
             report = (
                 False,
                 {"status": "error", "message": f"health_check raised {type(exc).__name__}: {exc}"},
@@ -220,7 +221,8 @@ class _HealthProbe(threading.Thread):
         healthy, details = report
         secrets = secrets_of(self._plugin)
         details = {
-            k: mask_text(v, secrets) if isinstance(v, str) else v for k, v in redact(details).items()
+            k: mask_text(v, secrets) if isinstance(v, str) else v
+            for k, v in redact(details).items()
         }
         details["latency_ms"] = round(self._latency_ms, 1)
         return healthy, details

@@ -121,6 +121,17 @@ def load_object(target: str, *, where: str, plugin_type: str = "", name: str = "
     return obj
 
 
+def _observml_entry_points() -> list[metadata.EntryPoint]:
+    """Return every entry point in an ``observml.*`` group (one per distribution name)."""
+    every = metadata.entry_points()
+    return [
+        ep
+        for group in sorted(every.groups)
+        if group.startswith(ENTRY_POINT_PREFIX)
+        for ep in every.select(group=group)
+    ]
+
+
 def _dist_label(ep: metadata.EntryPoint) -> str:
     dist = ep.dist
     if dist is None:
@@ -229,9 +240,7 @@ class PluginRegistry:
                     continue
                 slot[name] = PluginSpec(plugin_type, name, target, "config")
         claimed: dict[tuple[str, str], str] = {}
-        for ep in metadata.entry_points():
-            if not ep.group.startswith(ENTRY_POINT_PREFIX):
-                continue
+        for ep in _observml_entry_points():
             plugin_type = ep.group[len(ENTRY_POINT_PREFIX) :]
             slot = table.setdefault(plugin_type, {})
             label = _dist_label(ep)

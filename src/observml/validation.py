@@ -40,7 +40,7 @@ def _hints(cls: type[Any]) -> dict[str, Any]:
     target = cls.__init__ if not hasattr(cls, "__dataclass_fields__") else cls
     try:
         return typing.get_type_hints(target)
-    except Exception:  # noqa: BLE001 - unresolvable annotations just skip type checks
+    except Exception:
         return {}
 
 
@@ -125,10 +125,14 @@ def _convert_scalar(value: Any, annotation: type[Any]) -> tuple[bool, Any, str]:
     if isinstance(value, bool):
         return annotation is str, value, expected
     if annotation is str:
-        return (True, str(value), expected) if isinstance(value, int | float) else (
-            isinstance(value, str),
-            value,
-            expected,
+        return (
+            (True, str(value), expected)
+            if isinstance(value, int | float)
+            else (
+                isinstance(value, str),
+                value,
+                expected,
+            )
         )
     if isinstance(value, int | float):
         if annotation is int and isinstance(value, float):

@@ -184,7 +184,7 @@ def settle(handler: BatchHandler, batch: Sequence[Message]) -> Settlement:
         rejected = handler(batch) or {}
     except ServiceUnavailableError:
         return Settlement(requeue=tuple(indices))
-    except Exception as exc:  # noqa: BLE001 - a handler's failure is data for the dead letter
+    except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         return Settlement(dead={i: reason for i in indices})
     dead = {i: str(r) for i, r in rejected.items() if 0 <= i < len(batch)}

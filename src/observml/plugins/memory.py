@@ -247,7 +247,9 @@ class InMemoryMLOpsPlugin:
     def search_runs(self, experiment_id: str, max_results: int = 100) -> list[RunRecord]:
         """Return the experiment's runs, newest first."""
         with self._lock:
-            runs = [r.record for r in self._runs.values() if r.record.experiment_id == experiment_id]
+            runs = [
+                r.record for r in self._runs.values() if r.record.experiment_id == experiment_id
+            ]
         return list(reversed(runs))[:max_results]
 
     def register_model(self, name: str, run_id: str, artifact_path: str) -> ModelVersion:
@@ -407,9 +409,9 @@ class InMemoryDataStreamPlugin:
         content_type: str | None = None,
     ) -> str:
         """Append a message to the queue and return its id."""
-        return self.publish_batch(queue, [OutgoingMessage(body, headers, message_id, content_type)])[
-            0
-        ]
+        return self.publish_batch(
+            queue, [OutgoingMessage(body, headers, message_id, content_type)]
+        )[0]
 
     def publish_batch(
         self, queue: str, messages: Iterable[OutgoingMessage | bytes | str]
@@ -424,7 +426,9 @@ class InMemoryDataStreamPlugin:
                 message_id = out.message_id or uuid.uuid4().hex
                 body = out.body.encode("utf-8") if isinstance(out.body, str) else bytes(out.body)
                 ready.append(
-                    Message(body, dict(out.headers or {}), message_id, False, out.content_type, queue)
+                    Message(
+                        body, dict(out.headers or {}), message_id, False, out.content_type, queue
+                    )
                 )
                 ids.append(message_id)
             self._cond.notify_all()

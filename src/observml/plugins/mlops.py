@@ -152,9 +152,7 @@ class MLOpsPlugin(Plugin, Protocol):
         """End a run as ``KILLED``."""
         ...
 
-    def log_artifacts(
-        self, run_id: str, local_dir: str, artifact_path: str | None = None
-    ) -> None:
+    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
         """Upload every file under ``local_dir`` to ``artifact_path`` of the run."""
         ...
 

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from observml.cli import main
+
+MEMORY = "plugins:\n  mlops: {type: memory}\n  datastream: {type: memory}\n"
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_plugins_lists_builtins_with_origin(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["plugins"], capsys)
+    assert code == 0
+    assert "mlops        mlflow    built-in  observml.plugins.mlflow_plugin:MLflowPlugin" in out
+    code, out, _ = run(["plugins", "--json"], capsys)
+    rows = json.loads(out)
+    assert {
+        "plugin_type": "datastream",
+        "name": "rabbitmq",
+        "origin": "built-in",
+        "target": "observml.plugins.rabbitmq_plugin:RabbitMQPlugin",
+    } in rows
+
+
+def test_cli_config_check_ok(
+    write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_config(MEMORY)
+    code, out, _ = run(["config", "check"], capsys)
+    assert code == 0
+    assert out.startswith("hub_config.yaml: OK")
+    assert "plugins.mlops: memory [enabled]" in out
+
+
+def test_cli_config_check_lists_every_error(
+    write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(
+        "taskqueue: {}\nplugins:\n  mlops: {type: mlfow}\n  datastream: {type: memory}\n"
+    )
+    code, out, err = run(["config", "check", str(path)], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert lines == [
+        "error: hub_config.yaml: taskqueue: the task queue plugin was removed from observml"
+        " (training runs as a job inside the hub). Delete this section.",
+        "error: hub_config.yaml: plugins.mlops.type: no mlops plugin named 'mlfow'; did you mean"
+        " 'mlflow'? Known: memory, mlflow. Packages add more through the 'observml.mlops'"
+        " entry-point group, or give 'package.module:Class'.",
+    ]
+    assert "Traceback" not in err
+
+
+def test_cli_health_table_and_json(
+    write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_config(MEMORY)
+    code, out, _ = run(["health"], capsys)
+    assert code == 0
+    assert out.splitlines()[0].split() == ["PLUGIN", "STATE", "LATENCY", "DETAILS"]
+    code, out, _ = run(["health", "--json"], capsys)
+    report = json.loads(out)
+    assert report["mlops"]["healthy"] is True
+    assert "latency_ms" in report["datastream"]["details"]
+
+
+def test_cli_health_exit_1_when_unhealthy(
+    write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_config(
+        "plugins:\n  mlops: {type: memory}\n"
+        "  datastream: {type: 'tests.unit.plugins_for_tests:RaisingHealthPlugin'}\n"
+    )
+    # RaisingHealthPlugin defaults to the 'mlops' slot: the config check catches that first.
+    code, _, err = run(["health"], capsys)
+    assert code == 1
+    assert "is a 'mlops' plugin, configured under 'plugins.datastream'" in err
