@@ -7,8 +7,12 @@ Shape (the spec's, plus ``global`` and ``experiments``)::
     plugins:
       mlops:      {enabled: true, type: mlflow,   config: {mlflow_uri: local}}
       datastream: {enabled: true, type: rabbitmq, config: {host: localhost, port: 5672}}
+        streaming: {batch_size: 100, max_wait: 0.5}
     experiments:
+      # an experiment type of your own (module/class) ...
       - {name: my_detector, module: mypkg.detect, class: MyDetector, enabled: true}
+      # ... and experiments the hub runs (type/config), restored and streaming on start
+      - {name: pump, type: fault_detection, config: pump.yaml, streaming: true}
 
 Strings may use ``${VAR}`` and ``${VAR:-default}``; they are expanded from the environment.
 A plugin type the file does not mention gets its embedded default (``mlflow`` on a local store,
@@ -22,7 +26,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import yaml
 
@@ -34,10 +38,12 @@ __all__ = [
     "DEFAULT_CONFIG_FILE",
     "DEFAULT_PLUGINS",
     "HOME_ENV_VAR",
+    "ExperimentInstanceSection",
     "ExperimentTypeSection",
     "GlobalSection",
     "HubConfig",
     "PluginSection",
+    "StreamingSection",
     "expand_env",
     "find_config_file",
     "load_config",
@@ -50,9 +56,10 @@ CONFIG_ENV_VAR: Final = "OBSERVML_CONFIG"
 HOME_ENV_VAR: Final = "OBSERVML_HOME"
 DEFAULT_CONFIG_FILE: Final = "hub_config.yaml"
 
-_TOP_LEVEL_KEYS: Final = ("version", "global", "plugins", "experiments", "api")
+_TOP_LEVEL_KEYS: Final = ("version", "global", "plugins", "experiments", "streaming", "api")
 _SECTION_KEYS: Final = ("enabled", "type", "config")
 _EXPERIMENT_KEYS: Final = ("name", "module", "class", "enabled")
+_INSTANCE_KEYS: Final = ("name", "type", "config", "streaming", "enabled")
 _SUPPORTED_VERSIONS: Final = (1,)
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _REMOVED_TASKQUEUE: Final = (
@@ -93,11 +100,36 @@ class ExperimentTypeSection:
 
 
 @dataclass(frozen=True)
+class ExperimentInstanceSection:
+    """One ``experiments:`` entry with ``type``: an experiment the hub creates on start."""
+
+    name: str
+    type: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    streaming: bool = False
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class GlobalSection:
     """The ``global:`` section."""
 
     log_level: str = "INFO"
     health_timeout: float = 5.0
+    job_isolation: Literal["process", "thread"] = "process"
+
+
+@dataclass(frozen=True)
+class StreamingSection:
+    """The ``streaming:`` section: how prediction streams batch, log and retrain."""
+
+    batch_size: int = 100
+    max_wait: float = 0.5
+    prefetch: int = 200
+    retrain_rows: int = 5000
+    holdout_fraction: float = 0.2
+    log_interval: float = 5.0
+    champion_refresh: float = 5.0
 
 
 #: Plugins used when the config does not mention a plugin type: no servers needed.
@@ -113,7 +145,9 @@ class HubConfig:
 
     plugins: Mapping[str, PluginSection] = field(default_factory=lambda: dict(DEFAULT_PLUGINS))
     experiments: tuple[ExperimentTypeSection, ...] = ()
+    instances: tuple[ExperimentInstanceSection, ...] = ()
     global_: GlobalSection = field(default_factory=GlobalSection)
+    streaming: StreamingSection = field(default_factory=StreamingSection)
     api: Mapping[str, Any] = field(default_factory=dict)
     version: int = 1
     source: str | None = None
@@ -162,11 +196,20 @@ def load_config(
             " a config to use the embedded defaults.",
             source=str(found),
         ) from exc
-    return parse_config(text, source=source, check_plugins=check_plugins)
+    return parse_config(text, source=source, check_plugins=check_plugins, base_dir=found.parent)
 
 
-def parse_config(text: str, *, source: str | None = None, check_plugins: bool = True) -> HubConfig:
-    """Validate YAML text as a hub config (see :func:`load_config`)."""
+def parse_config(
+    text: str,
+    *,
+    source: str | None = None,
+    check_plugins: bool = True,
+    base_dir: Path | None = None,
+) -> HubConfig:
+    """Validate YAML text as a hub config (see :func:`load_config`).
+
+    ``base_dir`` is where relative paths in the file (experiment config files) start from.
+    """
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -187,7 +230,7 @@ def parse_config(text: str, *, source: str | None = None, check_plugins: bool = 
             source=source,
         )
     raw = expand_env(raw, "", problems)
-    config = _parse(raw, problems)
+    config = _parse(raw, problems, base_dir or Path())
     if check_plugins:
         broken = {p.key.split(".")[1] for p in problems if p.key.startswith("plugins.")}
         if not any(p.key == "plugins" for p in problems):
@@ -197,7 +240,9 @@ def parse_config(text: str, *, source: str | None = None, check_plugins: bool = 
     return HubConfig(
         plugins=config.plugins,
         experiments=config.experiments,
+        instances=config.instances,
         global_=config.global_,
+        streaming=config.streaming,
         api=config.api,
         version=config.version,
         source=source,
@@ -264,7 +309,7 @@ def _unknown_keys(
             )
 
 
-def _parse(raw: dict[str, Any], problems: list[ConfigProblem]) -> HubConfig:
+def _parse(raw: dict[str, Any], problems: list[ConfigProblem], base_dir: Path) -> HubConfig:
     if "taskqueue" in raw:
         problems.append(ConfigProblem("taskqueue", _REMOVED_TASKQUEUE))
     _unknown_keys({k: v for k, v in raw.items() if k != "taskqueue"}, _TOP_LEVEL_KEYS, "", problems)
@@ -277,10 +322,13 @@ def _parse(raw: dict[str, Any], problems: list[ConfigProblem]) -> HubConfig:
     if not isinstance(api, dict):
         problems.append(ConfigProblem("api", f"expected a mapping, got {_kind(api)}."))
         api = {}
+    types, instances = _parse_experiments(raw.get("experiments"), problems, base_dir)
     return HubConfig(
         plugins=_parse_plugins(raw.get("plugins"), problems),
-        experiments=_parse_experiments(raw.get("experiments"), problems),
+        experiments=types,
+        instances=instances,
         global_=_parse_global(raw.get("global"), problems),
+        streaming=_parse_streaming(raw.get("streaming"), problems),
         api=api,
         version=version if isinstance(version, int) else 1,
     )
@@ -305,7 +353,22 @@ def _parse_global(raw: Any, problems: list[ConfigProblem]) -> GlobalSection:
         problems.append(
             ConfigProblem("global.health_timeout", "must be a positive number of seconds.")
         )
-    return GlobalSection(log_level=level, health_timeout=timeout)
+    isolation = values.get("job_isolation", "process")
+    return GlobalSection(log_level=level, health_timeout=timeout, job_isolation=isolation)
+
+
+def _parse_streaming(raw: Any, problems: list[ConfigProblem]) -> StreamingSection:
+    if raw is None:
+        return StreamingSection()
+    if not isinstance(raw, dict):
+        problems.append(ConfigProblem("streaming", f"expected a mapping, got {_kind(raw)}."))
+        return StreamingSection()
+    values = check_arguments(StreamingSection, raw, "streaming", problems)
+    for key, value in values.items():
+        if value <= 0 or (key == "holdout_fraction" and value >= 1):
+            bound = "between 0 and 1" if key == "holdout_fraction" else "positive"
+            problems.append(ConfigProblem(f"streaming.{key}", f"must be {bound}, got {value}."))
+    return StreamingSection(**values)
 
 
 def _parse_plugins(raw: Any, problems: list[ConfigProblem]) -> dict[str, PluginSection]:
@@ -362,23 +425,28 @@ def _parse_plugins(raw: Any, problems: list[ConfigProblem]) -> dict[str, PluginS
 
 
 def _parse_experiments(
-    raw: Any, problems: list[ConfigProblem]
-) -> tuple[ExperimentTypeSection, ...]:
+    raw: Any, problems: list[ConfigProblem], base_dir: Path
+) -> tuple[tuple[ExperimentTypeSection, ...], tuple[ExperimentInstanceSection, ...]]:
+    """Split ``experiments:`` into type registrations (module/class) and instances (type)."""
     if raw is None:
-        return ()
+        return (), ()
     if not isinstance(raw, list):
         problems.append(ConfigProblem("experiments", f"expected a list, got {_kind(raw)}."))
-        return ()
-    entries: list[ExperimentTypeSection] = []
-    seen: set[str] = set()
+        return (), ()
+    types: list[ExperimentTypeSection] = []
+    instances: list[ExperimentInstanceSection] = []
+    seen: dict[str, set[str]] = {"type": set(), "instance": set()}
     for index, item in enumerate(raw):
         where = f"experiments[{index}]"
         if not isinstance(item, dict):
             problems.append(ConfigProblem(where, f"expected a mapping, got {_kind(item)}."))
             continue
-        _unknown_keys(item, _EXPERIMENT_KEYS, where, problems)
+        is_instance = "type" in item and "module" not in item
+        allowed = _INSTANCE_KEYS if is_instance else _EXPERIMENT_KEYS
+        _unknown_keys(item, allowed, where, problems)
+        required = ("name", "type") if is_instance else ("name", "module", "class")
         values: dict[str, str] = {}
-        for key in ("name", "module", "class"):
+        for key in required:
             value = item.get(key)
             if not isinstance(value, str) or not value.strip():
                 problems.append(
@@ -388,22 +456,63 @@ def _parse_experiments(
                 )
             else:
                 values[key] = value.strip()
-        enabled = item.get("enabled", True)
-        if not isinstance(enabled, bool):
-            problems.append(
-                ConfigProblem(f"{where}.enabled", f"expected true or false, got {enabled!r}.")
-            )
-            enabled = True
-        if len(values) == 3:
-            if values["name"] in seen:
+        flags = {}
+        for flag, default in (("enabled", True), ("streaming", False)):
+            flags[flag] = item.get(flag, default)
+            if not isinstance(flags[flag], bool):
                 problems.append(
-                    ConfigProblem(f"{where}.name", f"duplicate name {values['name']!r}.")
+                    ConfigProblem(
+                        f"{where}.{flag}", f"expected true or false, got {flags[flag]!r}."
+                    )
                 )
-            seen.add(values["name"])
-            entries.append(
-                ExperimentTypeSection(values["name"], values["module"], values["class"], enabled)
+                flags[flag] = default
+        if len(values) != len(required):
+            continue
+        kind = "instance" if is_instance else "type"
+        if values["name"] in seen[kind]:
+            problems.append(ConfigProblem(f"{where}.name", f"duplicate name {values['name']!r}."))
+        seen[kind].add(values["name"])
+        if is_instance:
+            config = _instance_config(item.get("config"), f"{where}.config", problems, base_dir)
+            instances.append(
+                ExperimentInstanceSection(
+                    values["name"], values["type"], config, flags["streaming"], flags["enabled"]
+                )
             )
-    return tuple(entries)
+        else:
+            types.append(
+                ExperimentTypeSection(
+                    values["name"], values["module"], values["class"], flags["enabled"]
+                )
+            )
+    return tuple(types), tuple(instances)
+
+
+def _instance_config(
+    raw: Any, where: str, problems: list[ConfigProblem], base_dir: Path
+) -> dict[str, Any]:
+    """Return an experiment's config given inline or as a path to a YAML file."""
+    if raw is None:
+        return {}
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str):
+        try:
+            loaded = yaml.safe_load((base_dir / raw).read_text(encoding="utf-8"))
+        except OSError as exc:
+            problems.append(ConfigProblem(where, f"cannot read {raw!r}: {exc.strerror or exc}."))
+            return {}
+        except yaml.YAMLError as exc:
+            problems.append(ConfigProblem(where, f"{raw!r} is not valid YAML: {exc}."))
+            return {}
+        if isinstance(loaded, dict):
+            return loaded
+        problems.append(ConfigProblem(where, f"{raw!r} must hold a mapping, got {_kind(loaded)}."))
+        return {}
+    problems.append(
+        ConfigProblem(where, f"expected a mapping or a path to a YAML file, got {_kind(raw)}.")
+    )
+    return {}
 
 
 def _check_plugin_configs(config: HubConfig, *, skip: set[str]) -> list[ConfigProblem]:

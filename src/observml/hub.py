@@ -1,228 +1,732 @@
-"""ExperimentHub: holds one plugin per plugin type and runs experiments through them."""
+"""ExperimentHub: experiments trained, served, retrained and versioned through the plugins.
+
+Usage::
+
+    with ExperimentHub.from_config() as hub:          # embedded defaults: no servers
+        hub.create_experiment("pump", "fault_detection", {"create_model": {"model": "pca"}})
+        hub.train("pump", data=history).wait()
+        hub.predict("pump", data=new_rows)
+        hub.start_streaming("pump")                   # pump.predict -> pump.predictions
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import tempfile
 import threading
 import time
-from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, Self
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self, cast
 
-from observml.config import HubConfig, load_config
-from observml.errors import ObservMLError, PluginInitError, PluginNotConfiguredError
-from observml.plugins.base import HealthReport, Plugin
-from observml.redact import mask_text, redact, secrets_of
-from observml.registry import PluginRegistry, build_plugin
+import pandas as pd
+
+from observml.config import HOME_ENV_VAR, ExperimentInstanceSection
+from observml.dataio import DataLike, to_frame
+from observml.errors import (
+    DataError,
+    ExperimentError,
+    ExperimentExistsError,
+    ExperimentNotFoundError,
+    ModelNotTrainedError,
+    NotFoundError,
+    TrainingInProgressError,
+)
+from observml.experiments.store import load_experiment_from_store, save_experiment
+from observml.jobs import Job
+from observml.managed import Decision, ManagedExperiment
+from observml.messages import encode_result, frame_from_message
+from observml.plugin_host import PluginHost
+from observml.plugins.datastream import DataStreamPlugin, Message
+from observml.plugins.mlops import MLOpsPlugin, ModelVersion
+from observml.retraining import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS,
+    compare_on_holdout,
+    decision_fields,
+    log_decision,
+    promote,
+    split_holdout,
+)
+from observml.streaming import (
+    StreamWorker,
+    predict_queue,
+    predictions_queue,
+    train_queue,
+)
+from observml.training import run_training
+
+if TYPE_CHECKING:
+    from plotly.graph_objects import Figure
+
+    from observml.experiments.base import Experiment
 
 __all__ = ["ExperimentHub"]
 
 logger = logging.getLogger(__name__)
 
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+_DRAIN_IDLE_SECONDS = 0.5
 
-class ExperimentHub:
-    """Plugins plus the experiments that use them.
+
+class ExperimentHub(PluginHost):
+    """Plugins plus the experiments that run through them.
 
     Args:
         config: The validated configuration (``from_config`` reads one from YAML).
-        registry: Plugin table; by default built from ``config``.
-        health_timeout: Seconds each plugin's ``health_check`` may take before it is reported
-            unhealthy.
-
-    Usage::
-
-        with ExperimentHub.from_config("hub_config.yaml") as hub:
-            print(hub.check_plugin_health())
+        registry: Plugin and experiment-type table; by default built from ``config``.
+        health_timeout: Seconds each plugin's ``health_check`` may take.
+        job_isolation: ``"process"`` (default: training runs in a child process that
+            ``stop_training`` terminates) or ``"thread"``.
     """
 
-    def __init__(
-        self,
-        *,
-        config: HubConfig | None = None,
-        registry: PluginRegistry | None = None,
-        health_timeout: float | None = None,
-    ) -> None:
-        self.config = config or HubConfig(plugins={})
-        self.registry = registry or PluginRegistry({"experiment": self.config.experiment_types()})
-        self.health_timeout = health_timeout or self.config.global_.health_timeout
-        self._plugins: dict[str, Plugin] = {}
-        self._lock = threading.RLock()
-        self._closed = False
+    def __init__(self, *, job_isolation: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.job_isolation = cast("Any", job_isolation or self.config.global_.job_isolation)
+        self._experiments: dict[str, ManagedExperiment] = {}
+        self._jobs: dict[str, Job] = {}
+        self._streams: dict[str, StreamWorker] = {}
+        self._exp_lock = threading.RLock()
 
-    # -- plugins --------------------------------------------------------------------------
-    @property
-    def plugins(self) -> Mapping[str, Plugin]:
-        """The registered plugins by plugin type, in registration order (a copy)."""
-        with self._lock:
-            return dict(self._plugins)
-
-    def register_plugin(self, plugin: Plugin) -> None:
-        """Initialize ``plugin`` and store it under its ``plugin_type``.
-
-        A plugin already registered for that type is replaced and shut down. If
-        ``initialize()`` raises, the hub is left unchanged.
-
-        Raises:
-            PluginInitError: ``initialize()`` failed; chained from its error.
-        """
-        plugin_type = getattr(plugin, "plugin_type", None)
-        if not isinstance(plugin_type, str) or not plugin_type:
-            raise PluginInitError(
-                f"register_plugin: {type(plugin).__name__} has no 'plugin_type' string."
-                ' Set a class attribute such as plugin_type = "mlops".'
-            )
-        try:
-            plugin.initialize()
-        except ObservMLError as exc:
-            raise PluginInitError(
-                f"plugins.{plugin_type}: {type(plugin).__name__}.initialize() failed:"
-                f" {mask_text(str(exc), secrets_of(plugin))}",
-                plugin_type=plugin_type,
-            ) from exc
-        except Exception as exc:
-            raise PluginInitError(
-                f"plugins.{plugin_type}: {type(plugin).__name__}.initialize() failed:"
-                f" {type(exc).__name__}: {mask_text(str(exc), secrets_of(plugin))}."
-                " Check the plugin's settings under"
-                f" 'plugins.{plugin_type}.config' and that its service is reachable.",
-                plugin_type=plugin_type,
-            ) from exc
-        with self._lock:
-            previous = self._plugins.pop(plugin_type, None)
-            self._plugins[plugin_type] = plugin
-        if previous is not None and previous is not plugin:
-            self._shutdown_one(plugin_type, previous)
-        logger.info("registered %s plugin %s", plugin_type, type(plugin).__name__)
-
-    def get_plugin(self, plugin_type: str) -> Plugin | None:
-        """Return the plugin registered for ``plugin_type``, or ``None``."""
-        with self._lock:
-            return self._plugins.get(plugin_type)
-
-    def require_plugin(self, plugin_type: str) -> Plugin:
-        """Return the plugin for ``plugin_type`` or raise a clear error.
-
-        Raises:
-            PluginNotConfiguredError: No such plugin is registered.
-        """
-        plugin = self.get_plugin(plugin_type)
-        if plugin is None:
-            raise PluginNotConfiguredError(
-                f"plugins.{plugin_type}: this hub has no {plugin_type} plugin. Enable one in"
-                f" hub_config.yaml under 'plugins.{plugin_type}' or call register_plugin().",
-                plugin_type=plugin_type,
-            )
-        return plugin
-
-    def check_plugin_health(self, timeout: float | None = None) -> dict[str, dict[str, Any]]:
-        """Check every plugin at once, each bounded by ``timeout`` seconds.
-
-        Returns:
-            ``{plugin_type: {"healthy": bool, "details": {..., "latency_ms": float}}}``; a check
-            that does not answer in time is reported unhealthy with "timed out after N s".
-        """
-        limit = timeout or self.health_timeout
-        checks = {t: _HealthProbe(t, p) for t, p in self.plugins.items()}
-        for probe in checks.values():
-            probe.start()
-        deadline = time.monotonic() + limit
-        report: dict[str, dict[str, Any]] = {}
-        for plugin_type, probe in checks.items():
-            probe.join(max(0.0, deadline - time.monotonic()))
-            healthy, details = probe.result(limit)
-            report[plugin_type] = {"healthy": healthy, "details": details}
-        return report
-
-    # -- construction and shutdown --------------------------------------------------------
+    # -- construction ---------------------------------------------------------------------
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None) -> Self:
-        """Build a hub from ``hub_config.yaml`` and register every enabled plugin.
+        """Build the hub, register its plugins and start the configured experiments.
 
-        Args:
-            path: The config file; ``None`` uses ``$OBSERVML_CONFIG``, then
-                ``./hub_config.yaml``, then the embedded defaults.
-
-        Raises:
-            ConfigError: The file is invalid (every problem listed).
-            PluginError: A plugin could not be loaded or initialized; plugins already started
-                are shut down again.
+        Experiments listed under ``experiments:`` with a ``type`` are created, their champion
+        is restored from the MLOps store, and streaming resumes where ``streaming: true``.
         """
-        config = load_config(path)
-        logging.getLogger("observml").setLevel(config.global_.log_level)
-        hub = cls(config=config)
+        hub = super().from_config(path)
         try:
-            for section in config.enabled_plugins():
-                hub.register_plugin(build_plugin(hub.registry, section))
+            for instance in hub.config.instances:
+                if instance.enabled:
+                    hub._start_configured(instance)
         except BaseException:
             hub.shutdown()
             raise
         return hub
 
+    def _start_configured(self, instance: ExperimentInstanceSection) -> None:
+        self.create_experiment(instance.name, instance.type, instance.config)
+        if self.get_plugin("mlops") is not None:
+            try:
+                self.load(instance.name)
+            except (NotFoundError, ModelNotTrainedError):
+                logger.info("%s: no champion in the store yet; train it first", instance.name)
+        if instance.streaming:
+            self.start_streaming(instance.name)
+
     def shutdown(self) -> None:
-        """Shut every plugin down in reverse registration order; errors are logged."""
-        with self._lock:
-            plugins = list(self._plugins.items())
-            self._plugins.clear()
-            self._closed = True
-        for plugin_type, plugin in reversed(plugins):
-            self._shutdown_one(plugin_type, plugin)
+        """Stop streams and jobs, then shut every plugin down (reverse order)."""
+        with self._exp_lock:
+            streams = list(self._streams.values())
+            self._streams.clear()
+            jobs = [j for j in self._jobs.values() if not j.done]
+        for worker in streams:
+            worker.stop()
+        for job in jobs:
+            job.stop()
+        for job in jobs:
+            job.wait(10)
+        super().shutdown()
 
-    def __enter__(self) -> Self:
-        return self
+    # -- experiments ----------------------------------------------------------------------
+    def experiments(self) -> list[str]:
+        """Return the names of the hub's experiments, sorted."""
+        with self._exp_lock:
+            return sorted(self._experiments)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.shutdown()
+    def experiment_types(self) -> list[str]:
+        """Return the experiment types the registry knows."""
+        return self.registry.names("experiment")
 
-    @staticmethod
-    def _shutdown_one(plugin_type: str, plugin: Plugin) -> None:
-        try:
-            plugin.shutdown()
-        except Exception:
-            logger.error("shutting down the %s plugin failed", plugin_type, exc_info=True)
+    def create_experiment(
+        self, name: str, experiment_type: str, config: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Create an experiment of ``experiment_type`` (e.g. ``"fault_detection"``).
 
-
-class _HealthProbe(threading.Thread):
-    """Runs one ``health_check`` in a daemon thread so a hung check never blocks the caller."""
-
-    def __init__(self, plugin_type: str, plugin: Plugin) -> None:
-        super().__init__(name=f"observml-health-{plugin_type}", daemon=True)
-        self._plugin = plugin
-        self._report: HealthReport | None = None
-        self._started_at = 0.0
-        self._latency_ms = 0.0
-
-    def run(self) -> None:
-        self._started_at = time.perf_counter()
-        try:
-            healthy, details = self._plugin.health_check()
-            report: HealthReport = (bool(healthy), dict(details))
-        except Exception as exc:
-            report = (
-                False,
-                {"status": "error", "message": f"health_check raised {type(exc).__name__}: {exc}"},
+        Raises:
+            ExperimentExistsError: The name is taken.
+            UnknownPluginError: No such experiment type; lists the known ones.
+            ConfigError: The config does not fit the type (every problem listed).
+        """
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ExperimentError(
+                f"experiment name {name!r}: use 1-100 letters, digits, '_', '.' or '-',"
+                " starting with a letter or digit."
             )
-        self._latency_ms = (time.perf_counter() - self._started_at) * 1000
-        self._report = report
+        with self._exp_lock:
+            if name in self._experiments:
+                raise ExperimentExistsError(
+                    f"experiment {name!r} already exists. Delete it first or pick another name."
+                )
+        managed = self._build(name, experiment_type, dict(config or {}))
+        with self._exp_lock:
+            if name in self._experiments:
+                raise ExperimentExistsError(f"experiment {name!r} already exists.")
+            self._experiments[name] = managed
+        stream = self.get_plugin("datastream")
+        if stream is not None:
+            datastream = cast(DataStreamPlugin, stream)
+            for queue in (train_queue(name), predict_queue(name), predictions_queue(name)):
+                datastream.create_queue(queue)
+        return managed.status()
 
-    def result(self, limit: float) -> HealthReport:
-        report = self._report
-        if report is None:
-            return False, {
-                "status": "timeout",
-                "message": f"timed out after {limit:g} s",
-                "latency_ms": round(limit * 1000, 1),
-            }
-        healthy, details = report
-        secrets = secrets_of(self._plugin)
-        details = {
-            k: mask_text(v, secrets) if isinstance(v, str) else v
-            for k, v in redact(details).items()
-        }
-        details["latency_ms"] = round(self._latency_ms, 1)
-        return healthy, details
+    def _build(self, name: str, experiment_type: str, config: dict[str, Any]) -> ManagedExperiment:
+        where = f"experiment {name!r}: type"
+        spec = self.registry.spec("experiment", experiment_type, where=where)
+        cls = self.registry.resolve("experiment", experiment_type, where=where)
+        template = cls(name, config)
+        template.validate_config()
+        return ManagedExperiment(
+            name,
+            experiment_type,
+            spec.target,
+            config,
+            template,
+            retrain_rows=self.config.streaming.retrain_rows,
+        )
+
+    def delete_experiment(self, name: str) -> None:
+        """Stop streaming and training for ``name`` and forget it (the store keeps history)."""
+        managed = self._get(name)
+        self.stop_streaming(name)
+        job = managed.active_job()
+        if job is not None:
+            job.stop()
+        managed.clear()
+        with self._exp_lock:
+            self._experiments.pop(name, None)
+
+    def get_cfg(self, name: str) -> dict[str, Any]:
+        """Return the experiment's config."""
+        return dict(self._get(name).config)
+
+    def status(self, name: str) -> dict[str, Any]:
+        """Return the experiment's state, champion, jobs, metrics and retrain decisions."""
+        managed = self._get(name)
+        status = managed.status()
+        worker = self._streams.get(name)
+        status["stream_error"] = worker.error if worker else None
+        return status
+
+    # -- training -------------------------------------------------------------------------
+    def train(
+        self,
+        name: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        data: DataLike | None = None,
+        wait: bool = False,
+    ) -> Job:
+        """Start a training job; with ``data=None`` the rows come from ``<name>.train``.
+
+        The trained model is logged to the MLOps plugin, registered as a new version and
+        becomes ``champion``.
+
+        Args:
+            name: The experiment.
+            config: A new config for the experiment (validated before anything starts).
+            data: Training rows (DataFrame or JSON rows); ``None`` drains ``<name>.train``.
+            wait: Block until the job ends.
+
+        Raises:
+            TrainingInProgressError: A job for this experiment is running.
+            DataError: No data was given and the train queue is empty.
+        """
+        managed = self._get(name)
+        if config is not None:
+            replacement = self._build(name, managed.experiment_type, dict(config))
+            with managed.lock:
+                managed.config, managed.template = replacement.config, replacement.template
+                managed.tracker = replacement.tracker
+        self._ensure_idle(managed)
+        frame = self._training_frame(managed, data)
+        job = self._start_job(managed, "train", frame, self._promote_always)
+        if wait:
+            job.wait()
+        return job
+
+    def retrain(self, name: str, *, data: DataLike | None = None, wait: bool = False) -> Job:
+        """Train a challenger now and promote it only if it is not worse on a holdout.
+
+        The data is ``data``, else the streamed retrain window, else the champion's training
+        rows together with whatever waits in ``<name>.train``.
+        """
+        managed = self._get(name)
+        self._ensure_idle(managed)
+        if data is not None:
+            frame = to_frame(data, fmt=self._format(managed), where=f"experiment {name!r} data")
+        elif managed.recent_rows >= 10:
+            frame = managed.recent_data()
+        else:
+            parts = [self._champion(managed)[0].get_train_data()]
+            queued = self._drain_train_queue(managed, required=False)
+            frame = pd.concat([p for p in [*parts, queued] if len(p)], ignore_index=True)
+        if not managed.tracker.mark_started():
+            raise TrainingInProgressError(f"experiment {name!r}: a retrain is already running.")
+        log_decision(self._mlops(), managed, Decision("fired", "retrain requested"))
+        return self._start_retrain(managed, frame, wait=wait)
+
+    def stop_training(self, name: str) -> bool:
+        """Stop the running training job of ``name``; its MLflow run ends ``KILLED``.
+
+        Returns:
+            Whether a job was running.
+        """
+        job = self._get(name).active_job()
+        if job is None:
+            return False
+        job.stop()
+        job.wait(30)
+        return True
+
+    def get_job(self, job_id: str) -> Job:
+        """Return a job by id.
+
+        Raises:
+            NotFoundError: No such job in this hub.
+        """
+        with self._exp_lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFoundError(f"job {job_id!r}: no such job in this hub.")
+        return job
+
+    def _ensure_idle(self, managed: ManagedExperiment) -> None:
+        job = managed.active_job()
+        if job is not None:
+            raise TrainingInProgressError(
+                f"experiment {managed.name!r}: job {job.job_id} ({job.status.kind}) is"
+                f" {job.status.state}. Wait for it or call stop_training({managed.name!r})."
+            )
+
+    def _start_job(
+        self,
+        managed: ManagedExperiment,
+        kind: str,
+        frame: pd.DataFrame,
+        on_trained: Any,
+        *,
+        finally_: Any = None,
+    ) -> Job:
+        mlops = self._mlops()
+
+        def body(job: Job) -> dict[str, Any]:
+            try:
+                return run_training(
+                    job,
+                    mlops,
+                    managed,
+                    frame,
+                    isolation=self.job_isolation,
+                    kind=kind,
+                    on_trained=lambda exp, version, run_id: on_trained(
+                        managed, exp, version, run_id
+                    ),
+                )
+            finally:
+                if finally_ is not None:
+                    finally_()
+
+        job = Job(managed.name, kind, body)
+        with self._exp_lock:
+            self._jobs[job.job_id] = job
+        managed.add_job(job)
+        return job.start()
+
+    def _promote_always(
+        self, managed: ManagedExperiment, experiment: Experiment, version: ModelVersion, run_id: str
+    ) -> dict[str, Any]:
+        promote(self._mlops(), managed, experiment, version.version)
+        log_decision(
+            self._mlops(),
+            managed,
+            Decision("trained", f"trained on {experiment.n_train_rows_} rows", version.version),
+            run_id=run_id,
+        )
+        return {"promoted": True}
+
+    def _start_retrain(self, managed: ManagedExperiment, frame: pd.DataFrame, *, wait: bool) -> Job:
+        mlops = self._mlops()
+        try:
+            train_part, holdout = split_holdout(frame, self.config.streaming.holdout_fraction)
+        except DataError:
+            managed.tracker.mark_finished()
+            raise
+
+        def decide(
+            managed: ManagedExperiment, challenger: Experiment, version: ModelVersion, run_id: str
+        ) -> dict[str, Any]:
+            mlops.set_alias(managed.name, CHALLENGER, version.version)
+            managed.challenger_version = version.version
+            log_decision(
+                mlops,
+                managed,
+                Decision(
+                    "trained", f"challenger trained on {len(train_part)} rows", version.version
+                ),
+                run_id=run_id,
+            )
+            champion, _ = managed.champion()
+            ok, reason, metrics = compare_on_holdout(managed, champion, challenger, holdout)
+            if ok:
+                promote(mlops, managed, challenger, version.version)
+                mlops.delete_alias(managed.name, CHALLENGER)
+                managed.challenger_version = None
+                managed.count("retrains")
+            kind = "promoted" if ok else "rejected"
+            log_decision(
+                mlops, managed, Decision(kind, reason, version.version, metrics), run_id=run_id
+            )
+            return decision_fields(ok, reason, metrics)
+
+        job = self._start_job(
+            managed, "retrain", train_part, decide, finally_=managed.tracker.mark_finished
+        )
+        if wait:
+            job.wait()
+        return job
+
+    def _after_batch(
+        self, managed: ManagedExperiment, metrics: Mapping[str, float], rows: int
+    ) -> None:
+        """Stream hook: feed the retrain policy and start a retrain when it fires."""
+        decision = managed.tracker.decide(metrics, n_samples=rows)
+        if not decision.fire or managed.active_job() is not None:
+            return
+        if not managed.tracker.mark_started():
+            return
+        log_decision(
+            self._mlops(), managed, Decision("fired", decision.reason, None, dict(metrics))
+        )
+        try:
+            self._start_retrain(managed, managed.recent_data(), wait=False)
+        except Exception as exc:  # the stream goes on; the reason is recorded
+            managed.tracker.mark_finished()
+            managed.record(Decision("rejected", f"retrain could not start: {exc}"))
+
+    # -- prediction -----------------------------------------------------------------------
+    def predict(self, name: str, data: DataLike | None = None) -> pd.DataFrame:
+        """Predict with the champion.
+
+        With ``data``: return one result row per input row (nothing is published). With
+        ``data=None``: drain ``<name>.predict``, publish one result message per input message to
+        ``<name>.predictions``, ack, and return all results (with a ``message_id`` column).
+
+        Raises:
+            ModelNotTrainedError: No champion yet; says whether a training job is running.
+        """
+        managed = self._get(name)
+        experiment, version = self._champion(managed)
+        if data is not None:
+            return experiment.predict(data)
+        return self._predict_from_queue(managed)
+
+    def _predict_from_queue(self, managed: ManagedExperiment) -> pd.DataFrame:
+        stream = self._datastream()
+        results: list[pd.DataFrame] = []
+
+        def handle(batch: Sequence[Message]) -> dict[int, str]:
+            experiment, version = self._champion(managed)
+            dead: dict[int, str] = {}
+            outgoing = []
+            for index, message in enumerate(batch):
+                try:
+                    frame = frame_from_message(message, experiment.settings_.format)
+                    result = experiment.predict(frame).reset_index(drop=True)
+                except Exception as exc:  # the message goes to the dead letters
+                    dead[index] = f"{type(exc).__name__}: {exc}"
+                    continue
+                outgoing.append(encode_result(message.message_id, managed.name, version, result))
+                results.append(result.assign(message_id=message.message_id))
+            if outgoing:
+                stream.publish_batch(predictions_queue(managed.name), outgoing)
+            managed.count("predicted_messages", len(outgoing))
+            managed.count("dead_letters", len(dead))
+            return dead
+
+        self._drain(predict_queue(managed.name), handle)
+        return pd.concat(results, ignore_index=True) if results else pd.DataFrame()
+
+    # -- streaming ------------------------------------------------------------------------
+    def start_streaming(self, name: str) -> None:
+        """Consume ``<name>.predict`` in the background and publish to ``<name>.predictions``."""
+        managed = self._get(name)
+        with self._exp_lock:
+            if name in self._streams and self._streams[name].running:
+                return
+            worker = StreamWorker(
+                managed,
+                self._datastream(),
+                cast(MLOpsPlugin | None, self.get_plugin("mlops")),
+                self.config.streaming,
+                after_batch=self._after_batch,
+                refresh_champion=self._refresh_champion,
+            )
+            self._streams[name] = worker
+        worker.start()
+
+    def stop_streaming(self, name: str) -> bool:
+        """Stop streaming ``name``; return whether it was streaming."""
+        with self._exp_lock:
+            worker = self._streams.pop(name, None)
+        if worker is None:
+            return False
+        worker.stop()
+        return True
+
+    def _refresh_champion(self, managed: ManagedExperiment) -> None:
+        """Pick up a champion another hub process promoted (the alias is the truth)."""
+        mlops = cast(MLOpsPlugin | None, self.get_plugin("mlops"))
+        if mlops is None:
+            return
+        found = mlops.get_version_by_alias(managed.name, CHAMPION)
+        if found is None or found.version == managed.champion()[1]:
+            return
+        if managed.active_job() is not None:
+            return  # our own retrain is about to move it
+        experiment = load_experiment_from_store(
+            mlops, managed.name, version=found.version, registry=self.registry
+        )
+        managed.swap(experiment, found.version)
+        managed.record(Decision("restored", "champion moved in the MLOps store", found.version))
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, name: str) -> int:
+        """Save the champion again as a new run and model version; return the version."""
+        managed = self._get(name)
+        experiment, _ = self._champion(managed)
+        mlops = self._mlops()
+        run_id = mlops.start_run(
+            mlops.create_experiment(name), run_name="save", tags={"observml.kind": "save"}
+        )
+        try:
+            version = save_experiment(mlops, experiment, run_id=run_id)
+        except BaseException:
+            mlops.end_run(run_id, "FAILED")
+            raise
+        mlops.end_run(run_id, "FINISHED")
+        promote(mlops, managed, experiment, version.version)
+        return version.version
+
+    def load(
+        self, name: str, run_id: str | None = None, *, version: int | None = None
+    ) -> int | None:
+        """Load the champion (or a run's or version's model) from the store and serve it.
+
+        An experiment the hub does not have yet is created from the stored config.
+
+        Returns:
+            The model version now served (``None`` when loaded from a bare run id).
+
+        Raises:
+            NotFoundError: No such run, version or champion; names what was asked for.
+        """
+        mlops = self._mlops()
+        if version is None and run_id is None:
+            found = mlops.get_version_by_alias(name, CHAMPION)
+            if found is None:
+                raise NotFoundError(
+                    f"experiment {name!r}: no champion in the MLOps store. Train it first."
+                )
+            version = found.version
+        experiment = load_experiment_from_store(
+            mlops, name, version=version, run_id=run_id, registry=self.registry
+        )
+        with self._exp_lock:
+            managed = self._experiments.get(name)
+        if managed is None:
+            self.create_experiment(name, experiment.experiment_type, experiment.config)
+            managed = self._get(name)
+        managed.swap(experiment, version)
+        managed.record(Decision("restored", f"loaded version {version or run_id}", version))
+        return version
+
+    def rollback(self, name: str) -> int:
+        """Serve the previous champion again and move ``champion`` back to it.
+
+        Raises:
+            NotFoundError: There is no previous version.
+        """
+        managed = self._get(name)
+        mlops = self._mlops()
+        previous = managed.previous_version
+        if previous is None:
+            found = mlops.get_version_by_alias(name, PREVIOUS)
+            previous = found.version if found else None
+        if previous is None:
+            raise NotFoundError(
+                f"experiment {name!r}: no previous version to roll back to. A rollback needs a"
+                " promotion or a second training first."
+            )
+        experiment = load_experiment_from_store(
+            mlops, name, version=previous, registry=self.registry
+        )
+        promote(mlops, managed, experiment, previous)
+        log_decision(
+            mlops, managed, Decision("rolled_back", f"rolled back to version {previous}", previous)
+        )
+        return previous
+
+    def runs(self, name: str, max_results: int = 50) -> list[dict[str, Any]]:
+        """Return the experiment's MLOps runs, newest first."""
+        mlops = self._mlops()
+        record = mlops.get_experiment_by_name(name)
+        if record is None:
+            return []
+        return [vars(r) for r in mlops.search_runs(record.experiment_id, max_results)]
+
+    def versions(self, name: str) -> list[dict[str, Any]]:
+        """Return the experiment's model versions, newest first."""
+        return [vars(v) for v in self._mlops().list_versions(name)]
+
+    # -- reports and data -----------------------------------------------------------------
+    def plot_names(self, name: str) -> list[str]:
+        """Return the report names of the champion."""
+        return self._champion(self._get(name))[0].plot_names()
+
+    def plot(self, name: str, plot_name: str) -> Figure:
+        """Return one report figure of the champion.
+
+        Raises:
+            NotFoundError: No report of that name; lists the names there are.
+        """
+        experiment = self._champion(self._get(name))[0]
+        figures = experiment.reports()
+        if plot_name not in figures:
+            raise NotFoundError(
+                f"experiment {name!r}: no report {plot_name!r}. Reports:"
+                f" {', '.join(sorted(figures)) or 'none'}."
+            )
+        return figures[plot_name]
+
+    def plot_eda(self, name: str, fig_name: str) -> Figure:
+        """Return one EDA figure (``histogram_<col>``, ``correlation``) of the training data."""
+        experiment = self._champion(self._get(name))[0]
+        figures = experiment.eda_reports()
+        if fig_name not in figures:
+            raise NotFoundError(
+                f"experiment {name!r}: no EDA figure {fig_name!r}. Figures:"
+                f" {', '.join(sorted(figures)) or 'none'}."
+            )
+        return figures[fig_name]
+
+    def get_train_data(self, name: str) -> pd.DataFrame:
+        """Return the champion's (kept) training rows."""
+        return self._champion(self._get(name))[0].get_train_data()
+
+    def flush(self, queue: str) -> int:
+        """Purge ``queue`` and return how many messages were removed."""
+        return self._datastream().flush_queue(queue)
+
+    # -- internals ------------------------------------------------------------------------
+    def _get(self, name: str) -> ManagedExperiment:
+        with self._exp_lock:
+            managed = self._experiments.get(name)
+            known = sorted(self._experiments)
+        if managed is None:
+            raise ExperimentNotFoundError(
+                f"experiment {name!r} does not exist. Known: {', '.join(known) or 'none'}."
+                " Create it with create_experiment(name, type, config)."
+            )
+        return managed
+
+    def _champion(self, managed: ManagedExperiment) -> tuple[Experiment, int | None]:
+        experiment, version = managed.champion()
+        if experiment is None:
+            job = managed.active_job()
+            hint = (
+                f" Training job {job.job_id} is {job.status.state}; wait for it."
+                if job
+                else " Call train() first."
+            )
+            raise ModelNotTrainedError(f"experiment {managed.name!r} has no trained model.{hint}")
+        return experiment, version
+
+    def _mlops(self) -> MLOpsPlugin:
+        return cast(MLOpsPlugin, self.require_plugin("mlops"))
+
+    def _datastream(self) -> DataStreamPlugin:
+        return cast(DataStreamPlugin, self.require_plugin("datastream"))
+
+    def _format(self, managed: ManagedExperiment) -> Any:
+        return managed.template.validate_config().format
+
+    def _training_frame(self, managed: ManagedExperiment, data: DataLike | None) -> pd.DataFrame:
+        if data is not None:
+            return to_frame(
+                data, fmt=self._format(managed), where=f"experiment {managed.name!r} data"
+            )
+        return self._drain_train_queue(managed, required=True)
+
+    def _drain_train_queue(self, managed: ManagedExperiment, *, required: bool) -> pd.DataFrame:
+        """Read every message waiting in ``<name>.train``; each batch is saved before its ack."""
+        if self.get_plugin("datastream") is None and not required:
+            return pd.DataFrame()
+        fmt = self._format(managed)
+        spool = _spool_dir(managed.name)
+        files: list[Path] = []
+
+        def handle(batch: Sequence[Message]) -> dict[int, str]:
+            dead: dict[int, str] = {}
+            frames = []
+            for index, message in enumerate(batch):
+                try:
+                    frames.append(frame_from_message(message, fmt))
+                except Exception as exc:  # bad rows go to the dead letters
+                    dead[index] = f"{type(exc).__name__}: {exc}"
+            if frames:
+                path = spool / f"batch-{len(files):05d}.pkl"
+                pd.concat(frames, ignore_index=True).to_pickle(path)
+                files.append(path)
+            return dead
+
+        self._drain(train_queue(managed.name), handle)
+        if not files:
+            if required:
+                raise DataError(
+                    f"experiment {managed.name!r}: no training data. Pass data=, or publish rows"
+                    f" to the queue {train_queue(managed.name)!r} first."
+                )
+            return pd.DataFrame()
+        return pd.concat([pd.read_pickle(p) for p in files], ignore_index=True)
+
+    def _drain(self, queue: str, handle: Any) -> None:
+        """Consume ``queue`` until it has been empty for a moment."""
+        stream = self._datastream()
+        stop = threading.Event()
+        last = [time.monotonic()]
+
+        def wrapped(batch: Sequence[Message]) -> dict[int, str]:
+            last[0] = time.monotonic()
+            try:
+                return cast(dict[int, str], handle(batch))
+            finally:
+                last[0] = time.monotonic()
+
+        def watchdog() -> None:
+            while not stop.wait(0.05):
+                if (
+                    time.monotonic() - last[0] > _DRAIN_IDLE_SECONDS
+                    and stream.queue_depth(queue) == 0
+                ):
+                    stop.set()
+
+        guard = threading.Thread(target=watchdog, daemon=True, name=f"observml-drain-{queue}")
+        guard.start()
+        try:
+            stream.consume_batch(queue, wrapped, batch_size=500, max_wait=0.1, stop=stop)
+        finally:
+            stop.set()
+            guard.join(5)
+
+
+def _spool_dir(name: str) -> Path:
+    """A fresh folder for training rows drained from a queue, kept until a later drain."""
+    root = Path(os.environ.get(HOME_ENV_VAR) or ".observml") / "spool" / name
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="train-", dir=root))

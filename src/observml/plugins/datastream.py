@@ -12,6 +12,7 @@ reason in the header :data:`REASON_HEADER`.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
@@ -27,6 +28,7 @@ __all__ = [
     "Message",
     "OutgoingMessage",
     "Settlement",
+    "as_outgoing",
     "dead_letter_queue",
     "one_at_a_time",
     "settle",
@@ -68,6 +70,15 @@ class OutgoingMessage:
     content_type: str | None = None
 
 
+def as_outgoing(item: OutgoingMessage | bytes | str) -> OutgoingMessage:
+    """Return ``item`` as an :class:`OutgoingMessage` with a ``bytes`` body and a message id."""
+    out = item if isinstance(item, OutgoingMessage) else OutgoingMessage(item)
+    body = out.body.encode("utf-8") if isinstance(out.body, str) else bytes(out.body)
+    return OutgoingMessage(
+        body, dict(out.headers or {}), out.message_id or uuid.uuid4().hex, out.content_type
+    )
+
+
 #: Called once per message; returning acks it, raising dead-letters it with the error as reason.
 Handler: TypeAlias = Callable[[Message], None]
 #: Called with up to ``batch_size`` messages; returns ``{index: reason}`` for messages to
@@ -98,7 +109,9 @@ class DataStreamPlugin(Plugin, Protocol):
     def pull_data(self, queue: str) -> str:
         """Take one message body from ``queue``; ``""`` when it is empty.
 
-        The message is acked only after it has been read and handed over.
+        The message is acked only after it has been read and handed over. A body that is not
+        UTF-8 text goes to the dead-letter queue and ``DataError`` is raised (``consume``
+        hands over bytes).
         """
         ...
 
@@ -130,10 +143,16 @@ class DataStreamPlugin(Plugin, Protocol):
         queue: str,
         handler: Handler,
         *,
-        prefetch: int = 100,
+        prefetch: int | None = None,
         stop: threading.Event | None = None,
     ) -> None:
-        """Call ``handler`` for each message until ``disconnect()`` or ``stop`` is set."""
+        """Call ``handler`` for each message until ``disconnect()`` or ``stop`` is set.
+
+        ``prefetch`` bounds the messages held unacked (``None``: the plugin's setting). A
+        handler that raises ``BaseException`` (not ``Exception``) ends the consumer as a crash
+        would: its message is not acked, comes back with ``redelivered=True``, and the error
+        propagates.
+        """
         ...
 
     def consume_batch(

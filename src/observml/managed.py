@@ -1,0 +1,216 @@
+"""The hub's state for one experiment: its definition, champion, jobs, decisions and counters.
+
+The champion is swapped under a lock and read as one ``(experiment, version)`` pair, so a batch
+either sees the old model or the new one, never half of each. Durable state (model versions,
+aliases, decisions) lives in the MLOps store; what is here can be rebuilt from it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from observml.experiments.policy import RetrainTracker
+
+if TYPE_CHECKING:
+    from observml.experiments.base import Experiment
+    from observml.jobs import Job
+
+__all__ = ["Decision", "ManagedExperiment"]
+
+_MAX_DECISIONS = 200
+_MAX_JOBS = 50
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One retraining decision: fired, trained, promoted, rejected, rolled_back, restored."""
+
+    kind: str
+    reason: str
+    version: int | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the decision as a JSON-ready dict."""
+        return {
+            "kind": self.kind,
+            "reason": self.reason,
+            "version": self.version,
+            "metrics": dict(self.metrics),
+            "at": self.at,
+        }
+
+
+class ManagedExperiment:
+    """One experiment as the hub runs it.
+
+    Args:
+        name: The experiment's name (also its MLOps experiment and registered model name).
+        experiment_type: The registry name of its type.
+        target: ``module:Class`` of the type, importable in a training child process.
+        config: The experiment config (``setup``, ``create_model``, ``retrain``, ...).
+        template: An untrained instance, used to validate the config and read the policy.
+        retrain_rows: How many recent streamed rows are kept for retraining.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        experiment_type: str,
+        target: str,
+        config: Mapping[str, Any],
+        template: Experiment,
+        *,
+        retrain_rows: int,
+    ) -> None:
+        self.name = name
+        self.experiment_type = experiment_type
+        self.target = target
+        self.config = dict(config)
+        self.template = template
+        self.lock = threading.RLock()
+        self._champion: tuple[Experiment | None, int | None] = (None, None)
+        self.previous_version: int | None = None
+        self.challenger_version: int | None = None
+        self.jobs: deque[Job] = deque(maxlen=_MAX_JOBS)
+        self.decisions: deque[Decision] = deque(maxlen=_MAX_DECISIONS)
+        self.tracker = RetrainTracker(template.retrain_policy, template.validate_config().metric)
+        self._recent: deque[pd.DataFrame] = deque()
+        self._recent_rows = 0
+        self.retrain_rows = retrain_rows
+        self.counters: dict[str, float] = {
+            "predicted_rows": 0,
+            "predicted_messages": 0,
+            "dead_letters": 0,
+            "batches": 0,
+            "retrains": 0,
+        }
+        self.last_metrics: dict[str, float] = {}
+        self.last_predictions: deque[dict[str, Any]] = deque(maxlen=500)
+        self.streaming = False
+
+    # -- champion -------------------------------------------------------------------------
+    def champion(self) -> tuple[Experiment | None, int | None]:
+        """Return ``(experiment, version)`` of the champion as one consistent pair."""
+        with self.lock:
+            return self._champion
+
+    def swap(self, experiment: Experiment, version: int | None) -> None:
+        """Make ``experiment`` the champion; the old version is kept for rollback."""
+        with self.lock:
+            old_version = self._champion[1]
+            if old_version is not None and old_version != version:
+                self.previous_version = old_version
+            self._champion = (experiment, version)
+
+    def clear(self) -> None:
+        """Forget the champion (the experiment is being deleted)."""
+        with self.lock:
+            self._champion = (None, None)
+
+    # -- jobs and decisions ---------------------------------------------------------------
+    def active_job(self) -> Job | None:
+        """Return the training or retraining job still running, if any."""
+        with self.lock:
+            for job in reversed(self.jobs):
+                if not job.done:
+                    return job
+        return None
+
+    def add_job(self, job: Job) -> None:
+        """Remember a job (the newest :data:`_MAX_JOBS` are kept)."""
+        with self.lock:
+            self.jobs.append(job)
+
+    def record(self, decision: Decision) -> None:
+        """Append a decision to the history."""
+        with self.lock:
+            self.decisions.append(decision)
+
+    # -- streamed data --------------------------------------------------------------------
+    def remember(
+        self, frame: pd.DataFrame, predictions: pd.DataFrame, metrics: Mapping[str, float]
+    ) -> None:
+        """Keep ``frame`` in the retrain window and update counters and live predictions."""
+        with self.lock:
+            self._recent.append(frame)
+            self._recent_rows += len(frame)
+            while self._recent and self._recent_rows - len(self._recent[0]) >= self.retrain_rows:
+                self._recent_rows -= len(self._recent.popleft())
+            self.counters["predicted_rows"] += len(frame)
+            self.counters["batches"] += 1
+            self.last_metrics = {**self.last_metrics, **metrics}
+            now = time.time()
+            tail = predictions.tail(50)
+            for row in tail.to_dict(orient="records"):
+                self.last_predictions.append({"at": now, **_plain_row(row)})
+
+    def recent_data(self) -> pd.DataFrame:
+        """Return the retrain window: the newest ``retrain_rows`` streamed rows."""
+        with self.lock:
+            frames = list(self._recent)
+        if not frames:
+            return pd.DataFrame()
+        data = pd.concat(frames, ignore_index=True)
+        return data.iloc[max(0, len(data) - self.retrain_rows) :].reset_index(drop=True)
+
+    @property
+    def recent_rows(self) -> int:
+        """How many rows the retrain window holds."""
+        with self.lock:
+            return min(self._recent_rows, self.retrain_rows)
+
+    def count(self, key: str, amount: float = 1) -> None:
+        """Add to a counter."""
+        with self.lock:
+            self.counters[key] = self.counters.get(key, 0) + amount
+
+    # -- status ---------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Return a JSON-ready snapshot for ``hub.status(name)`` and the API."""
+        experiment, version = self.champion()
+        with self.lock:
+            jobs = [j.status.to_dict() for j in self.jobs]
+            decisions = [d.to_dict() for d in self.decisions]
+            active = self.active_job()
+            return {
+                "name": self.name,
+                "type": self.experiment_type,
+                "model": self.template.model_name,
+                "trained": experiment is not None,
+                "champion_version": version,
+                "previous_version": self.previous_version,
+                "challenger_version": self.challenger_version,
+                "state": active.status.state
+                if active
+                else ("ready" if experiment else "untrained"),
+                "job": active.status.to_dict() if active else (jobs[-1] if jobs else None),
+                "jobs": jobs,
+                "streaming": self.streaming,
+                "metrics": dict(self.last_metrics),
+                "train_metrics": dict(getattr(experiment, "metrics_", {}) or {}),
+                "counters": dict(self.counters),
+                "retrain_window_rows": self.recent_rows,
+                "retrain_in_flight": self.tracker.in_flight,
+                "decisions": decisions,
+            }
+
+
+def _plain_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, pd.Timestamp):
+            out[str(key)] = value.isoformat()
+        elif hasattr(value, "item"):
+            out[str(key)] = value.item()
+        else:
+            out[str(key)] = value
+    return out

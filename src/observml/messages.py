@@ -1,0 +1,88 @@
+"""Reading rows out of queue messages and writing result messages.
+
+An incoming message carries one row (a JSON object) or many (a JSON array of objects, pandas'
+``split`` orient, pandas' default column-oriented ``to_json()`` with dates as epoch
+milliseconds, or the old long "pivot" format when the experiment's ``setup.format`` says so).
+``text/csv`` bodies are read as CSV with a header row. A header ``x-observml-format`` holding a
+JSON format block overrides the experiment's for that message.
+
+A result message is JSON::
+
+    {"message_id": "<input id>", "experiment": "pump", "version": 3,
+     "rows": [{"score": 0.12, "anomaly": false, ...}, ...]}   # one row per input row
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+import pandas as pd
+
+from observml.dataio import to_frame
+from observml.errors import DataError
+from observml.plugins.datastream import Message, OutgoingMessage
+
+__all__ = [
+    "FORMAT_HEADER",
+    "RESULT_CONTENT_TYPE",
+    "SOURCE_ID_HEADER",
+    "encode_result",
+    "frame_from_message",
+]
+
+FORMAT_HEADER: Final = "x-observml-format"
+#: Header on a result message naming the input message it answers.
+SOURCE_ID_HEADER: Final = "x-observml-source-id"
+RESULT_CONTENT_TYPE: Final = "application/json"
+_CSV_TYPES: Final = ("text/csv", "application/csv")
+
+
+def frame_from_message(message: Message, fmt: Mapping[str, Any] | None) -> pd.DataFrame:
+    """Return the rows a message carries as a DataFrame.
+
+    Raises:
+        DataError: The body cannot be read; the message says what was expected.
+    """
+    where = f"message {message.message_id or '(no id)'}"
+    override = message.headers.get(FORMAT_HEADER)
+    if override:
+        try:
+            fmt = json.loads(override) if isinstance(override, str | bytes) else dict(override)
+        except (ValueError, TypeError) as exc:
+            raise DataError(
+                f"{where}: header {FORMAT_HEADER} is not a JSON format block: {exc}."
+            ) from exc
+    content_type = (message.content_type or "application/json").split(";")[0].strip().lower()
+    if not message.body.strip():
+        raise DataError(f"{where}: empty body. Send a JSON object or array of rows.")
+    if content_type in _CSV_TYPES:
+        try:
+            frame = pd.read_csv(io.BytesIO(message.body))
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise DataError(f"{where}: the CSV body cannot be read: {exc}.") from exc
+    else:
+        frame = to_frame(message.body, fmt=fmt, where=where)
+    if frame.empty:
+        raise DataError(f"{where}: the body holds no rows.")
+    return frame
+
+
+def encode_result(
+    message_id: str | None, experiment: str, version: int | None, result: pd.DataFrame
+) -> OutgoingMessage:
+    """Build the result message for one input message."""
+    rows = result.to_json(orient="records", date_format="iso", default_handler=str)
+    body = (
+        f'{{"message_id": {json.dumps(message_id)}, "experiment": {json.dumps(experiment)},'
+        f' "version": {json.dumps(version)}, "rows": {rows}}}'
+    )
+    headers = {SOURCE_ID_HEADER: message_id} if message_id else {}
+    return OutgoingMessage(
+        body=body.encode("utf-8"),
+        headers=headers,
+        message_id=f"{message_id}.result" if message_id else None,
+        content_type=RESULT_CONTENT_TYPE,
+    )

@@ -1,0 +1,299 @@
+"""The prediction stream: consume -> micro-batch predict -> publish results -> ack.
+
+One :class:`StreamWorker` thread per streaming experiment consumes ``<name>.predict`` in
+micro-batches. A batch is predicted with the champion read once (so a swap never splits a
+batch), one result message per input message goes to ``<name>.predictions`` with publisher
+confirms, and only then are the inputs acked. A message that cannot be parsed or scored goes
+to ``<name>.predict.dead`` with the reason; the others carry on. If publishing fails because
+the service is down, the batch is requeued (nothing is lost; a redelivered input may produce a
+second result with the same ``message_id``, which consumers deduplicate).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from observml.errors import ObservMLError, ServiceUnavailableError
+from observml.managed import ManagedExperiment
+from observml.messages import encode_result, frame_from_message
+from observml.plugins.datastream import DataStreamPlugin, Message, OutgoingMessage
+from observml.plugins.mlops import Metric, MLOpsPlugin
+
+if TYPE_CHECKING:
+    from observml.config import StreamingSection
+    from observml.experiments.base import Experiment
+
+__all__ = ["StreamWorker", "batch_metrics", "predict_queue", "predictions_queue", "train_queue"]
+
+logger = logging.getLogger(__name__)
+
+
+def train_queue(name: str) -> str:
+    """The queue training data for experiment ``name`` is read from."""
+    return f"{name}.train"
+
+
+def predict_queue(name: str) -> str:
+    """The queue rows to predict for experiment ``name`` arrive on."""
+    return f"{name}.predict"
+
+
+def predictions_queue(name: str) -> str:
+    """The queue results for experiment ``name`` are published to."""
+    return f"{name}.predictions"
+
+
+def batch_metrics(
+    experiment: Experiment, frame: pd.DataFrame, result: pd.DataFrame
+) -> dict[str, float]:
+    """Metrics of one predicted batch, computed from the predictions (no second predict).
+
+    ``anomaly_rate`` and ``mean_score`` from detector outputs; ``accuracy`` when the batch
+    carries the classifier's target; ``mae``/``mape`` when forecasts meet actuals.
+    """
+    metrics: dict[str, float] = {}
+    if "anomaly" in result:
+        metrics["anomaly_rate"] = float(np.mean(result["anomaly"].astype(bool)))
+    if "score" in result:
+        metrics["mean_score"] = float(np.nanmean(result["score"].astype(float)))
+    target = experiment.settings_.setup.get("target") if experiment.is_trained else None
+    if "prediction" in result and target and target in frame:
+        truth = frame[target].astype(str).to_numpy()
+        predicted = result["prediction"].astype(str).to_numpy()
+        metrics["accuracy"] = float(np.mean(truth == predicted))
+    if "forecast" in result and "actual" in result:
+        actual = pd.to_numeric(result["actual"], errors="coerce")
+        error = (actual - pd.to_numeric(result["forecast"], errors="coerce")).abs()
+        if error.notna().any():
+            metrics["mae"] = float(error.mean())
+            nonzero = actual.abs() > 1e-12
+            if nonzero.any():
+                metrics["mape"] = float((error[nonzero] / actual[nonzero].abs()).mean() * 100)
+    return metrics
+
+
+class StreamWorker:
+    """Streams predictions for one experiment until :meth:`stop`.
+
+    Args:
+        managed: The experiment.
+        datastream: Where messages come from and results go.
+        mlops: Where batch metrics are logged (in batches, every ``settings.log_interval`` s).
+        settings: Batch size, wait, prefetch and intervals.
+        after_batch: Called with ``(managed, metrics, n_rows)`` after each batch (the hub's
+            retrain check); it must not block.
+        refresh_champion: Called at most every ``settings.champion_refresh`` seconds to pick up
+            a champion another hub process promoted.
+    """
+
+    def __init__(
+        self,
+        managed: ManagedExperiment,
+        datastream: DataStreamPlugin,
+        mlops: MLOpsPlugin | None,
+        settings: StreamingSection,
+        *,
+        after_batch: Callable[[ManagedExperiment, Mapping[str, float], int], None],
+        refresh_champion: Callable[[ManagedExperiment], None],
+    ) -> None:
+        self.managed = managed
+        self.datastream = datastream
+        self.mlops = mlops
+        self.settings = settings
+        self._after_batch = after_batch
+        self._refresh_champion = refresh_champion
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"observml-stream-{managed.name}", daemon=True
+        )
+        self._pending: list[Metric] = []
+        self._last_log = time.monotonic()
+        self._last_refresh = time.monotonic()
+        self._serving_run: str | None = None
+        self._step = 0
+        self.error: str | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker thread is alive."""
+        return self._thread.is_alive()
+
+    def start(self) -> None:
+        """Declare the queues and start consuming in a background thread."""
+        name = self.managed.name
+        for queue in (predict_queue(name), predictions_queue(name)):
+            self.datastream.create_queue(queue)
+        self._thread.start()
+        self.managed.streaming = True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop consuming (the batch in hand finishes first) and flush pending metrics."""
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        self.managed.streaming = False
+        self._flush_metrics(final=True)
+
+    # -- the loop -------------------------------------------------------------------------
+    def _run(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            if self.managed.champion()[0] is None:
+                self._wait_for_champion()
+                continue
+            try:
+                self.datastream.consume_batch(
+                    predict_queue(self.managed.name),
+                    self._handle,
+                    batch_size=self.settings.batch_size,
+                    max_wait=self.settings.max_wait,
+                    prefetch=self.settings.prefetch,
+                    stop=self._stop,
+                )
+                if not self._stop.is_set():  # the plugin was disconnected under us
+                    self._stop.wait(backoff)
+            except ObservMLError as exc:
+                self.error = str(exc)
+                logger.warning(
+                    "%s: stream interrupted: %s; retrying in %.1f s",
+                    self.managed.name,
+                    exc,
+                    backoff,
+                )
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+            except Exception:
+                self.error = "unexpected error in the stream worker; see the logs"
+                logger.exception("%s: stream worker failed; retrying", self.managed.name)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+            else:
+                backoff = 0.5
+        self.managed.streaming = False
+
+    def _wait_for_champion(self) -> None:
+        """Leave messages queued until a champion exists (trained here or in another hub)."""
+        self._last_refresh = 0.0
+        self._maybe_refresh()
+        if self.managed.champion()[0] is None:
+            self._stop.wait(min(1.0, self.settings.champion_refresh))
+
+    def _handle(self, batch: Sequence[Message]) -> dict[int, str]:
+        """Predict one micro-batch; return ``{index: reason}`` for messages to dead-letter."""
+        self._maybe_refresh()
+        experiment, version = self.managed.champion()
+        if experiment is None:
+            raise ServiceUnavailableError(
+                f"experiment {self.managed.name!r} has no champion yet; messages wait in"
+                f" {predict_queue(self.managed.name)!r} until one is trained."
+            )
+        fmt = experiment.settings_.format
+        dead: dict[int, str] = {}
+        frames: list[tuple[int, pd.DataFrame]] = []
+        for index, message in enumerate(batch):
+            try:
+                frames.append((index, frame_from_message(message, fmt)))
+            except ObservMLError as exc:
+                dead[index] = f"{type(exc).__name__}: {exc}"
+        if not frames:
+            self.managed.count("dead_letters", len(dead))
+            return dead
+        results, failed = _predict_all(experiment, frames)
+        dead.update(failed)
+        outgoing: list[OutgoingMessage] = []
+        scored_frames: list[pd.DataFrame] = []
+        scored_results: list[pd.DataFrame] = []
+        for index, frame in frames:
+            if index in results:
+                message = batch[index]
+                outgoing.append(
+                    encode_result(message.message_id, self.managed.name, version, results[index])
+                )
+                scored_frames.append(frame)
+                scored_results.append(results[index])
+        if outgoing:
+            self.datastream.publish_batch(predictions_queue(self.managed.name), outgoing)
+        self.managed.count("dead_letters", len(dead))
+        if scored_frames:
+            frame = pd.concat(scored_frames, ignore_index=True)
+            result = pd.concat(scored_results, ignore_index=True)
+            metrics = batch_metrics(experiment, frame, result)
+            self.managed.count("predicted_messages", len(outgoing))
+            self.managed.remember(frame, result, metrics)
+            self._queue_metrics(metrics, len(frame))
+            self._after_batch(self.managed, metrics, len(frame))
+        return dead
+
+    # -- champion refresh and metric logging ----------------------------------------------
+    def _maybe_refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._last_refresh < self.settings.champion_refresh:
+            return
+        self._last_refresh = now
+        try:
+            self._refresh_champion(self.managed)
+        except Exception:
+            logger.warning("%s: champion refresh failed", self.managed.name, exc_info=True)
+
+    def _queue_metrics(self, metrics: Mapping[str, float], rows: int) -> None:
+        if self.mlops is None:
+            return
+        self._step += 1
+        stamp = int(time.time() * 1000)
+        self._pending.extend(
+            Metric(f"stream_{k}", v, self._step, stamp) for k, v in metrics.items()
+        )
+        self._pending.append(Metric("stream_batch_rows", float(rows), self._step, stamp))
+        if time.monotonic() - self._last_log >= self.settings.log_interval:
+            self._flush_metrics()
+
+    def _flush_metrics(self, *, final: bool = False) -> None:
+        if self.mlops is None or not self._pending:
+            return
+        points, self._pending = self._pending, []
+        self._last_log = time.monotonic()
+        try:
+            if self._serving_run is None:
+                experiment_id = self.mlops.create_experiment(self.managed.name)
+                self._serving_run = self.mlops.start_run(
+                    experiment_id, run_name="serving", tags={"observml.kind": "serving"}
+                )
+            self.mlops.log_batch(self._serving_run, metrics=points)
+            if final:
+                self.mlops.end_run(self._serving_run, "FINISHED")
+                self._serving_run = None
+        except Exception:
+            logger.warning("%s: logging stream metrics failed", self.managed.name, exc_info=True)
+
+
+def _predict_all(
+    experiment: Experiment, frames: list[tuple[int, pd.DataFrame]]
+) -> tuple[dict[int, pd.DataFrame], dict[int, str]]:
+    """Predict all frames in one call; on failure, one by one to isolate the bad messages."""
+    try:
+        combined = pd.concat([f for _, f in frames], ignore_index=True)
+        predicted = experiment.predict(combined)
+    except Exception:  # retried message by message below to find the bad ones
+        predicted = None
+    if predicted is not None and len(predicted) == sum(len(f) for _, f in frames):
+        out: dict[int, pd.DataFrame] = {}
+        start = 0
+        for index, frame in frames:
+            out[index] = predicted.iloc[start : start + len(frame)].reset_index(drop=True)
+            start += len(frame)
+        return out, {}
+    results: dict[int, pd.DataFrame] = {}
+    failed: dict[int, str] = {}
+    for index, frame in frames:
+        try:
+            results[index] = experiment.predict(frame).reset_index(drop=True)
+        except Exception as exc:  # a model failing on one message's rows
+            failed[index] = f"{type(exc).__name__}: {exc}"
+    return results, failed

@@ -1,0 +1,119 @@
+"""One training run, end to end: MLOps run, isolated fit, logging, model version, run ended.
+
+The run is always ended: ``FINISHED`` on success, ``FAILED`` when anything raised, ``KILLED``
+when the job was stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from observml.experiments.store import save_experiment
+from observml.jobs import Isolation, Job, JobStoppedError, run_isolated
+from observml.plugins.mlops import MLOpsPlugin, ModelVersion
+from observml.registry import load_object
+
+if TYPE_CHECKING:
+    from observml.experiments.base import Experiment
+    from observml.managed import ManagedExperiment
+
+__all__ = ["TrainingOutcome", "fit_experiment", "flatten_params", "run_training"]
+
+logger = logging.getLogger(__name__)
+
+#: ``(experiment, model version)`` handed to the caller's ``on_trained``.
+TrainingOutcome = tuple["Experiment", ModelVersion]
+
+
+def fit_experiment(target: str, name: str, config: Mapping[str, Any], data: pd.DataFrame) -> Any:
+    """Build the experiment from ``module:Class`` and train it (runs in the child process)."""
+    cls = load_object(target, where=f"experiment {name!r}")
+    experiment = cls(name, dict(config))
+    experiment.train(data)
+    return experiment
+
+
+def flatten_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Flatten a nested config into ``{"create_model.params.n_estimators": "200"}``."""
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten_params(value, path + "."))
+        else:
+            out[path] = str(value)[:500]
+    return out
+
+
+def run_training(
+    job: Job,
+    mlops: MLOpsPlugin,
+    managed: ManagedExperiment,
+    data: pd.DataFrame,
+    *,
+    isolation: Isolation,
+    kind: str,
+    on_trained: Callable[[Experiment, ModelVersion, str], dict[str, Any]],
+) -> dict[str, Any]:
+    """Train ``managed`` on ``data`` inside an MLOps run and register a model version.
+
+    ``on_trained(experiment, version, run_id)`` decides what the new version becomes (champion,
+    challenger) and returns extra result fields; it runs before the run is ended, so what it
+    logs lands in the same run.
+    """
+    experiment_id = mlops.create_experiment(managed.name)
+    run_id = mlops.start_run(
+        experiment_id,
+        run_name=f"{kind}-{job.job_id}",
+        tags={
+            "observml.type": managed.experiment_type,
+            "observml.model": managed.template.model_name,
+            "observml.kind": kind,
+            "observml.job_id": job.job_id,
+        },
+    )
+    job.update(run_id=run_id, stage="fitting", progress=0.1)
+    try:
+        mlops.log_batch(
+            run_id,
+            params=flatten_params(managed.config),
+            tags={"observml.train_rows": str(len(data))},
+        )
+        experiment = run_isolated(
+            job,
+            fit_experiment,
+            managed.target,
+            managed.name,
+            managed.config,
+            data,
+            isolation=isolation,
+        )
+        job.check_stopped()
+        job.update(stage="saving", progress=0.8)  # save_experiment logs metrics and params
+        version = save_experiment(mlops, experiment, run_id=run_id)
+        job.update(version=version.version, progress=0.95, stage="registering")
+        extra = on_trained(experiment, version, run_id)
+    except JobStoppedError:
+        mlops.kill_run(run_id)
+        raise
+    except BaseException:
+        _end_quietly(mlops, run_id, "FAILED")
+        raise
+    mlops.end_run(run_id, "FINISHED")
+    return {
+        "run_id": run_id,
+        "version": version.version,
+        "metrics": dict(experiment.metrics_),
+        **extra,
+    }
+
+
+def _end_quietly(mlops: MLOpsPlugin, run_id: str, status: str) -> None:
+    try:
+        mlops.end_run(run_id, status)  # type: ignore[arg-type]
+    except Exception:
+        logger.warning("could not end run %s as %s", run_id, status, exc_info=True)
