@@ -24,9 +24,11 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 def test_cli_plugins_lists_builtins_with_origin(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["plugins"], capsys)
     assert code == 0
-    assert "mlops        mlflow    built-in  observml.plugins.mlflow_plugin:MLflowPlugin" in out
+    rows = [line.split() for line in out.splitlines()]
+    assert rows[0] == ["PLUGIN", "TYPE", "NAME", "ORIGIN", "CLASS"]
+    assert ["mlops", "mlflow", "built-in", "observml.plugins.mlflow_plugin:MLflowPlugin"] in rows
     code, out, _ = run(["plugins", "--json"], capsys)
-    rows = json.loads(out)
+    entries = json.loads(out)
     assert {
         "plugin_type": "datastream",
         "name": "rabbitmq",

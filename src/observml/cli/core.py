@@ -1,9 +1,8 @@
-"""The ``observml`` command. Thin: every command calls the hub, the config or the registry."""
+"""``observml plugins``, ``observml config check`` and ``observml health``."""
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -11,37 +10,21 @@ from typing import Any
 import click
 
 from observml.config import DEFAULT_PLUGINS, find_config_file, load_config
-from observml.errors import ConfigError, ObservMLError
 from observml.hub import ExperimentHub
 from observml.registry import PluginRegistry
 
-__all__ = ["main"]
+__all__ = ["config_group", "health_command", "plugins_command", "table"]
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Render rows as an aligned plain-text table with upper-case headers."""
     widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=False)]
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(line.rstrip() for line in lines)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
-@click.version_option(package_name="observml")
-@click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
-    """observml: train, stream, track and retrain process-monitoring models."""
-    ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
-    handler = logging.StreamHandler()
-    handler.setLevel(logging.DEBUG if debug else logging.WARNING)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    if debug:
-        logging.getLogger("observml").setLevel(logging.DEBUG)
-
-
-@cli.command("plugins")
+@click.command("plugins")
 @click.option(
     "--config",
     "config_path",
@@ -54,22 +37,22 @@ def plugins_command(config_path: str | None, as_json: bool) -> None:
     """List every plugin implementation the registry can see, per plugin type."""
     config = load_config(config_path, check_plugins=False)
     registry = PluginRegistry({"experiment": config.experiment_types()})
-    table = registry.snapshot()
+    found = registry.snapshot()
     rows = [
         (plugin_type, spec.name, spec.origin, spec.target)
-        for plugin_type in sorted(table)
-        for spec in sorted(table[plugin_type].values(), key=lambda s: s.name)
+        for plugin_type in sorted(found)
+        for spec in sorted(found[plugin_type].values(), key=lambda s: s.name)
     ]
     if as_json:
         keys = ("plugin_type", "name", "origin", "target")
         click.echo(json.dumps([dict(zip(keys, row, strict=True)) for row in rows], indent=2))
     else:
-        click.echo(_table(("plugin type", "name", "origin", "class"), rows))
+        click.echo(table(("plugin type", "name", "origin", "class"), rows))
     for problem in registry.problems:
         click.echo(f"warning: {problem}", err=True)
 
 
-@cli.group("config")
+@click.group("config")
 def config_group() -> None:
     """Check hub configuration files."""
 
@@ -101,7 +84,7 @@ def config_check(path: str | None) -> None:
         click.echo(f"  experiments: {entry.name} -> {entry.target} [{state}]")
 
 
-@cli.command("health")
+@click.command("health")
 @click.option(
     "--config",
     "config_path",
@@ -127,7 +110,7 @@ def health_command(config_path: str | None, as_json: bool, timeout: float | None
             )
             for plugin_type, entry in report.items()
         ]
-        click.echo(_table(("plugin", "state", "latency", "details"), rows))
+        click.echo(table(("plugin", "state", "latency", "details"), rows))
     if not all(entry["healthy"] for entry in report.values()):
         sys.exit(1)
 
@@ -135,32 +118,3 @@ def health_command(config_path: str | None, as_json: bool, timeout: float | None
 def _summary(details: dict[str, Any]) -> str:
     skip = {"latency_ms"}
     return ", ".join(f"{k}={v}" for k, v in details.items() if k not in skip)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Run the CLI; print observml errors as one message (exit 2 for config errors, else 1)."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    try:
-        cli.main(
-            args=list(argv) if argv is not None else None,
-            prog_name="observml",
-            standalone_mode=False,
-        )
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except ObservMLError as exc:
-        if debug:
-            raise
-        if isinstance(exc, ConfigError):
-            lines = [p.render(exc.source) for p in exc.problems]
-        else:
-            lines = [str(exc)]
-        for line in lines:
-            click.echo(f"error: {line}", err=True)
-        sys.exit(2 if isinstance(exc, ConfigError) else 1)

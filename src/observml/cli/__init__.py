@@ -1,0 +1,73 @@
+"""The ``observml`` command. Thin: every command calls the hub, the config or the registry.
+
+Commands live in one module per concern (``core``: plugins, config, health; ``serve``; the
+experiment commands; ``demo``) and are attached to the group here.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+import click
+
+from observml.errors import ConfigError, ObservMLError
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="observml")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """observml: train, stream, track and retrain process-monitoring models."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.DEBUG if debug else logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    if debug:
+        logging.getLogger("observml").setLevel(logging.DEBUG)
+
+
+def _attach() -> None:
+    from observml.cli import core
+
+    cli.add_command(core.plugins_command)
+    cli.add_command(core.config_group)
+    cli.add_command(core.health_command)
+
+
+_attach()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI; print observml errors as one message (exit 2 for config errors, else 1)."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="observml",
+            standalone_mode=False,
+        )
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except ObservMLError as exc:
+        if debug:
+            raise
+        if isinstance(exc, ConfigError):
+            lines = [p.render(exc.source) for p in exc.problems]
+        else:
+            lines = [str(exc)]
+        for line in lines:
+            click.echo(f"error: {line}", err=True)
+        sys.exit(2 if isinstance(exc, ConfigError) else 1)
