@@ -34,7 +34,7 @@ def test_cli_plugins_lists_builtins_with_origin(capsys: pytest.CaptureFixture[st
         "name": "rabbitmq",
         "origin": "built-in",
         "target": "observml.plugins.rabbitmq_plugin:RabbitMQPlugin",
-    } in rows
+    } in entries
 
 
 def test_cli_config_check_ok(
