@@ -14,17 +14,17 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
+import shutil
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, cast
 
 import pandas as pd
 
-from observml.config import HOME_ENV_VAR, ExperimentInstanceSection
+from observml.config import ExperimentInstanceSection
 from observml.dataio import DataLike, to_frame
+from observml.draining import drain, drain_training_rows
 from observml.errors import (
     DataError,
     ExperimentError,
@@ -69,7 +69,6 @@ __all__ = ["ExperimentHub"]
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
-_DRAIN_IDLE_SECONDS = 0.5
 
 
 class ExperimentHub(PluginHost):
@@ -244,8 +243,8 @@ class ExperimentHub(PluginHost):
                 managed.config, managed.template = replacement.config, replacement.template
                 managed.tracker = replacement.tracker
         self._ensure_idle(managed)
-        frame = self._training_frame(managed, data)
-        job = self._start_job(managed, "train", frame, self._promote_always)
+        frame, spool = self._training_frame(managed, data)
+        job = self._start_job(managed, "train", frame, self._promote_always, on_success=spool)
         if wait:
             job.wait()
         return job
@@ -264,7 +263,17 @@ class ExperimentHub(PluginHost):
             frame = managed.recent_data()
         else:
             parts = [self._champion(managed)[0].get_train_data()]
-            queued = self._drain_train_queue(managed, required=False)
+            queued, _ = (
+                drain_training_rows(
+                    cast(DataStreamPlugin, self.get_plugin("datastream")),
+                    train_queue(name),
+                    self._format(managed),
+                    spool_name=name,
+                    required=False,
+                )
+                if self.get_plugin("datastream") is not None
+                else (pd.DataFrame(), None)
+            )
             frame = pd.concat([p for p in [*parts, queued] if len(p)], ignore_index=True)
         if not managed.tracker.mark_started():
             raise TrainingInProgressError(f"experiment {name!r}: a retrain is already running.")
@@ -312,12 +321,13 @@ class ExperimentHub(PluginHost):
         on_trained: Any,
         *,
         finally_: Any = None,
+        on_success: Path | None = None,
     ) -> Job:
         mlops = self._mlops()
 
         def body(job: Job) -> dict[str, Any]:
             try:
-                return run_training(
+                result = run_training(
                     job,
                     mlops,
                     managed,
@@ -331,6 +341,9 @@ class ExperimentHub(PluginHost):
             finally:
                 if finally_ is not None:
                     finally_()
+            if on_success is not None:  # the rows are stored with the run now
+                shutil.rmtree(on_success, ignore_errors=True)
+            return result
 
         job = Job(managed.name, kind, body)
         with self._exp_lock:
@@ -449,7 +462,7 @@ class ExperimentHub(PluginHost):
             managed.count("dead_letters", len(dead))
             return dead
 
-        self._drain(predict_queue(managed.name), handle)
+        drain(stream, predict_queue(managed.name), handle)
         return pd.concat(results, ignore_index=True) if results else pd.DataFrame()
 
     # -- streaming ------------------------------------------------------------------------
@@ -656,77 +669,16 @@ class ExperimentHub(PluginHost):
     def _format(self, managed: ManagedExperiment) -> Any:
         return managed.template.validate_config().format
 
-    def _training_frame(self, managed: ManagedExperiment, data: DataLike | None) -> pd.DataFrame:
+    def _training_frame(
+        self, managed: ManagedExperiment, data: DataLike | None
+    ) -> tuple[pd.DataFrame, Path | None]:
         if data is not None:
-            return to_frame(
-                data, fmt=self._format(managed), where=f"experiment {managed.name!r} data"
-            )
-        return self._drain_train_queue(managed, required=True)
-
-    def _drain_train_queue(self, managed: ManagedExperiment, *, required: bool) -> pd.DataFrame:
-        """Read every message waiting in ``<name>.train``; each batch is saved before its ack."""
-        if self.get_plugin("datastream") is None and not required:
-            return pd.DataFrame()
-        fmt = self._format(managed)
-        spool = _spool_dir(managed.name)
-        files: list[Path] = []
-
-        def handle(batch: Sequence[Message]) -> dict[int, str]:
-            dead: dict[int, str] = {}
-            frames = []
-            for index, message in enumerate(batch):
-                try:
-                    frames.append(frame_from_message(message, fmt))
-                except Exception as exc:  # bad rows go to the dead letters
-                    dead[index] = f"{type(exc).__name__}: {exc}"
-            if frames:
-                path = spool / f"batch-{len(files):05d}.pkl"
-                pd.concat(frames, ignore_index=True).to_pickle(path)
-                files.append(path)
-            return dead
-
-        self._drain(train_queue(managed.name), handle)
-        if not files:
-            if required:
-                raise DataError(
-                    f"experiment {managed.name!r}: no training data. Pass data=, or publish rows"
-                    f" to the queue {train_queue(managed.name)!r} first."
-                )
-            return pd.DataFrame()
-        return pd.concat([pd.read_pickle(p) for p in files], ignore_index=True)
-
-    def _drain(self, queue: str, handle: Any) -> None:
-        """Consume ``queue`` until it has been empty for a moment."""
-        stream = self._datastream()
-        stop = threading.Event()
-        last = [time.monotonic()]
-
-        def wrapped(batch: Sequence[Message]) -> dict[int, str]:
-            last[0] = time.monotonic()
-            try:
-                return cast(dict[int, str], handle(batch))
-            finally:
-                last[0] = time.monotonic()
-
-        def watchdog() -> None:
-            while not stop.wait(0.05):
-                if (
-                    time.monotonic() - last[0] > _DRAIN_IDLE_SECONDS
-                    and stream.queue_depth(queue) == 0
-                ):
-                    stop.set()
-
-        guard = threading.Thread(target=watchdog, daemon=True, name=f"observml-drain-{queue}")
-        guard.start()
-        try:
-            stream.consume_batch(queue, wrapped, batch_size=500, max_wait=0.1, stop=stop)
-        finally:
-            stop.set()
-            guard.join(5)
-
-
-def _spool_dir(name: str) -> Path:
-    """A fresh folder for training rows drained from a queue, kept until a later drain."""
-    root = Path(os.environ.get(HOME_ENV_VAR) or ".observml") / "spool" / name
-    root.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="train-", dir=root))
+            where = f"experiment {managed.name!r} data"
+            return to_frame(data, fmt=self._format(managed), where=where), None
+        return drain_training_rows(
+            self._datastream(),
+            train_queue(managed.name),
+            self._format(managed),
+            spool_name=managed.name,
+            required=True,
+        )
