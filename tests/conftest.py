@@ -9,6 +9,9 @@ import pytest
 
 from observml import ExperimentHub, InMemoryDataStreamPlugin, InMemoryMLOpsPlugin
 
+#: Real-service fixtures (RabbitMQ broker, MLflow stores and server), shared by all suites.
+pytest_plugins = ["tests.fixtures.mlflow", "tests.fixtures.rabbitmq"]
+
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -71,6 +71,8 @@ def drain_training_rows(
 ) -> tuple[pd.DataFrame, Path | None]:
     """Read every message waiting in ``queue`` into one frame; bad messages are dead-lettered.
 
+    A message redelivered during the drain (same ``message_id``) is counted once.
+
     Returns:
         The rows and the spool folder holding them; delete the folder once the rows are safe
         elsewhere (a training run stored them), or leave it to retry after a crash.
@@ -80,11 +82,16 @@ def drain_training_rows(
     """
     spool = _spool_dir(spool_name)
     files: list[Path] = []
+    seen: set[str] = set()
 
     def handle(batch: Sequence[Message]) -> dict[int, str]:
         dead: dict[int, str] = {}
         frames = []
         for index, message in enumerate(batch):
+            if message.message_id is not None:
+                if message.message_id in seen:
+                    continue  # a redelivery of rows this drain already holds
+                seen.add(message.message_id)
             try:
                 frames.append(frame_from_message(message, fmt))
             except Exception as exc:  # bad rows go to the dead letters

@@ -1,0 +1,304 @@
+"""The hub's loop end to end on a real RabbitMQ broker and a real MLflow server.
+
+Figures seen on this machine (2 cores), pump data, ``fault_detection``/``pca`` trained on
+``pump_test_0.csv`` (2,240 rows published as one-row messages):
+
+* streaming ``pump_test_1..3.csv`` (6,721 one-row messages): exactly one result per message,
+  0 duplicates; anomaly rates 0.99 / 0.96 / 0.65 (the later windows hold the pump failure and a
+  changed operating point, far outside the training window);
+* a hub killed with SIGKILL mid-stream and started again restores champion version 1 and
+  finishes the stream: 0 messages without a result, duplicates only redeliveries;
+* two hub processes on the same queues: every message predicted once after deduplication.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from observml import ExperimentHub
+from observml.plugins.datastream import Message, OutgoingMessage
+
+pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq, pytest.mark.mlflow, pytest.mark.slow]
+
+DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
+REPO = Path(__file__).resolve().parents[2]
+PCA = {"setup": {"datetime_column": "ds"}, "create_model": {"model": "pca"}}
+
+
+@pytest.fixture
+def name(rabbitmq_drop_queues: Callable[[list[str]], None]) -> Iterator[str]:
+    value = f"pump{uuid.uuid4().hex[:8]}"
+    yield value
+    rabbitmq_drop_queues(
+        [f"{value}.{q}" for q in ("train", "predict", "predictions")]
+        + [f"{value}.{q}.dead" for q in ("train", "predict", "predictions")]
+    )
+
+
+@pytest.fixture
+def hub_config(
+    tmp_path: Path, rabbitmq_config: dict[str, Any], mlflow_server_uri: str
+) -> Callable[..., Path]:
+    def write(experiments: list[dict[str, Any]] | None = None, file: str = "hub.yaml") -> Path:
+        document = {
+            "global": {"job_isolation": "thread"},
+            "plugins": {
+                "mlops": {"type": "mlflow", "config": {"mlflow_uri": mlflow_server_uri}},
+                "datastream": {"type": "rabbitmq", "config": dict(rabbitmq_config)},
+            },
+            "streaming": {"batch_size": 200, "max_wait": 0.2, "champion_refresh": 2.0},
+            "experiments": experiments or [],
+        }
+        path = tmp_path / file
+        path.write_text(yaml.safe_dump(document), encoding="utf-8")
+        return path
+
+    return write
+
+
+def pump(i: int) -> pd.DataFrame:
+    path = DATASETS / f"pump_test_{i}.csv"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: the shared datasets must sit beside the repo")
+    return pd.read_csv(path)
+
+
+def one_row_messages(frame: pd.DataFrame, prefix: str) -> list[OutgoingMessage]:
+    bodies = frame.to_json(orient="records", lines=True).splitlines()
+    return [OutgoingMessage(b, message_id=f"{prefix}-{i}") for i, b in enumerate(bodies)]
+
+
+def publish(hub: ExperimentHub, queue: str, messages: list[OutgoingMessage]) -> None:
+    stream = hub.require_plugin("datastream")
+    for start in range(0, len(messages), 1000):
+        stream.publish_batch(queue, messages[start : start + 1000])  # type: ignore[attr-defined]
+
+
+class ResultCollector:
+    """Consumes ``<name>.predictions`` on its own plugin and counts results by message id."""
+
+    def __init__(self, rabbitmq_config: dict[str, Any], queue: str) -> None:
+        from observml.plugins.rabbitmq_plugin import RabbitMQPlugin
+
+        self.plugin = RabbitMQPlugin(**rabbitmq_config)
+        self.plugin.initialize()
+        self.plugin.create_queue(queue)
+        self.counts: Counter[str] = Counter()
+        self.rows: list[dict[str, Any]] = []
+        self.by_id: dict[str, list[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(queue,), daemon=True)
+        self._thread.start()
+
+    def _run(self, queue: str) -> None:
+        def take(message: Message) -> None:
+            result = json.loads(message.body)
+            with self._lock:
+                self.counts[result["message_id"]] += 1
+                self.rows.extend(result["rows"])
+                self.by_id[result["message_id"]] = result["rows"]
+
+        self.plugin.consume(queue, take, prefetch=500, stop=self._stop)
+
+    def wait_for(self, ids: set[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if ids <= set(self.counts):
+                    return
+            time.sleep(0.2)
+        with self._lock:
+            missing = len(ids - set(self.counts))
+        raise AssertionError(f"{missing} of {len(ids)} messages have no result after {timeout} s")
+
+    def close(self) -> None:
+        self._stop.set()
+        self.plugin.disconnect()
+        self._thread.join(10)
+        self.plugin.shutdown()
+
+
+def train_pump(hub: ExperimentHub, name: str) -> int:
+    hub.create_experiment(name, "fault_detection", PCA)
+    publish(hub, f"{name}.train", one_row_messages(pump(0), "train"))
+    job = hub.train(name, wait=True)
+    assert job.status.state == "succeeded", job.status.error
+    assert job.status.version is not None
+    return job.status.version
+
+
+def test_pump_train_stream_one_result_per_message(
+    name: str, hub_config: Callable[..., Path], rabbitmq_config: dict[str, Any]
+) -> None:
+    with ExperimentHub.from_config(hub_config()) as hub:
+        version = train_pump(hub, name)
+        assert hub.get_train_data(name).shape[0] == 2240
+        mlops = hub.require_plugin("mlops")
+        assert mlops.get_version_by_alias(name, "champion").version == version  # type: ignore[attr-defined]
+        collector = ResultCollector(rabbitmq_config, f"{name}.predictions")
+        try:
+            hub.start_streaming(name)
+            sent: set[str] = set()
+            for i in (1, 2, 3):
+                messages = one_row_messages(pump(i), f"test{i}")
+                sent |= {m.message_id for m in messages if m.message_id}
+                publish(hub, f"{name}.predict", messages)
+            collector.wait_for(sent, timeout=240)
+            hub.stop_streaming(name)
+        finally:
+            collector.close()
+        assert set(collector.counts) == sent
+        assert sum(collector.counts.values()) - len(sent) == 0, "duplicates without a redelivery"
+        rows = pd.DataFrame(collector.rows)
+        assert {"score", "anomaly", "t2", "spe"} <= set(rows.columns)
+        for i in (1, 2, 3):
+            flags = [collector.by_id[f"test{i}-{n}"][0]["anomaly"] for n in range(len(pump(i)))]
+            print(f"pump_test_{i}: anomaly rate {np.mean(flags):.2f}")
+        assert hub.status(name)["counters"]["predicted_messages"] == len(sent)
+
+
+def test_drift_promotes_and_worse_challenger_is_rejected(
+    name: str, hub_config: Callable[..., Path]
+) -> None:
+    rng = np.random.default_rng(0)
+    cols = ["temp", "pressure", "flow"]
+    normal = pd.DataFrame(rng.normal(0, 1, (400, 3)), columns=cols)
+    config = {
+        "create_model": {"model": "iforest", "params": {"n_estimators": 50}},
+        "retrain": {"metric": "anomaly_rate", "threshold": 0.3, "higher_better": False,
+                    "min_samples": 200},
+    }
+    with ExperimentHub.from_config(hub_config()) as hub:
+        mlops: Any = hub.require_plugin("mlops")
+        hub.create_experiment(name, "fault_detection", config)
+        hub.train(name, data=normal, wait=True)
+        hub.start_streaming(name)
+        drifted = pd.DataFrame(rng.normal(4, 1, (600, 3)), columns=cols)
+        publish(hub, f"{name}.predict", [
+            OutgoingMessage(drifted.iloc[s : s + 20].to_json(orient="records"))
+            for s in range(0, 600, 20)
+        ])
+        deadline = time.monotonic() + 120
+        while hub.status(name)["champion_version"] != 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        hub.stop_streaming(name)
+        assert hub.status(name)["champion_version"] == 2
+        assert mlops.get_version_by_alias(name, "champion").version == 2
+        assert mlops.get_version_by_alias(name, "previous").version == 1
+        kinds = [d["kind"] for d in hub.status(name)["decisions"]]
+        assert kinds.count("fired") == 1
+        assert kinds[-1] == "promoted"
+
+        narrow = pd.DataFrame(rng.normal(4, 0.05, (400, 3)), columns=cols)
+        broad = pd.DataFrame(rng.normal(4, 1, (100, 3)), columns=cols)
+        job = hub.retrain(name, data=pd.concat([narrow, broad], ignore_index=True), wait=True)
+        assert job.status.result["promoted"] is False, job.status
+        assert mlops.get_version_by_alias(name, "champion").version == 2
+        assert mlops.get_version_by_alias(name, "challenger").version == 3
+        run = mlops.get_run(job.status.run_id)
+        assert "observml.decision.rejected" in run.tags
+        assert mlops.list_versions(name)[0].tags["observml.decision"] == "rejected"
+
+
+def start_worker(config: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.hub_worker", str(config)],
+        cwd=config.parent, env=env, stdout=subprocess.PIPE, text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.wait(10)
+        raise AssertionError(f"hub worker exited with {process.returncode} before it was ready")
+    return process, json.loads(line)
+
+
+def stop_worker(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_killed_hub_restarts_with_champion_and_loses_nothing(
+    name: str, hub_config: Callable[..., Path], rabbitmq_config: dict[str, Any]
+) -> None:
+    with ExperimentHub.from_config(hub_config()) as hub:
+        version = train_pump(hub, name)
+        messages = one_row_messages(pump(1), "kill")
+        publish(hub, f"{name}.predict", messages)
+    config = hub_config([{"name": name, "type": "fault_detection", "config": PCA,
+                          "streaming": True}], file="worker.yaml")
+    sent = {m.message_id for m in messages if m.message_id}
+    collector = ResultCollector(rabbitmq_config, f"{name}.predictions")
+    try:
+        first, info = start_worker(config)
+        assert info["champions"] == {name: version}
+        deadline = time.monotonic() + 120
+        while len(collector.counts) < 300 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first.kill()  # SIGKILL mid-stream: unacked messages go back to the queue
+        first.wait(10)
+        done_before = len(collector.counts)
+        assert 0 < done_before < len(sent), "kill did not land mid-stream"
+        second, info = start_worker(config)
+        try:
+            assert info["champions"] == {name: version}
+            collector.wait_for(sent, timeout=180)
+        finally:
+            stop_worker(second)
+    finally:
+        collector.close()
+    assert set(collector.counts) == sent
+    duplicates = sum(collector.counts.values()) - len(sent)
+    print(f"killed after {done_before} results; duplicates (redeliveries): {duplicates}")
+    assert duplicates <= 200 * 2, "more duplicates than one unacked batch per worker"
+
+
+def test_two_hub_processes_share_the_queues(
+    name: str, hub_config: Callable[..., Path], rabbitmq_config: dict[str, Any]
+) -> None:
+    with ExperimentHub.from_config(hub_config()) as hub:
+        version = train_pump(hub, name)
+    config = hub_config([{"name": name, "type": "fault_detection", "config": PCA,
+                          "streaming": True}], file="worker.yaml")
+    collector = ResultCollector(rabbitmq_config, f"{name}.predictions")
+    workers = []
+    try:
+        for _ in range(2):
+            process, info = start_worker(config)
+            workers.append(process)
+            assert info["champions"] == {name: version}
+        with ExperimentHub.from_config(hub_config(file="publisher.yaml")) as publisher:
+            messages = one_row_messages(pd.concat([pump(2), pump(3)]), "pair")
+            publish(publisher, f"{name}.predict", messages)
+        sent = {m.message_id for m in messages if m.message_id}
+        collector.wait_for(sent, timeout=240)
+    finally:
+        for process in workers:
+            stop_worker(process)
+        collector.close()
+    duplicates = sum(collector.counts.values()) - len(sent)
+    print(f"two hubs: {len(sent)} messages, {duplicates} duplicates")
+    assert set(collector.counts) == sent
+    assert duplicates == 0, "no redelivery happened, so no message may be predicted twice"
