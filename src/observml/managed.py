@@ -92,9 +92,11 @@ class ManagedExperiment:
             "dead_letters": 0,
             "batches": 0,
             "retrains": 0,
+            "batch_seconds": 0.0,  # summed over "batches": mean latency = sum / count
         }
         self.last_metrics: dict[str, float] = {}
         self.last_predictions: deque[dict[str, Any]] = deque(maxlen=500)
+        self.batch_seconds: deque[float] = deque(maxlen=1000)
         self.streaming = False
 
     # -- champion -------------------------------------------------------------------------
@@ -168,6 +170,12 @@ class ManagedExperiment:
         with self.lock:
             return min(self._recent_rows, self.retrain_rows)
 
+    def observe_batch(self, seconds: float) -> None:
+        """Record how long one streamed batch took (parse, predict, publish)."""
+        with self.lock:
+            self.batch_seconds.append(seconds)
+            self.counters["batch_seconds"] = self.counters.get("batch_seconds", 0.0) + seconds
+
     def count(self, key: str, amount: float = 1) -> None:
         """Add to a counter."""
         with self.lock:
@@ -201,6 +209,7 @@ class ManagedExperiment:
                 "retrain_window_rows": self.recent_rows,
                 "retrain_in_flight": self.tracker.in_flight,
                 "decisions": decisions,
+                "last_predictions": list(self.last_predictions),
             }
 
 

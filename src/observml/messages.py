@@ -19,6 +19,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+import numpy as np
 import pandas as pd
 
 from observml.dataio import to_frame
@@ -30,7 +31,10 @@ __all__ = [
     "RESULT_CONTENT_TYPE",
     "SOURCE_ID_HEADER",
     "encode_result",
+    "encode_rows",
     "frame_from_message",
+    "json_records",
+    "rows_from_message",
 ]
 
 FORMAT_HEADER: Final = "x-observml-format"
@@ -70,15 +74,71 @@ def frame_from_message(message: Message, fmt: Mapping[str, Any] | None) -> pd.Da
     return frame
 
 
-def encode_result(
-    message_id: str | None, experiment: str, version: int | None, result: pd.DataFrame
+def rows_from_message(
+    message: Message, fmt: Mapping[str, Any] | None
+) -> list[dict[str, Any]] | pd.DataFrame:
+    """Return a message's rows: plain dicts on the fast path (JSON rows), else a DataFrame.
+
+    One JSON object or an array of flat objects is decoded with ``json`` alone, so a batch of
+    one-row messages becomes one DataFrame in one call; every other shape goes through
+    :func:`frame_from_message`.
+    """
+    wide = fmt is None or (fmt.get("type", "wide") == "wide" and not fmt.get("records_key"))
+    plain_json = (message.content_type or "application/json").startswith("application/json")
+    if wide and plain_json and FORMAT_HEADER not in message.headers:
+        try:
+            data = json.loads(message.body)
+        except ValueError:
+            data = None
+        if (
+            isinstance(data, dict)
+            and data
+            and not any(isinstance(v, dict | list) for v in data.values())
+        ):
+            return [data]
+        if (
+            isinstance(data, list)
+            and data
+            and all(
+                isinstance(r, dict) and not any(isinstance(v, dict | list) for v in r.values())
+                for r in data
+            )
+        ):
+            return data
+    return frame_from_message(message, fmt)
+
+
+def json_records(result: pd.DataFrame) -> list[dict[str, Any]]:
+    """Return ``result`` as JSON-ready rows (NaN -> None, timestamps -> ISO strings)."""
+    if result.empty:
+        return []
+    numeric = result.select_dtypes("number")
+    if not numeric.empty and not np.isfinite(numeric.to_numpy(dtype=float, na_value=0.0)).all():
+        result = result.replace([np.inf, -np.inf], np.nan)
+    clean = result.astype(object).where(result.notna(), None)
+    records: list[dict[str, Any]] = clean.to_dict(orient="records")
+    return records
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def encode_rows(
+    message_id: str | None, experiment: str, version: int | None, rows: list[dict[str, Any]]
 ) -> OutgoingMessage:
-    """Build the result message for one input message."""
-    rows = result.to_json(orient="records", date_format="iso", default_handler=str)
-    body = (
-        f'{{"message_id": {json.dumps(message_id)}, "experiment": {json.dumps(experiment)},'
-        f' "version": {json.dumps(version)}, "rows": {rows}}}'
-    )
+    """Build the result message for one input message from its JSON-ready result rows."""
+    document = {
+        "message_id": message_id,
+        "experiment": experiment,
+        "version": version,
+        "rows": rows,
+    }
+    body = json.dumps(document, default=_json_default, allow_nan=False)
     headers = {SOURCE_ID_HEADER: message_id} if message_id else {}
     return OutgoingMessage(
         body=body.encode("utf-8"),
@@ -86,3 +146,10 @@ def encode_result(
         message_id=f"{message_id}.result" if message_id else None,
         content_type=RESULT_CONTENT_TYPE,
     )
+
+
+def encode_result(
+    message_id: str | None, experiment: str, version: int | None, result: pd.DataFrame
+) -> OutgoingMessage:
+    """Build the result message for one input message from its result frame."""
+    return encode_rows(message_id, experiment, version, json_records(result))

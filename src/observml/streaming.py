@@ -15,15 +15,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from observml.errors import ObservMLError, ServiceUnavailableError
 from observml.managed import ManagedExperiment
-from observml.messages import encode_result, frame_from_message
-from observml.plugins.datastream import DataStreamPlugin, Message, OutgoingMessage
+from observml.messages import encode_rows, json_records, rows_from_message
+from observml.plugins.datastream import DataStreamPlugin, Message
 from observml.plugins.mlops import Metric, MLOpsPlugin
 
 if TYPE_CHECKING:
@@ -194,41 +194,42 @@ class StreamWorker:
                 f"experiment {self.managed.name!r} has no champion yet; messages wait in"
                 f" {predict_queue(self.managed.name)!r} until one is trained."
             )
+        started = time.perf_counter()
         fmt = experiment.settings_.format
         dead: dict[int, str] = {}
-        frames: list[tuple[int, pd.DataFrame]] = []
+        parts: list[tuple[int, list[dict[str, Any]] | pd.DataFrame]] = []
         for index, message in enumerate(batch):
             try:
-                frames.append((index, frame_from_message(message, fmt)))
+                parts.append((index, rows_from_message(message, fmt)))
             except ObservMLError as exc:
                 dead[index] = f"{type(exc).__name__}: {exc}"
-        if not frames:
+        if not parts:
             self.managed.count("dead_letters", len(dead))
             return dead
-        results, failed = _predict_all(experiment, frames)
+        frame, spans = _combine(parts)
+        records, failed = _predict_spans(experiment, frame, spans)
         dead.update(failed)
-        outgoing: list[OutgoingMessage] = []
-        scored_frames: list[pd.DataFrame] = []
-        scored_results: list[pd.DataFrame] = []
-        for index, frame in frames:
-            if index in results:
-                message = batch[index]
-                outgoing.append(
-                    encode_result(message.message_id, self.managed.name, version, results[index])
-                )
-                scored_frames.append(frame)
-                scored_results.append(results[index])
+        outgoing = [
+            encode_rows(batch[index].message_id, self.managed.name, version, records[index])
+            for index, _, _ in spans
+            if index in records
+        ]
         if outgoing:
             self.datastream.publish_batch(predictions_queue(self.managed.name), outgoing)
         self.managed.count("dead_letters", len(dead))
-        if scored_frames:
-            frame = pd.concat(scored_frames, ignore_index=True)
-            result = pd.concat(scored_results, ignore_index=True)
-            metrics = batch_metrics(experiment, frame, result)
+        scored = [(start, stop) for index, start, stop in spans if index in records]
+        if scored:
+            keep = np.concatenate([np.arange(a, b) for a, b in scored])
+            rows = frame.iloc[keep].reset_index(drop=True)
+            result = pd.DataFrame.from_records(
+                [row for index, _, _ in spans if index in records for row in records[index]]
+            )
+            metrics = batch_metrics(experiment, rows, result)
             self.managed.count("predicted_messages", len(outgoing))
-            self.managed.remember(frame, result, metrics)
-            self._queue_metrics(metrics, len(frame))
-            self._after_batch(self.managed, metrics, len(frame))
+            self.managed.remember(rows, result, metrics)
+            self.managed.observe_batch(time.perf_counter() - started)
+            self._queue_metrics(metrics, len(rows))
+            self._after_batch(self.managed, metrics, len(rows))
         return dead
 
     # -- champion refresh and metric logging ----------------------------------------------
@@ -273,27 +274,46 @@ class StreamWorker:
             logger.warning("%s: logging stream metrics failed", self.managed.name, exc_info=True)
 
 
-def _predict_all(
-    experiment: Experiment, frames: list[tuple[int, pd.DataFrame]]
-) -> tuple[dict[int, pd.DataFrame], dict[int, str]]:
-    """Predict all frames in one call; on failure, one by one to isolate the bad messages."""
+def _combine(
+    parts: list[tuple[int, list[dict[str, Any]] | pd.DataFrame]],
+) -> tuple[pd.DataFrame, list[tuple[int, int, int]]]:
+    """Stack every message's rows into one frame; return it and ``(index, start, stop)`` spans."""
+    spans: list[tuple[int, int, int]] = []
+    position = 0
+    for index, rows in parts:
+        spans.append((index, position, position + len(rows)))
+        position += len(rows)
+    if all(isinstance(rows, list) for _, rows in parts):
+        records = [row for _, rows in parts for row in rows]
+        return pd.DataFrame.from_records(records), spans
+    frames = [
+        rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(rows)
+        for _, rows in parts
+    ]
+    return pd.concat(frames, ignore_index=True), spans
+
+
+def _predict_spans(
+    experiment: Experiment, frame: pd.DataFrame, spans: list[tuple[int, int, int]]
+) -> tuple[dict[int, list[dict[str, Any]]], dict[int, str]]:
+    """Predict the whole frame in one call, or message by message to find the bad ones.
+
+    Returns:
+        JSON-ready result rows per message index, and reasons for the failures.
+    """
     try:
-        combined = pd.concat([f for _, f in frames], ignore_index=True)
-        predicted = experiment.predict(combined)
-    except Exception:  # retried message by message below to find the bad ones
+        predicted = experiment.predict(frame)
+    except Exception:  # retried message by message below
         predicted = None
-    if predicted is not None and len(predicted) == sum(len(f) for _, f in frames):
-        out: dict[int, pd.DataFrame] = {}
-        start = 0
-        for index, frame in frames:
-            out[index] = predicted.iloc[start : start + len(frame)].reset_index(drop=True)
-            start += len(frame)
-        return out, {}
-    results: dict[int, pd.DataFrame] = {}
+    if predicted is not None and len(predicted) == len(frame):
+        rows = json_records(predicted)
+        return {index: rows[start:stop] for index, start, stop in spans}, {}
+    results: dict[int, list[dict[str, Any]]] = {}
     failed: dict[int, str] = {}
-    for index, frame in frames:
+    for index, start, stop in spans:
         try:
-            results[index] = experiment.predict(frame).reset_index(drop=True)
+            part = frame.iloc[start:stop].reset_index(drop=True)
+            results[index] = json_records(experiment.predict(part))
         except Exception as exc:  # a model failing on one message's rows
             failed[index] = f"{type(exc).__name__}: {exc}"
     return results, failed
