@@ -207,7 +207,7 @@ class StreamWorker:
             self.managed.count("dead_letters", len(dead))
             return dead
         frame, spans = _combine(parts)
-        records, failed = _predict_spans(experiment, frame, spans)
+        records, failed = _predict_spans(experiment, frame, spans, dict(parts))
         dead.update(failed)
         outgoing = [
             encode_rows(batch[index].message_id, self.managed.name, version, records[index])
@@ -294,7 +294,10 @@ def _combine(
 
 
 def _predict_spans(
-    experiment: Experiment, frame: pd.DataFrame, spans: list[tuple[int, int, int]]
+    experiment: Experiment,
+    frame: pd.DataFrame,
+    spans: list[tuple[int, int, int]],
+    parts: Mapping[int, list[dict[str, Any]] | pd.DataFrame],
 ) -> tuple[dict[int, list[dict[str, Any]]], dict[int, str]]:
     """Predict the whole frame in one call, or message by message to find the bad ones.
 
@@ -310,9 +313,10 @@ def _predict_spans(
         return {index: rows[start:stop] for index, start, stop in spans}, {}
     results: dict[int, list[dict[str, Any]]] = {}
     failed: dict[int, str] = {}
-    for index, start, stop in spans:
+    for index, _, _ in spans:
+        rows = parts[index]  # the message's own columns, so errors name what it lacks
         try:
-            part = frame.iloc[start:stop].reset_index(drop=True)
+            part = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(rows)
             results[index] = json_records(experiment.predict(part))
         except Exception as exc:  # a model failing on one message's rows
             failed[index] = f"{type(exc).__name__}: {exc}"
