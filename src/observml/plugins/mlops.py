@@ -7,7 +7,9 @@ returned are plain dataclasses of this module, so nothing above the plugin sees 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, TypeAlias, runtime_checkable
 
@@ -24,7 +26,10 @@ __all__ = [
     "ModelVersion",
     "RunRecord",
     "RunStatus",
+    "tracked_run",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: MLflow's limits for one ``log_batch`` call; other plugins split at the same sizes.
 MAX_METRICS_PER_BATCH: Final = 1000
@@ -198,3 +203,38 @@ class MLOpsPlugin(Plugin, Protocol):
     def health_check(self) -> HealthReport:
         """Cheap read of the store, bounded in time."""
         ...
+
+
+@contextmanager
+def tracked_run(
+    mlops: MLOpsPlugin,
+    experiment_id: str,
+    *,
+    run_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """Start a run and always end it, whatever happens inside the block.
+
+    The run ends ``FINISHED`` when the block completes, ``KILLED`` on ``KeyboardInterrupt`` and
+    ``FAILED`` on any other exception, which is then re-raised unchanged.
+
+    Args:
+        mlops: The MLOps plugin.
+        experiment_id: Experiment of the new run.
+        run_name: Name shown in the tracking UI.
+        tags: Tags set when the run starts.
+
+    Yields:
+        The run id.
+    """
+    run_id = mlops.start_run(experiment_id, run_name=run_name, tags=tags)
+    try:
+        yield run_id
+    except BaseException as exc:
+        status: RunStatus = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        try:
+            mlops.end_run(run_id, status)
+        except Exception:
+            logger.warning("could not end run %s as %s", run_id, status, exc_info=True)
+        raise
+    mlops.end_run(run_id, "FINISHED")

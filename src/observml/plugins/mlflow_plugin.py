@@ -1,0 +1,691 @@
+"""MLflowPlugin: the MLOps plugin on MLflow, with an embedded SQLite store by default.
+
+The only module of observml that imports ``mlflow``. It talks to MLflow through its own
+``MlflowClient`` (never the global tracking URI or the fluent active-run API), so two plugins in
+one process share nothing, and it turns every MLflow object into the dataclasses of
+:mod:`observml.plugins.mlops` and every MLflow error into an :mod:`observml.errors` type.
+
+Where the store is, from ``mlflow_uri``:
+
+- ``"local"`` (the default): ``$OBSERVML_HOME/mlflow.db`` (default ``./.observml``) in WAL mode,
+  artifacts under ``$OBSERVML_HOME/mlruns-artifacts``. Several processes may log at once.
+- ``http(s)://host:port``: an MLflow tracking server.
+- ``sqlite:///``, ``postgresql[+driver]://``, ``mysql://``, ``file:``: as MLflow defines them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric as MlflowMetric
+from mlflow.entities import Param, RunTag
+from mlflow.entities import RunStatus as MlflowRunStatus
+from mlflow.exceptions import MlflowException
+from mlflow.utils.credentials import get_default_host_creds
+from mlflow.utils.rest_utils import http_request
+
+from observml.config import HOME_ENV_VAR
+from observml.errors import (
+    ConfigError,
+    DataError,
+    NotFoundError,
+    ObservMLError,
+    ServiceUnavailableError,
+)
+from observml.plugins.base import HealthReport
+from observml.plugins.mlops import (
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAMS_PER_BATCH,
+    MAX_TAGS_PER_BATCH,
+    ExperimentRecord,
+    Metric,
+    MetricsArg,
+    MLOpsPlugin,
+    ModelVersion,
+    RunRecord,
+    RunStatus,
+)
+from observml.redact import mask_text, mask_uri
+
+__all__ = [
+    "EMBEDDED_ARTIFACT_DIR",
+    "EMBEDDED_DB_FILE",
+    "SQLITE_BUSY_TIMEOUT",
+    "MLflowPlugin",
+    "embedded_home",
+]
+
+logger = logging.getLogger(__name__)
+
+#: File name of the embedded SQLite store inside ``$OBSERVML_HOME``.
+EMBEDDED_DB_FILE: Final = "mlflow.db"
+#: Folder of the embedded artifact store inside ``$OBSERVML_HOME``.
+EMBEDDED_ARTIFACT_DIR: Final = "mlruns-artifacts"
+#: Seconds a SQLite writer waits for the lock before "database is locked".
+SQLITE_BUSY_TIMEOUT: Final = 30
+_LOCAL_URIS: Final = ("", "local")
+_MAX_ENTITIES_PER_BATCH: Final = 1000  # MLflow's cap on metrics + params + tags in one call
+_SEARCH_PAGE: Final = 1000
+_SYSTEM_TAG_PREFIX: Final = "mlflow."
+_HEALTH_ENDPOINT: Final = "/api/2.0/mlflow/experiments/search"
+
+
+def embedded_home() -> Path:
+    """Return the folder of the embedded stores: ``$OBSERVML_HOME`` or ``./.observml``."""
+    return Path(os.environ.get(HOME_ENV_VAR) or ".observml").resolve()
+
+
+@dataclass(frozen=True)
+class _Store:
+    """Where the plugin's data lives, resolved from ``mlflow_uri`` at ``initialize()``."""
+
+    tracking_uri: str
+    registry_uri: str
+    artifact_root: str | None  # None: the store's own default
+    sqlite_path: Path | None  # set for SQLite file stores (WAL is switched on)
+
+    @property
+    def is_http(self) -> bool:
+        return self.tracking_uri.startswith(("http://", "https://"))
+
+
+class MLflowPlugin(MLOpsPlugin):
+    """MLOps plugin on MLflow: tracking, artifacts and the model registry.
+
+    Configuration (the keys of ``plugins.mlops.config``):
+        mlflow_uri: ``"local"`` for the embedded SQLite store, or an MLflow tracking URI.
+        artifact_location: Root under which each new experiment gets its artifact folder;
+            ``None`` keeps the store's default (for ``local``: ``$OBSERVML_HOME/mlruns-artifacts``).
+        registry_uri: Model registry URI; ``None`` uses the tracking store.
+        health_timeout: Seconds ``health_check()`` and the start-up probe wait at most.
+
+    Usage::
+
+        plugin = MLflowPlugin(mlflow_uri="http://mlflow.plant.local:5000")
+        hub.register_plugin(plugin)
+    """
+
+    plugin_type = "mlops"
+
+    def __init__(
+        self,
+        mlflow_uri: str | None = "local",
+        *,
+        artifact_location: str | None = None,
+        registry_uri: str | None = None,
+        health_timeout: float = 5.0,
+    ) -> None:
+        self.mlflow_uri = mlflow_uri or "local"
+        self.artifact_location = artifact_location
+        self.registry_uri = registry_uri
+        self.health_timeout = health_timeout
+        self._client: MlflowClient | None = None
+        self._store: _Store | None = None
+        self._lock = threading.Lock()
+        self._active = threading.local()
+        self._open_runs: set[str] = set()
+        self._last_start_ms = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def initialize(self) -> None:
+        """Resolve the store, prepare SQLite (WAL, schema) and connect.
+
+        Raises:
+            ServiceUnavailableError: A tracking server does not answer within
+                ``health_timeout`` seconds.
+            ConfigError: MLflow rejects the URI.
+        """
+        store = self._resolve_store()
+        if store.sqlite_path is not None:
+            store.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        if store.is_http:
+            ok, details = self._probe_http(store)
+            if not ok:
+                raise ServiceUnavailableError(
+                    f"MLflow tracking server at {mask_uri(store.tracking_uri)} is unreachable:"
+                    f" {details['message']} Is the server running? Check"
+                    " plugins.mlops.config.mlflow_uri."
+                )
+        try:
+            with _init_lock(store.sqlite_path):
+                if store.sqlite_path is not None:
+                    _enable_wal(store.sqlite_path)
+                client = MlflowClient(
+                    tracking_uri=store.tracking_uri, registry_uri=store.registry_uri
+                )
+                # Build both stores now, under the lock, so the schema is created once.
+                client.search_experiments(max_results=1)
+                client.search_registered_models(max_results=1)
+        except Exception as exc:  # MLflow raises its own and plain errors for unusable URIs
+            if _is_unreachable(exc):
+                raise self._translate(exc, "plugins.mlops.config.mlflow_uri", store) from exc
+            raise ConfigError(
+                f"MLflow cannot open the store {mask_uri(store.tracking_uri)}:"
+                f" {_first_line(exc)} Use 'local', an http(s):// tracking server or a"
+                " sqlite:///, postgresql+psycopg2:// or file: URI.",
+                key="plugins.mlops.config.mlflow_uri",
+            ) from exc
+        with self._lock:
+            self._store, self._client = store, client
+        logger.info("MLflow store ready at %s", mask_uri(store.tracking_uri))
+
+    def shutdown(self) -> None:
+        """End runs this plugin started and left open (as ``KILLED``), then drop the client."""
+        with self._lock:
+            open_runs = sorted(self._open_runs)
+        for run_id in open_runs:
+            logger.warning("run %s was still running at shutdown; ending it as KILLED", run_id)
+            try:
+                self.end_run(run_id, "KILLED")
+            except ObservMLError:
+                logger.warning("could not end run %s", run_id, exc_info=True)
+        with self._lock:
+            self._open_runs.clear()
+            self._client = None
+
+    def health_check(self) -> HealthReport:
+        """Read one experiment, bounded by ``health_timeout``; never raises."""
+        store = self._store or self._resolve_store()
+        base: dict[str, Any] = {"uri": mask_uri(store.tracking_uri)}
+        if store.is_http:
+            ok, details = self._probe_http(store)
+            return ok, {**base, **details}
+        client = self._client
+        if self._store is None or client is None:
+            return False, {
+                **base,
+                "status": "not_initialized",
+                "message": "the plugin is not initialized. Call initialize() or register it"
+                " with a hub.",
+            }
+        ok, details = _bounded(
+            lambda: client.search_experiments(max_results=1), self.health_timeout
+        )
+        return ok, {**base, **details}
+
+    # -- the spec's methods ---------------------------------------------------------------
+    def set_tracking_uri(self, uri: str) -> None:
+        """Point the plugin at another store; reconnects if it was initialized."""
+        self.mlflow_uri = uri or "local"
+        if self._client is not None:
+            self.initialize()
+
+    def create_experiment(self, name: str) -> str:
+        """Create an experiment and return its id; return the existing id if the name exists."""
+        client = self._require_client()
+        with self._boundary(f"experiment {name!r}"):
+            existing = client.get_experiment_by_name(name)
+            if existing is not None:
+                if existing.lifecycle_stage == "deleted":
+                    client.restore_experiment(existing.experiment_id)
+                return str(existing.experiment_id)
+            try:
+                return str(client.create_experiment(name, artifact_location=self._location(name)))
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                # Another process created it between our read and our write.
+                created = client.get_experiment_by_name(name)
+                if created is None:
+                    raise
+                return str(created.experiment_id)
+
+    def start_run(
+        self,
+        experiment_id: str,
+        *,
+        run_name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        """Start a run and remember it as this thread's active run."""
+        client = self._require_client()
+        with self._lock:  # strictly increasing start times: newest-first order is creation order
+            start_ms = max(_now_ms(), self._last_start_ms + 1)
+            self._last_start_ms = start_ms
+        with self._boundary(
+            f"experiment id {experiment_id!r}", hint="Create it with create_experiment(name) first."
+        ):
+            run = client.create_run(
+                experiment_id,
+                start_time=start_ms,
+                tags={k: str(v) for k, v in (tags or {}).items()},
+                run_name=run_name,
+            )
+        run_id = str(run.info.run_id)
+        with self._lock:
+            self._open_runs.add(run_id)
+        self._active.run_id = run_id
+        return run_id
+
+    def log_artifact(
+        self, path: str, artifact_path: str | None = None, *, run_id: str | None = None
+    ) -> None:
+        """Upload one local file to ``artifact_path`` of a run (default: this thread's run)."""
+        run_id = run_id or self._active_run_id()
+        with self._boundary(f"run {run_id}"):
+            self._require_client().log_artifact(run_id, path, artifact_path or None)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """Return a run with its latest metric values."""
+        with self._boundary(f"run {run_id}"):
+            return _run_record(self._require_client().get_run(run_id))
+
+    def get_experiment_by_name(self, name: str) -> ExperimentRecord | None:
+        """Return the (active) experiment named ``name`` or ``None``."""
+        with self._boundary(f"experiment {name!r}"):
+            found = self._require_client().get_experiment_by_name(name)
+        if found is None or found.lifecycle_stage == "deleted":
+            return None
+        return ExperimentRecord(str(found.experiment_id), found.name, _user_tags(found.tags))
+
+    # -- what the hub needs ---------------------------------------------------------------
+    def log_batch(
+        self,
+        run_id: str,
+        *,
+        metrics: MetricsArg | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        step: int = 0,
+    ) -> None:
+        """Log metrics, params and tags, split at MLflow's per-call limits."""
+        client = self._require_client()
+        now = _now_ms()
+        points = [
+            MlflowMetric(m.key, float(m.value), m.timestamp or now, m.step)
+            for m in _as_metrics(metrics, step)
+        ]
+        param_list = [Param(str(k), str(v)) for k, v in (params or {}).items()]
+        tag_list = [RunTag(str(k), str(v)) for k, v in (tags or {}).items()]
+        with self._boundary(f"run {run_id}"):
+            for chunk in _batches(points, param_list, tag_list):
+                client.log_batch(run_id, metrics=chunk[0], params=chunk[1], tags=chunk[2])
+
+    def end_run(self, run_id: str, status: RunStatus = "FINISHED") -> None:
+        """Mark a run as ended with ``status``."""
+        client = self._require_client()
+        with self._boundary(f"run {run_id}"):
+            store = getattr(getattr(client, "_tracking_client", None), "store", None)
+            update_run_info = getattr(store, "update_run_info", None)
+            if update_run_info is not None:
+                # MlflowClient.set_terminated would also re-read the run and, on a tracking
+                # server, print its URL to stdout: one request and two lines per run more.
+                update_run_info(
+                    run_id,
+                    run_status=MlflowRunStatus.from_string(status),
+                    end_time=_now_ms(),
+                    run_name=None,
+                )
+            else:
+                client.set_terminated(run_id, status=status)
+        with self._lock:
+            self._open_runs.discard(run_id)
+
+    def kill_run(self, run_id: str) -> None:
+        """End a run as ``KILLED``."""
+        self.end_run(run_id, "KILLED")
+
+    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
+        """Upload every file under ``local_dir`` to ``artifact_path`` of the run."""
+        with self._boundary(f"run {run_id}"):
+            self._require_client().log_artifacts(run_id, local_dir, artifact_path or None)
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
+        """List artifact files under ``path`` of a run, recursively."""
+        client = self._require_client()
+        wanted = path.strip("/") if path else None
+        files: list[str] = []
+        with self._boundary(f"run {run_id}"):
+            pending = [wanted]
+            while pending:
+                for info in client.list_artifacts(run_id, pending.pop()):
+                    (pending if info.is_dir else files).append(info.path)
+            if not files and wanted:  # ``path`` may name a single file
+                parent = wanted.rpartition("/")[0] or None
+                files = [i.path for i in client.list_artifacts(run_id, parent) if i.path == wanted]
+        return sorted(files)
+
+    def download_artifacts(self, run_id: str, artifact_path: str, dst_dir: str) -> str:
+        """Download an artifact file or folder into ``dst_dir`` and return its local path."""
+        hint = "It was not saved with this run; list what exists with list_artifacts(run_id)."
+        with self._boundary(f"run {run_id}", hint=hint):
+            client = self._require_client()
+            if not self.list_artifacts(run_id, artifact_path):
+                raise NotFoundError(f"run {run_id}: no artifact {artifact_path!r}. {hint}")
+            Path(dst_dir).mkdir(parents=True, exist_ok=True)
+            return str(client.download_artifacts(run_id, artifact_path.strip("/"), dst_dir))
+
+    def search_runs(self, experiment_id: str, max_results: int = 100) -> list[RunRecord]:
+        """Return the runs of an experiment, newest first."""
+        client = self._require_client()
+        runs: list[RunRecord] = []
+        token: str | None = None
+        with self._boundary(f"experiment id {experiment_id!r}"):
+            while len(runs) < max_results:
+                page = client.search_runs(
+                    [experiment_id],
+                    max_results=min(max_results - len(runs), _SEARCH_PAGE),
+                    order_by=["attributes.start_time DESC"],
+                    page_token=token,
+                )
+                runs.extend(_run_record(r) for r in page)
+                token = page.token
+                if not token:
+                    break
+        return runs
+
+    def register_model(self, name: str, run_id: str, artifact_path: str) -> ModelVersion:
+        """Register the run's artifact folder as a new version of model ``name``."""
+        client = self._require_client()
+        with self._boundary(f"run {run_id}"):
+            run = client.get_run(run_id)
+        with self._boundary(f"model {name!r}"):
+            try:
+                client.create_registered_model(name)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            version = client.create_model_version(
+                name, source=f"{run.info.artifact_uri}/{artifact_path.strip('/')}", run_id=run_id
+            )
+        return _model_version(version)
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        """Point ``alias`` of model ``name`` at ``version`` (moving it if it existed)."""
+        with self._boundary(f"model {name!r} version {version}"):
+            self._require_client().set_registered_model_alias(name, alias, str(version))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove ``alias`` from model ``name``; no error if it was not set."""
+        try:
+            with self._boundary(f"model {name!r}"):
+                self._require_client().delete_registered_model_alias(name, alias)
+        except (NotFoundError, DataError):
+            logger.debug("alias %s of model %s was not set", alias, name)
+
+    def get_version_by_alias(self, name: str, alias: str) -> ModelVersion | None:
+        """Return the version ``alias`` points at, or ``None``."""
+        try:
+            with self._boundary(f"model {name!r}"):
+                return _model_version(
+                    self._require_client().get_model_version_by_alias(name, alias)
+                )
+        except (NotFoundError, DataError):  # unknown model, or alias not set
+            return None
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        """Return every version of model ``name``, newest first (empty if unknown)."""
+        client = self._require_client()
+        quote = '"' if "'" in name else "'"
+        versions: list[ModelVersion] = []
+        token: str | None = None
+        with self._boundary(f"model {name!r}"):
+            try:
+                aliases = _aliases_by_version(client.get_registered_model(name).aliases)
+            except MlflowException as exc:
+                if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    return []
+                raise
+            while True:
+                page = client.search_model_versions(
+                    f"name={quote}{name}{quote}",
+                    max_results=_SEARCH_PAGE,
+                    order_by=["version_number DESC"],
+                    page_token=token,
+                )
+                # Search results carry no aliases; the registered model knows them.
+                versions.extend(_model_version(v, aliases.get(int(v.version), ())) for v in page)
+                token = page.token
+                if not token:
+                    return versions
+
+    def set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
+        """Set a tag on a model version."""
+        with self._boundary(f"model {name!r} version {version}"):
+            self._require_client().set_model_version_tag(name, str(version), key, value)
+
+    # -- internals ------------------------------------------------------------------------
+    def _resolve_store(self) -> _Store:
+        uri = self.mlflow_uri.strip()
+        artifact_root = self.artifact_location
+        sqlite_path: Path | None = None
+        if uri.lower() in _LOCAL_URIS:
+            home = embedded_home()
+            sqlite_path = home / EMBEDDED_DB_FILE
+            uri = f"sqlite:///{sqlite_path.as_posix()}?timeout={SQLITE_BUSY_TIMEOUT}"
+            artifact_root = artifact_root or (home / EMBEDDED_ARTIFACT_DIR).as_uri()
+        elif uri.startswith("sqlite:///"):
+            file = uri.removeprefix("sqlite:///").split("?", 1)[0]
+            if file and file != ":memory:":
+                sqlite_path = Path(file)
+        return _Store(uri, self.registry_uri or uri, artifact_root, sqlite_path)
+
+    def _location(self, experiment_name: str) -> str | None:
+        """Return a fresh artifact folder for a new experiment under the configured root."""
+        root = self._store.artifact_root if self._store else None
+        if root is None:
+            return None
+        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment_name)[:60]
+        return f"{root.rstrip('/')}/{slug}-{uuid.uuid4().hex[:8]}"
+
+    def _probe_http(self, store: _Store) -> HealthReport:
+        creds = get_default_host_creds(store.tracking_uri)  # type: ignore[no-untyped-call]
+
+        def probe() -> None:
+            response = http_request(  # type: ignore[no-untyped-call]
+                creds,
+                _HEALTH_ENDPOINT,
+                "GET",
+                max_retries=0,
+                timeout=self.health_timeout,
+                params={"max_results": 1},
+            )
+            if response.status_code != 200:
+                raise ObservMLError(f"HTTP {response.status_code} from {_HEALTH_ENDPOINT}.")
+
+        return _bounded(probe, self.health_timeout)
+
+    def _require_client(self) -> MlflowClient:
+        client = self._client
+        if client is None:
+            raise ServiceUnavailableError(
+                f"MLflow plugin ({mask_uri(self.mlflow_uri)}): not initialized. Call"
+                " initialize() or register the plugin with a hub first."
+            )
+        return client
+
+    def _active_run_id(self) -> str:
+        run_id: str | None = getattr(self._active, "run_id", None)
+        if run_id is None:
+            raise NotFoundError(
+                "MLflow plugin: no active run in this thread. Call start_run() first or pass"
+                " run_id=."
+            )
+        return run_id
+
+    @contextmanager
+    def _boundary(self, what: str, *, hint: str | None = None) -> Iterator[None]:
+        """Turn MLflow errors raised inside the block into observml errors naming ``what``."""
+        try:
+            yield
+        except MlflowException as exc:
+            raise self._translate(exc, what, self._store, hint) from exc
+
+    def _translate(
+        self, exc: Exception, what: str, store: _Store | None, hint: str | None = None
+    ) -> ObservMLError:
+        uri = mask_uri(store.tracking_uri if store else self.mlflow_uri)
+        detail = _first_line(exc)
+        code = getattr(exc, "error_code", None)
+        if code == "RESOURCE_DOES_NOT_EXIST":
+            fix = hint or "Check the id or name; list what exists with search_runs/list_versions."
+            return NotFoundError(
+                f"{what}: not found in the MLflow store at {uri} ({detail}). {fix}"
+            )
+        if _is_unreachable(exc):
+            return ServiceUnavailableError(
+                f"{what}: the MLflow store at {uri} is unreachable ({detail}). Is the tracking"
+                " server running? MLflow's own retries are set by MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+                " and MLFLOW_HTTP_REQUEST_TIMEOUT."
+            )
+        if code == "INVALID_PARAMETER_VALUE":
+            return DataError(f"{what}: MLflow rejected the values: {detail}")
+        return ObservMLError(f"{what}: MLflow store at {uri} failed ({code}): {detail}")
+
+
+# -- module helpers ------------------------------------------------------------------------
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _as_metrics(metrics: MetricsArg | None, step: int) -> list[Metric]:
+    if metrics is None:
+        return []
+    if isinstance(metrics, Mapping):
+        return [Metric(str(k), float(v), step) for k, v in metrics.items()]
+    return list(metrics)
+
+
+def _batches(
+    metrics: list[MlflowMetric], params: list[Param], tags: list[RunTag]
+) -> Iterator[tuple[list[MlflowMetric], list[Param], list[RunTag]]]:
+    """Split into calls of at most 1000 metrics, 100 params, 100 tags and 1000 entities."""
+    m = p = t = 0
+    while m < len(metrics) or p < len(params) or t < len(tags):
+        param_chunk = params[p : p + MAX_PARAMS_PER_BATCH]
+        tag_chunk = tags[t : t + MAX_TAGS_PER_BATCH]
+        room = min(
+            MAX_METRICS_PER_BATCH, _MAX_ENTITIES_PER_BATCH - len(param_chunk) - len(tag_chunk)
+        )
+        metric_chunk = metrics[m : m + room]
+        yield metric_chunk, param_chunk, tag_chunk
+        m, p, t = m + len(metric_chunk), p + len(param_chunk), t + len(tag_chunk)
+
+
+def _user_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
+    return {k: v for k, v in (tags or {}).items() if not k.startswith(_SYSTEM_TAG_PREFIX)}
+
+
+def _run_record(run: Any) -> RunRecord:
+    info, data = run.info, run.data
+    return RunRecord(
+        run_id=str(info.run_id),
+        experiment_id=str(info.experiment_id),
+        status=str(info.status),
+        start_time=int(info.start_time or 0),
+        end_time=int(info.end_time) if info.end_time else None,
+        run_name=str(info.run_name or ""),
+        params=dict(data.params),
+        metrics={k: float(v) for k, v in data.metrics.items()},
+        tags=_user_tags(data.tags),
+        artifact_uri=str(info.artifact_uri or ""),
+    )
+
+
+def _model_version(version: Any, aliases: tuple[str, ...] | None = None) -> ModelVersion:
+    return ModelVersion(
+        name=str(version.name),
+        version=int(version.version),
+        run_id=str(version.run_id or ""),
+        source=str(version.source or ""),
+        aliases=tuple(sorted(version.aliases or ())) if aliases is None else aliases,
+        tags=dict(version.tags or {}),
+        creation_time=int(version.creation_timestamp or 0),
+    )
+
+
+def _aliases_by_version(aliases: Mapping[str, Any] | None) -> dict[int, tuple[str, ...]]:
+    """Turn a registered model's ``{alias: version}`` into ``{version: (alias, ...)}``."""
+    found: dict[int, list[str]] = {}
+    for alias, version in (aliases or {}).items():
+        found.setdefault(int(version), []).append(alias)
+    return {version: tuple(sorted(names)) for version, names in found.items()}
+
+
+def _first_line(exc: BaseException) -> str:
+    """Return the first line of an error's message, with passwords masked."""
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return mask_text(text.splitlines()[0] if text else type(exc).__name__)
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    """Return True when ``exc`` (or what caused it) is a network or availability failure."""
+    if getattr(exc, "error_code", None) == "TEMPORARILY_UNAVAILABLE":
+        return True
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) or type(seen).__module__.startswith(("requests", "urllib3")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return str(exc).startswith("API request to ")
+
+
+def _bounded(probe: Callable[[], object], timeout: float) -> HealthReport:
+    """Run ``probe`` in a daemon thread and report on it within ``timeout`` seconds."""
+    outcome: list[BaseException | None] = []
+    started = time.monotonic()
+
+    def target() -> None:
+        try:
+            probe()
+        except BaseException as exc:  # reported, never raised
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    worker = threading.Thread(target=target, name="mlflow-health", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    latency_ms = round((time.monotonic() - started) * 1000, 1)
+    if not outcome:
+        return False, {
+            "status": "timeout",
+            "message": f"no answer within {timeout:g} s.",
+            "latency_ms": latency_ms,
+        }
+    error = outcome[0]
+    if error is None:
+        return True, {"status": "connected", "latency_ms": latency_ms}
+    return False, {
+        "status": "unreachable" if _is_unreachable(error) else "error",
+        "message": f"{type(error).__name__}: {_first_line(error)}",
+        "latency_ms": latency_ms,
+    }
+
+
+def _enable_wal(path: Path) -> None:
+    """Create the SQLite file if needed and switch it to WAL (persistent, per database)."""
+    with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT) as connection:
+        mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()
+    connection.close()
+    if mode and str(mode[0]).lower() != "wal":
+        logger.warning("SQLite store %s stays in %s journal mode", path, mode[0])
+
+
+@contextmanager
+def _init_lock(sqlite_path: Path | None) -> Iterator[None]:
+    """Serialise store creation across processes (schema migrations must run once)."""
+    if sqlite_path is None or sys.platform == "win32":
+        yield
+        return
+    import fcntl
+
+    lock_file = sqlite_path.with_name(sqlite_path.name + ".lock")
+    with open(lock_file, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,236 @@
+"""MLflowPlugin on real MLflow: SQLite stores, an ``mlflow server`` on PostgreSQL, the embedded
+default shared by two processes, and bounded health checks.
+
+Fixtures come from ``tests/fixtures/mlflow.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from observml.config import HOME_ENV_VAR
+from observml.errors import ConfigError, ServiceUnavailableError
+from tests.contracts.mlops import MLOpsContract
+from tests.services import free_port
+
+pytest.importorskip("mlflow")
+
+from observml.plugins.mlflow_plugin import (
+    EMBEDDED_ARTIFACT_DIR,
+    EMBEDDED_DB_FILE,
+    MLflowPlugin,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.mlflow]
+
+RUNS_PER_PROCESS = 200
+
+
+class TestMLflowSQLite(MLOpsContract):
+    """The contract against a SQLite store in the test's temp dir (real MLflow, no server)."""
+
+    @pytest.fixture
+    def mlops(self, mlflow_sqlite_uri: str, tmp_path: Path) -> Iterator[MLflowPlugin]:
+        plugin = MLflowPlugin(mlflow_sqlite_uri, artifact_location=(tmp_path / "art").as_uri())
+        plugin.initialize()
+        yield plugin
+        plugin.shutdown()
+
+
+class TestMLflowServer(MLOpsContract):
+    """The contract against an ``mlflow server`` process with a PostgreSQL backend store."""
+
+    @pytest.fixture
+    def mlops(self, mlflow_server_uri: str) -> Iterator[MLflowPlugin]:
+        plugin = MLflowPlugin(mlflow_server_uri)
+        plugin.initialize()
+        yield plugin
+        plugin.shutdown()
+
+
+# -- the embedded default ---------------------------------------------------------------------
+def test_mlflow_embedded_default_lives_under_observml_home(tmp_path: Path) -> None:
+    home = Path(os.environ[HOME_ENV_VAR])  # set per test by the root conftest
+    plugin = MLflowPlugin()
+    plugin.initialize()
+    try:
+        run_id = plugin.start_run(plugin.create_experiment("embedded"))
+        notes = tmp_path / "notes.txt"
+        notes.write_text("hi", encoding="utf-8")
+        plugin.log_artifact(str(notes))
+        plugin.end_run(run_id)
+        artifact_uri = plugin.get_run(run_id).artifact_uri
+    finally:
+        plugin.shutdown()
+    assert (home / EMBEDDED_DB_FILE).is_file()
+    assert artifact_uri.startswith((home / EMBEDDED_ARTIFACT_DIR).as_uri())
+    assert list((home / EMBEDDED_ARTIFACT_DIR).rglob("notes.txt"))
+    with sqlite3.connect(home / EMBEDDED_DB_FILE) as connection:
+        (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+    connection.close()
+    assert mode == "wal"
+
+
+_WORKER = textwrap.dedent(
+    """
+    import sys
+    from observml.plugins.mlflow_plugin import MLflowPlugin
+
+    tag, count = sys.argv[1], int(sys.argv[2])
+    print("ready", flush=True)
+    sys.stdin.readline()  # start together: both initialize and log at the same time
+    plugin = MLflowPlugin()
+    plugin.initialize()
+    experiment_id = plugin.create_experiment("concurrent")
+    for i in range(count):
+        run_id = plugin.start_run(experiment_id, run_name=f"{tag}-{i}", tags={"worker": tag})
+        plugin.log_batch(run_id, metrics={"i": i, "loss": 1.0 / (i + 1)}, params={"i": i})
+        plugin.end_run(run_id)
+    plugin.shutdown()
+    print("done", flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_mlflow_embedded_two_processes_log_at_once(tmp_path: Path) -> None:
+    home = tmp_path / "shared-home"
+    env = {**os.environ, HOME_ENV_VAR: str(home)}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, tag, str(RUNS_PER_PROCESS)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=tmp_path,
+            text=True,
+        )
+        for tag in ("a", "b")
+    ]
+    for worker in workers:
+        assert worker.stdout is not None
+        assert worker.stdout.readline().strip() == "ready"
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+    outcomes = [worker.communicate(timeout=600) for worker in workers]
+    for worker, (out, err) in zip(workers, outcomes, strict=True):
+        assert worker.returncode == 0, err[-3000:]
+        assert "done" in out
+        assert "database is locked" not in err
+
+    reader = MLflowPlugin(f"sqlite:///{(home / EMBEDDED_DB_FILE).as_posix()}")
+    reader.initialize()
+    try:
+        experiment = reader.get_experiment_by_name("concurrent")
+        assert experiment is not None
+        runs = reader.search_runs(experiment.experiment_id, max_results=10 * RUNS_PER_PROCESS)
+    finally:
+        reader.shutdown()
+    assert len(runs) == 2 * RUNS_PER_PROCESS
+    assert {r.run_name for r in runs} == {
+        f"{tag}-{i}" for tag in ("a", "b") for i in range(RUNS_PER_PROCESS)
+    }
+    assert {r.status for r in runs} == {"FINISHED"}
+    assert all(r.metrics["i"] == float(r.params["i"]) for r in runs)
+
+
+# -- other URIs ---------------------------------------------------------------------------------
+def test_mlflow_postgresql_uri_works_without_a_server(
+    mlflow_server_uri: str, mlflow_postgres_url: str
+) -> None:
+    """The server fixture has migrated the database; the plugin can use it directly too."""
+    plugin = MLflowPlugin(mlflow_postgres_url)
+    plugin.initialize()
+    try:
+        experiment_id = plugin.create_experiment("direct-postgres")
+        assert plugin.create_experiment("direct-postgres") == experiment_id
+        healthy, details = plugin.health_check()
+        assert healthy, details
+    finally:
+        plugin.shutdown()
+
+
+def test_mlflow_file_uri_needs_mlflow_opt_in(tmp_path: Path) -> None:
+    plugin = MLflowPlugin((tmp_path / "mlruns").as_uri())
+    with pytest.raises(ConfigError, match="mlflow_uri.*MLFLOW_ALLOW_FILE_STORE"):
+        plugin.initialize()
+
+
+def test_mlflow_unsupported_uri_raises_config_error() -> None:
+    plugin = MLflowPlugin("bogus://somewhere")
+    with pytest.raises(ConfigError, match="mlflow_uri.*bogus"):
+        plugin.initialize()
+
+
+def test_mlflow_not_initialized_raises_on_use() -> None:
+    plugin = MLflowPlugin()
+    with pytest.raises(ServiceUnavailableError, match="not initialized. Call initialize"):
+        plugin.create_experiment("x")
+    healthy, details = plugin.health_check()
+    assert not healthy
+    assert details["status"] == "not_initialized"
+
+
+# -- health ---------------------------------------------------------------------------------------
+def test_mlflow_health_unreachable_server_answers_within_timeout() -> None:
+    plugin = MLflowPlugin(f"http://observer:s3cret@127.0.0.1:{free_port()}", health_timeout=2.0)
+    started = time.monotonic()
+    healthy, details = plugin.health_check()
+    elapsed = time.monotonic() - started
+    assert not healthy
+    assert elapsed < 5.0
+    assert details["status"] in {"unreachable", "timeout"}
+    assert "s3cret" not in str(details)
+    assert details["uri"].startswith("http://observer:****@127.0.0.1:")
+
+
+def test_mlflow_initialize_unreachable_server_fails_fast() -> None:
+    plugin = MLflowPlugin(f"http://observer:s3cret@127.0.0.1:{free_port()}", health_timeout=2.0)
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailableError, match="unreachable.*Is the server running") as err:
+        plugin.initialize()
+    assert time.monotonic() - started < 5.0
+    assert "s3cret" not in str(err.value)
+
+
+def test_mlflow_health_of_server_reports_latency(mlflow_server_uri: str) -> None:
+    plugin = MLflowPlugin(mlflow_server_uri)
+    plugin.initialize()
+    try:
+        healthy, details = plugin.health_check()
+    finally:
+        plugin.shutdown()
+    assert healthy, details
+    assert details["uri"] == mlflow_server_uri
+    assert details["latency_ms"] >= 0
+
+
+def test_mlflow_set_tracking_uri_reconnects(
+    mlflow_sqlite_uri: str, mlflow_sqlite_template: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.db"
+    other.write_bytes(mlflow_sqlite_template.read_bytes())
+    plugin = MLflowPlugin(mlflow_sqlite_uri, artifact_location=(tmp_path / "art").as_uri())
+    plugin.initialize()
+    try:
+        plugin.create_experiment("first-store")
+        plugin.set_tracking_uri(f"sqlite:///{other.as_posix()}")
+        assert plugin.get_experiment_by_name("first-store") is None
+        plugin.create_experiment("second-store")
+        healthy, details = plugin.health_check()
+        assert healthy, details
+        assert details["uri"].endswith("other.db")
+    finally:
+        plugin.shutdown()
