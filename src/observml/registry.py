@@ -54,6 +54,12 @@ BUILTIN_PLUGINS: Final[Mapping[str, Mapping[str, str]]] = {
         "memory": "observml.plugins.memory:InMemoryDataStreamPlugin",
         "rabbitmq": "observml.plugins.rabbitmq_plugin:RabbitMQPlugin",
     },
+    "experiment": {
+        "fault_detection": "observml.experiments.fault_detection:FaultDetectionExperiment",
+        "fault_isolation": "observml.experiments.fault_isolation:FaultIsolationExperiment",
+        "process_mining": "observml.experiments.process_mining:ProcessMiningExperiment",
+        "time_series": "observml.experiments.time_series:TimeSeriesExperiment",
+    },
 }
 
 #: Which extra to install when a built-in plugin's module fails to import.

@@ -1,0 +1,675 @@
+"""The ``Experiment`` contract every experiment type follows (sklearn's estimator rules).
+
+An experiment is built from a name and a config that follows the old system's shape::
+
+    setup: {target: label, datetime_column: ds, datetime_format: null, features: null,
+            format: null, keep_train_rows: 10000}
+    eda: false
+    create_model: {model: iforest, params: {n_estimators: 200}}
+    retrain: {metric: anomaly_rate, threshold: 0.1, higher_better: false, window: 3,
+              min_samples: 500, cooldown: 600}
+
+The constructor only stores. :meth:`Experiment.validate_config` checks the config against the
+type's tables (:attr:`Experiment.MODELS`, :attr:`Experiment.SETUP_DEFAULTS`) and each model's
+signature; :meth:`Experiment.train` calls it. Subclasses implement ``_fit``, ``_predict``,
+``_metrics``, ``_model_reports`` and ``_model_report_names``; the base does data parsing,
+checks, EDA, the retrain policy and saving/loading. State learned in training ends in ``_``
+and is what :meth:`Experiment.save` pickles.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import inspect
+import json
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Self
+from urllib.parse import quote, unquote
+
+import joblib  # type: ignore[import-untyped]
+import numpy as np
+import pandas as pd
+import yaml
+
+from observml.dataio import (
+    DataLike,
+    check_format,
+    coerce_numeric,
+    parse_datetime,
+    require_columns,
+    require_non_empty,
+    to_frame,
+)
+from observml.errors import (
+    ConfigError,
+    ConfigProblem,
+    DataError,
+    ExperimentError,
+    ModelNotTrainedError,
+)
+from observml.experiments.policy import RetrainDecision, RetrainPolicy, RetrainTracker
+
+if TYPE_CHECKING:
+    from plotly.graph_objects import Figure
+
+    from observml.registry import PluginRegistry
+
+__all__ = [
+    "CONFIG_FILE",
+    "METRICS_FILE",
+    "MODEL_FILE",
+    "REPORTS_DIR",
+    "Experiment",
+    "ExperimentSettings",
+    "ModelSpec",
+    "load_experiment",
+    "report_filename",
+    "report_name",
+]
+
+MODEL_FILE: Final = "model.pkl"
+CONFIG_FILE: Final = "config.yaml"
+METRICS_FILE: Final = "metrics.json"
+REPORTS_DIR: Final = "reports"
+_TOP_KEYS: Final = ("setup", "eda", "create_model", "retrain", "type", "description")
+_STATE_FORMAT: Final = 1
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of an experiment type's model table.
+
+    Attributes:
+        target: ``"module:attr"`` of the class or function that builds the model; its
+            signature lists the ``create_model.params`` accepted. Imported on first use.
+        defaults: Values used for target parameters the config leaves out.
+        options: Parameters our own code reads (name -> default), accepted on top of the
+            target's, e.g. ``contamination`` or ``alpha``.
+        exclude: Target parameters the experiment passes itself (not configurable).
+        extra: The ``observml`` extra that installs the target's package.
+        summary: One line for docs and error messages.
+        adapter: Optional ``"module:attr"`` wrapping the built target:
+            ``adapter(target(**params), **options)`` (see :meth:`build`).
+        requires: Modules that must import for the model to work (checked by :meth:`load`
+            when the target itself imports them lazily).
+    """
+
+    target: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    exclude: tuple[str, ...] = ()
+    extra: str | None = None
+    summary: str = ""
+    adapter: str | None = None
+    requires: tuple[str, ...] = ()
+
+    def load(self, where: str = "create_model.model") -> Any:
+        """Import and return the target.
+
+        Raises:
+            ConfigError: Its package is missing; says which extra to install.
+        """
+        for module_name in self.requires:
+            self._import(module_name, where)
+        return self._resolve(self.target, where)
+
+    def build(self, params: Mapping[str, Any], options: Mapping[str, Any]) -> Any:
+        """Return ``adapter(target(**params), **options)`` (or ``target(**params)``)."""
+        model = self.load()(**params)
+        if self.adapter is None:
+            return model
+        return self._resolve(self.adapter, "create_model.model")(model, **options)
+
+    def _resolve(self, target: str, where: str) -> Any:
+        module_name, _, attr = target.partition(":")
+        obj: Any = self._import(module_name, where)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    def _import(self, module_name: str, where: str) -> Any:
+        try:
+            return importlib.import_module(module_name)
+        except ImportError as exc:
+            fix = (
+                f"pip install 'observml[{self.extra}]'"
+                if self.extra
+                else f"pip install {module_name.split('.')[0]}"
+            )
+            raise ConfigError(
+                f"the model needs {(exc.name or module_name).split('.')[0]!r}, which is not"
+                " installed."
+                f" Install it with: {fix}",
+                key=where,
+            ) from exc
+
+    def accepted(self, where: str = "create_model.model") -> dict[str, Any]:
+        """Return ``{param: default}`` of every accepted parameter (options first)."""
+        target = self.load(where)
+        params: dict[str, Any] = dict(self.options)
+        for name, p in inspect.signature(target).parameters.items():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or name in self.exclude:
+                continue
+            if name not in params:
+                params[name] = self.defaults.get(name, None if p.default is p.empty else p.default)
+        return params
+
+
+@dataclass(frozen=True)
+class ExperimentSettings:
+    """A validated config: what :meth:`Experiment.validate_config` returns."""
+
+    model: str
+    spec: ModelSpec
+    params: dict[str, Any]
+    options: dict[str, Any]
+    setup: dict[str, Any]
+    format: dict[str, Any] | None
+    eda: bool
+    retrain: RetrainPolicy
+    metric: str
+
+
+class Experiment(abc.ABC):
+    """Base of every experiment type.
+
+    Args:
+        name: The experiment's name (also its registered model name in the MLOps store).
+        config: The ``setup``/``eda``/``create_model``/``retrain`` mapping.
+    """
+
+    #: Name the type is registered under (``fault_detection``, ...).
+    experiment_type: ClassVar[str]
+    #: Model name -> how to build it. The only place models are listed.
+    MODELS: ClassVar[Mapping[str, ModelSpec]]
+    #: Model used when ``create_model.model`` is left out.
+    DEFAULT_MODEL: ClassVar[str]
+    #: Metric the retrain policy watches unless ``retrain.metric`` says otherwise.
+    DEFAULT_METRIC: ClassVar[str]
+    #: ``setup:`` keys the type accepts, with defaults. Subclasses extend it.
+    SETUP_DEFAULTS: ClassVar[Mapping[str, Any]] = {
+        "target": None,
+        "datetime_column": None,
+        "datetime_format": None,
+        "features": None,
+        "format": None,
+        "keep_train_rows": 10_000,
+    }
+
+    def __init__(self, name: str, config: Mapping[str, Any]) -> None:
+        self.name = name
+        self.config = config
+        self._tracker: RetrainTracker | None = None
+        self._tracker_lock = threading.Lock()
+
+    # -- configuration --------------------------------------------------------------------
+    def validate_config(self) -> ExperimentSettings:
+        """Check the config and return it with defaults filled in.
+
+        Raises:
+            ConfigError: Every problem found, each with its key (unknown model or params list
+                the valid ones).
+        """
+        problems: list[ConfigProblem] = []
+        config = self.config if isinstance(self.config, Mapping) else {}
+        if not isinstance(self.config, Mapping):
+            problems.append(ConfigProblem("", "expected a mapping of setup/eda/create_model."))
+        for key in config:
+            if key not in _TOP_KEYS:
+                problems.append(ConfigProblem(str(key), f"unknown key. Accepted: {_keys()}."))
+        setup = self._check_setup(_section(config, "setup", problems), problems)
+        fmt: dict[str, Any] | None = None
+        if setup.get("format") is not None:
+            try:
+                fmt = check_format(setup["format"], "setup.format")
+            except DataError as exc:
+                key, _, message = str(exc).partition(": ")
+                problems.append(ConfigProblem(key, message))
+        eda = _as_bool(config.get("eda", False), "eda", problems)
+        model, spec, params, options = self._check_model(config, problems)
+        policy = _check_policy(_section(config, "retrain", problems), problems)
+        if problems:
+            raise ConfigError(problems=problems, source=f"experiment {self.name!r}")
+        assert spec is not None
+        return ExperimentSettings(
+            model=model,
+            spec=spec,
+            params=params,
+            options=options,
+            setup=setup,
+            format=fmt,
+            eda=eda,
+            retrain=policy,
+            metric=policy.metric or self.DEFAULT_METRIC,
+        )
+
+    def _check_setup(self, raw: Mapping[str, Any], problems: list[ConfigProblem]) -> dict[str, Any]:
+        """Merge ``setup`` over :attr:`SETUP_DEFAULTS`; subclasses may add checks."""
+        for key in raw:
+            if key not in self.SETUP_DEFAULTS:
+                problems.append(
+                    ConfigProblem(
+                        f"setup.{key}",
+                        f"unknown key for {self.experiment_type}."
+                        f" Accepted: {', '.join(self.SETUP_DEFAULTS)}.",
+                    )
+                )
+        setup = {**self.SETUP_DEFAULTS, **raw}
+        features = setup.get("features")
+        if features is not None and (
+            not isinstance(features, list) or not all(isinstance(f, str) for f in features)
+        ):
+            problems.append(ConfigProblem("setup.features", "expected a list of column names."))
+        keep = setup.get("keep_train_rows")
+        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
+            problems.append(ConfigProblem("setup.keep_train_rows", "expected an integer >= 0."))
+        return setup
+
+    def _check_model(
+        self, config: Mapping[str, Any], problems: list[ConfigProblem]
+    ) -> tuple[str, ModelSpec | None, dict[str, Any], dict[str, Any]]:
+        section = _section(config, "create_model", problems)
+        for key in section:
+            if key not in ("model", "params"):
+                problems.append(
+                    ConfigProblem(f"create_model.{key}", "unknown key. Accepted: model, params.")
+                )
+        model = section.get("model", self.DEFAULT_MODEL)
+        spec = self.MODELS.get(model) if isinstance(model, str) else None
+        if spec is None:
+            problems.append(
+                ConfigProblem(
+                    "create_model.model",
+                    f"unknown {self.experiment_type} model {model!r}."
+                    f" Valid: {', '.join(self.MODELS)}.",
+                )
+            )
+            return str(model), None, {}, {}
+        raw = section.get("params") or {}
+        if not isinstance(raw, Mapping):
+            problems.append(ConfigProblem("create_model.params", "expected a mapping."))
+            return model, spec, {}, {}
+        try:
+            accepted = spec.accepted()
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            return model, spec, {}, {}
+        for key in raw:
+            if key not in accepted:
+                problems.append(
+                    ConfigProblem(
+                        f"create_model.params.{key}",
+                        f"not a parameter of {model!r}. Accepted: {', '.join(accepted)}.",
+                    )
+                )
+        options = {k: raw.get(k, v) for k, v in spec.options.items()}
+        params = {**spec.defaults, **{k: v for k, v in raw.items() if k not in spec.options}}
+        return model, spec, params, options
+
+    # -- the estimator API ----------------------------------------------------------------
+    def train(self, data: DataLike) -> Self:
+        """Validate the config, parse ``data`` and fit the model.
+
+        Raises:
+            ConfigError: The config is invalid.
+            DataError: The data misses a column, has a wrong type, is empty or has NaN.
+        """
+        settings = self.validate_config()
+        self.settings_ = settings
+        started = time.perf_counter()
+        frame = self.prepare(data, action="train", settings=settings)
+        self.features_ = self._select_features(frame, settings)
+        self._fit(frame)
+        keep = int(settings.setup["keep_train_rows"])
+        self.train_data_ = frame.iloc[len(frame) - min(keep, len(frame)) :].copy()
+        self.n_train_rows_ = len(frame)
+        self.metrics_: dict[str, float] = {
+            "train_rows": float(len(frame)),
+            "train_seconds": time.perf_counter() - started,
+        }
+        self.trained_at_ = time.time()
+        return self
+
+    def predict(self, data: DataLike) -> pd.DataFrame:
+        """Return predictions, one row per input row in the same order (see each type).
+
+        Raises:
+            ModelNotTrainedError: Called before :meth:`train`.
+            DataError: The data does not fit the trained model.
+        """
+        self._check_trained()
+        frame = self.prepare(data, action="predict")
+        result = self._predict(frame)
+        if len(result) == len(frame):
+            result.index = frame.index
+        return result
+
+    def score(self, data: DataLike) -> dict[str, float]:
+        """Return metrics on ``data`` (which needs labels/actuals where the type needs them)."""
+        self._check_trained()
+        frame = self.prepare(data, action="score")
+        metrics = {k: float(v) for k, v in self._metrics(frame).items()}
+        self.metrics_ = {**self.metrics_, **metrics}
+        return metrics
+
+    @property
+    def is_trained(self) -> bool:
+        """Whether :meth:`train` has run (or a trained experiment was loaded)."""
+        return hasattr(self, "trained_at_")
+
+    @property
+    def model_name(self) -> str:
+        """The configured model (``create_model.model`` or the type's default)."""
+        if hasattr(self, "settings_"):
+            return self.settings_.model
+        section = self.config.get("create_model") if isinstance(self.config, Mapping) else None
+        model = section.get("model") if isinstance(section, Mapping) else None
+        return str(model or self.DEFAULT_MODEL)
+
+    def get_train_data(self) -> pd.DataFrame:
+        """Return (a copy of) the last ``setup.keep_train_rows`` training rows."""
+        self._check_trained()
+        return self.train_data_.copy()
+
+    # -- data -----------------------------------------------------------------------------
+    def prepare(
+        self, data: DataLike, *, action: str = "predict", settings: ExperimentSettings | None = None
+    ) -> pd.DataFrame:
+        """Parse ``data`` into a frame, check it is not empty and parse the datetime column."""
+        settings = settings or self.settings_
+        where = self.where(action)
+        frame = to_frame(data, fmt=settings.format, where=where)
+        require_non_empty(frame, where)
+        column = settings.setup.get("datetime_column")
+        if column and column not in frame.index.names:
+            require_columns(frame, [column], where)
+            values = frame[column]
+            if values.dtype.kind != "M":
+                parsed = parse_datetime(
+                    values, settings.setup.get("datetime_format"), where, column=column
+                )
+                frame = frame.assign(**{column: parsed})
+        return frame
+
+    def where(self, action: str) -> str:
+        """Return the prefix of data errors, e.g. ``experiment 'pump' predict data``."""
+        return f"experiment {self.name!r} {action} data"
+
+    def _select_features(self, frame: pd.DataFrame, settings: ExperimentSettings) -> list[str]:
+        """Return ``setup.features`` or every numeric column that is not target/time/excluded."""
+        explicit = settings.setup.get("features")
+        if explicit:
+            require_columns(frame, explicit, self.where("train"))
+            return list(explicit)
+        skip = set(self._non_feature_columns(settings))
+        chosen = [str(c) for c in frame.columns if c not in skip and frame[c].dtype.kind in "fiub"]
+        if not chosen:
+            raise DataError(
+                f"{self.where('train')}: no numeric feature columns (columns:"
+                f" {', '.join(map(repr, frame.columns))}). List them in setup.features."
+            )
+        return chosen
+
+    def _non_feature_columns(self, settings: ExperimentSettings) -> list[str]:
+        """Columns never used as features (target, datetime); subclasses may add more."""
+        return [c for c in (settings.setup["target"], settings.setup["datetime_column"]) if c]
+
+    def feature_matrix(self, frame: pd.DataFrame, *, action: str = "predict") -> np.ndarray:
+        """Return the trained feature columns as a float array, checked column by column."""
+        where = self.where(action)
+        require_columns(frame, self.features_, where)
+        block = frame[self.features_]
+        if all(block[c].dtype.kind == "f" for c in self.features_):
+            values: np.ndarray = block.to_numpy(dtype="float64")
+            if not np.isnan(values).any():
+                return values
+        columns = [coerce_numeric(block[c], where, column=c) for c in self.features_]
+        checked: np.ndarray = np.column_stack([c.to_numpy() for c in columns])
+        return checked
+
+    def time_values(self, frame: pd.DataFrame) -> pd.Series | None:
+        """Return the datetime column (or index) when ``setup.datetime_column`` is set."""
+        column = self.settings_.setup.get("datetime_column")
+        if not column:
+            return None
+        if column in frame.columns:
+            return frame[column]
+        if column in frame.index.names:
+            return frame.index.get_level_values(column).to_series(index=frame.index)
+        return None
+
+    # -- reports --------------------------------------------------------------------------
+    def reports(self) -> dict[str, Figure]:
+        """Return every report figure by name (model reports, then EDA when ``eda`` is on)."""
+        self._check_trained()
+        figures = self._model_reports()
+        if self.settings_.eda:
+            figures.update(self.eda_reports())
+        return figures
+
+    def eda_reports(self) -> dict[str, Figure]:
+        """Return ``histogram_<col>`` per feature and ``correlation`` of the training data."""
+        from observml.experiments import reports
+
+        self._check_trained()
+        figures: dict[str, Figure] = reports.eda_figures(self.train_data_, self.features_)
+        return figures
+
+    def plot_names(self) -> list[str]:
+        """Return the names :meth:`reports` produces for this configuration."""
+        self._check_trained()
+        names = self._model_report_names()
+        if self.settings_.eda:
+            names += [f"histogram_{c}" for c in self.features_]
+            names += ["correlation"] if len(self.features_) > 1 else []
+        return names
+
+    # -- retrain policy -------------------------------------------------------------------
+    @property
+    def retrain_policy(self) -> RetrainPolicy:
+        """The ``retrain:`` block as a :class:`RetrainPolicy`."""
+        return self._retrain_tracker().policy
+
+    def should_retrain(
+        self, metrics: Mapping[str, float], *, n_samples: int, now: float | None = None
+    ) -> RetrainDecision:
+        """Record a scoring result and decide whether to retrain (see ``policy.py``)."""
+        return self._retrain_tracker().decide(metrics, n_samples=n_samples, now=now)
+
+    def mark_retrain_started(self) -> bool:
+        """Claim the one retrain slot; False when a retrain is already running."""
+        return self._retrain_tracker().mark_started()
+
+    def mark_retrain_finished(self, *, now: float | None = None) -> None:
+        """Release the retrain slot and start the cooldown."""
+        self._retrain_tracker().mark_finished(now=now)
+
+    def _retrain_tracker(self) -> RetrainTracker:
+        with self._tracker_lock:
+            if self._tracker is None:
+                settings = getattr(self, "settings_", None) or self.validate_config()
+                self._tracker = RetrainTracker(settings.retrain, settings.metric)
+            return self._tracker
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, directory: Path | str) -> Path:
+        """Write ``model.pkl``, ``config.yaml``, ``metrics.json`` and ``reports/*.json``."""
+        self._check_trained()
+        root = Path(directory)
+        (root / REPORTS_DIR).mkdir(parents=True, exist_ok=True)
+        state = {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}
+        cls = type(self)
+        payload = {
+            "format": _STATE_FORMAT,
+            "class": f"{cls.__module__}:{cls.__qualname__}",
+            "state": state,
+        }
+        joblib.dump(payload, root / MODEL_FILE)
+        document = {"type": self.experiment_type, "name": self.name, "config": _plain(self.config)}
+        (root / CONFIG_FILE).write_text(yaml.safe_dump(document, sort_keys=False), "utf-8")
+        (root / METRICS_FILE).write_text(json.dumps(self.metrics_, indent=2), "utf-8")
+        for name, figure in self.reports().items():
+            (root / REPORTS_DIR / report_filename(name)).write_text(figure.to_json(), "utf-8")
+        return root
+
+    @classmethod
+    def load(cls, directory: Path | str) -> Experiment:
+        """Load an experiment :meth:`save` wrote (only ever from a trusted store)."""
+        root = Path(directory)
+        document = _read_config(root)
+        experiment = cls(str(document.get("name", root.name)), document.get("config") or {})
+        payload = joblib.load(root / MODEL_FILE)
+        if not isinstance(payload, dict) or payload.get("format") != _STATE_FORMAT:
+            raise ExperimentError(
+                f"{root / MODEL_FILE}: not an observml experiment state (format"
+                f" {_STATE_FORMAT}). Save it again with this version of observml."
+            )
+        vars(experiment).update(payload["state"])
+        return experiment
+
+    def _check_trained(self) -> None:
+        if not self.is_trained:
+            raise ModelNotTrainedError(
+                f"experiment {self.name!r}: the model is not trained. Call train() first."
+            )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(vars(self))
+        state.pop("_tracker_lock", None)
+        state["_tracker"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+        self._tracker_lock = threading.Lock()
+
+    # -- what subclasses implement --------------------------------------------------------
+    @abc.abstractmethod
+    def _fit(self, frame: pd.DataFrame) -> None:
+        """Fit on the parsed training frame (``self.settings_``/``features_`` are set)."""
+
+    @abc.abstractmethod
+    def _predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Return the prediction frame for a parsed frame."""
+
+    @abc.abstractmethod
+    def _metrics(self, frame: pd.DataFrame) -> Mapping[str, float]:
+        """Return metrics on a parsed frame."""
+
+    @abc.abstractmethod
+    def _model_reports(self) -> dict[str, Figure]:
+        """Return the model's report figures by name."""
+
+    @abc.abstractmethod
+    def _model_report_names(self) -> list[str]:
+        """Return the names :meth:`_model_reports` produces."""
+
+
+def load_experiment(
+    directory: Path | str,
+    registry: PluginRegistry | Mapping[str, type[Experiment]] | None = None,
+) -> Experiment:
+    """Load a saved experiment, choosing its class from ``config.yaml``'s ``type``.
+
+    Args:
+        directory: What :meth:`Experiment.save` wrote.
+        registry: Type name -> class, or a :class:`~observml.registry.PluginRegistry` (its
+            ``experiment`` plugin type); ``None`` uses the built-ins and entry points.
+    """
+    root = Path(directory)
+    kind = str(_read_config(root).get("type", ""))
+    if isinstance(registry, Mapping):
+        cls = registry.get(kind)
+        if cls is None:
+            raise ExperimentError(
+                f"{root / CONFIG_FILE}: unknown experiment type {kind!r}."
+                f" Known: {', '.join(sorted(registry))}."
+            )
+    else:
+        from observml.registry import PluginRegistry
+
+        cls = (registry or PluginRegistry()).resolve(
+            "experiment", kind, where=f"{root / CONFIG_FILE}: type"
+        )
+    if not (isinstance(cls, type) and issubclass(cls, Experiment)):
+        raise ExperimentError(f"{root / CONFIG_FILE}: type {kind!r} is not an Experiment class.")
+    return cls.load(root)
+
+
+# -- helpers ------------------------------------------------------------------------------
+def report_filename(name: str) -> str:
+    """Return the file a report is saved as: ``<name>.json`` with ``/``, ``%`` etc. escaped.
+
+    Report names carry column names (``histogram_Flow (m3/h)``); :func:`report_name` undoes it.
+    """
+    return quote(name, safe=" ()[]{}-_.,+=@") + ".json"
+
+
+def report_name(filename: str) -> str:
+    """Return the report name of a file written by :meth:`Experiment.save`."""
+    return unquote(filename.removesuffix(".json"))
+
+
+def _keys() -> str:
+    return ", ".join(_TOP_KEYS[:4])
+
+
+def _section(config: Mapping[str, Any], key: str, problems: list[ConfigProblem]) -> dict[str, Any]:
+    value = config.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        problems.append(ConfigProblem(key, f"expected a mapping, got {type(value).__name__}."))
+        return {}
+    return dict(value)
+
+
+def _as_bool(value: Any, key: str, problems: list[ConfigProblem]) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("on", "off", "true", "false", "yes", "no"):
+        return value.lower() in ("on", "true", "yes")
+    if isinstance(value, Mapping) and set(value) <= {"enabled"}:
+        return _as_bool(value.get("enabled", True), f"{key}.enabled", problems)
+    problems.append(ConfigProblem(key, f"expected on/off (true/false), got {value!r}."))
+    return False
+
+
+def _check_policy(raw: Mapping[str, Any], problems: list[ConfigProblem]) -> RetrainPolicy:
+    from observml.validation import check_arguments
+
+    before = len(problems)
+    kwargs = check_arguments(RetrainPolicy, raw, "retrain", problems)
+    if len(problems) > before:
+        return RetrainPolicy()
+    policy = RetrainPolicy(**kwargs)
+    for name in ("window", "min_samples", "cooldown"):
+        if getattr(policy, name) < 0:
+            problems.append(ConfigProblem(f"retrain.{name}", "expected a value >= 0."))
+    return policy
+
+
+def _read_config(root: Path) -> dict[str, Any]:
+    path = root / CONFIG_FILE
+    if not path.is_file():
+        raise ExperimentError(f"{root}: no {CONFIG_FILE}; this is not a saved experiment.")
+    document = yaml.safe_load(path.read_text("utf-8"))
+    if not isinstance(document, dict):
+        raise ExperimentError(f"{path}: expected a mapping with type, name and config.")
+    return document
+
+
+def _plain(value: Any) -> Any:
+    """Turn a config into YAML-safe builtins (mappings, lists, scalars)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,234 @@
+"""Plotly figure builders shared by the experiment types (names are chosen by the callers).
+
+Every builder returns a :class:`plotly.graph_objects.Figure` small enough to store as JSON:
+long series are thinned to :data:`MAX_POINTS` points and histograms are binned here, not in the
+browser. Titles name what is shown; axes carry units where known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+__all__ = [
+    "MAX_POINTS",
+    "bar_chart",
+    "control_chart",
+    "eda_figures",
+    "heatmap",
+    "histogram",
+    "line_chart",
+    "thin",
+]
+
+#: Longest series drawn; longer ones are thinned by a fixed stride (anomalies always kept).
+MAX_POINTS: Final = 5000
+_LAYOUT: Final[Mapping[str, Any]] = {"template": "plotly_white", "margin": {"t": 60}}
+
+
+def thin(n: int, keep: np.ndarray | None = None, max_points: int = MAX_POINTS) -> np.ndarray:
+    """Return the row positions to draw out of ``n``: a stride plus every ``keep`` position."""
+    if n <= max_points:
+        return np.arange(n)
+    positions = np.arange(0, n, int(np.ceil(n / max_points)))
+    if keep is not None and keep.any():
+        positions = np.union1d(positions, np.flatnonzero(keep)[:max_points])
+    return positions
+
+
+def _axis(x: Sequence[Any] | pd.Series | np.ndarray | None, n: int) -> np.ndarray:
+    return np.arange(n) if x is None else np.asarray(x)
+
+
+def line_chart(
+    series: Mapping[str, np.ndarray | pd.Series],
+    *,
+    title: str,
+    x: Sequence[Any] | pd.Series | np.ndarray | None = None,
+    y_title: str = "",
+    limits: Mapping[str, float] | None = None,
+    marks: np.ndarray | None = None,
+    marks_name: str = "anomaly",
+    bands: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> go.Figure:
+    """Draw lines over a shared x axis, with horizontal limits, marked points and bands.
+
+    Args:
+        series: Name -> values (all the same length).
+        title: Figure title.
+        x: Shared x values (times); ``None`` uses the row number.
+        y_title: Label of the y axis.
+        limits: Name -> a horizontal line (e.g. the anomaly threshold).
+        marks: Boolean mask; the first series' points there are drawn as red markers.
+        marks_name: Legend name of the marked points.
+        bands: Name -> (lower, upper) filled between.
+    """
+    first = np.asarray(next(iter(series.values())))
+    n = len(first)
+    keep = thin(n, marks)
+    xs = _axis(x, n)[keep]
+    figure = go.Figure()
+    for name, (lower, upper) in (bands or {}).items():
+        figure.add_scatter(
+            x=xs,
+            y=np.asarray(upper)[keep],
+            mode="lines",
+            line={"width": 0},
+            showlegend=False,
+            name=f"{name} upper",
+        )
+        figure.add_scatter(
+            x=xs,
+            y=np.asarray(lower)[keep],
+            mode="lines",
+            line={"width": 0},
+            fill="tonexty",
+            fillcolor="rgba(99,110,250,0.2)",
+            name=name,
+        )
+    for name, values in series.items():
+        figure.add_scatter(x=xs, y=np.asarray(values)[keep], mode="lines", name=name)
+    for name, value in (limits or {}).items():
+        figure.add_hline(
+            y=float(value),
+            line_dash="dash",
+            line_color="red",
+            annotation_text=name,
+            annotation_position="top left",
+        )
+    if marks is not None and marks.any():
+        where = np.flatnonzero(marks)[:MAX_POINTS]
+        figure.add_scatter(
+            x=_axis(x, n)[where],
+            y=first[where],
+            mode="markers",
+            marker={"color": "red", "size": 6},
+            name=marks_name,
+        )
+    figure.update_layout(
+        title=title, xaxis_title="time" if x is not None else "row", yaxis_title=y_title, **_LAYOUT
+    )
+    return figure
+
+
+def control_chart(
+    statistics: Mapping[str, tuple[np.ndarray, float]],
+    *,
+    title: str,
+    x: Sequence[Any] | pd.Series | np.ndarray | None = None,
+) -> go.Figure:
+    """Draw one panel per statistic with its control limit; points above it in red."""
+    names = list(statistics)
+    figure = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names)
+    for row, name in enumerate(names, start=1):
+        values, limit = statistics[name]
+        values = np.asarray(values)
+        above = values > limit
+        keep = thin(len(values), above)
+        xs = _axis(x, len(values))
+        figure.add_scatter(x=xs[keep], y=values[keep], mode="lines", name=name, row=row, col=1)
+        figure.add_hline(
+            y=float(limit),
+            line_dash="dash",
+            line_color="red",
+            row=row,
+            col=1,
+            annotation_text=f"{name} limit {limit:.3g}",
+        )
+        out = np.flatnonzero(above)[:MAX_POINTS]
+        figure.add_scatter(
+            x=xs[out],
+            y=values[out],
+            mode="markers",
+            name=f"{name} > limit",
+            marker={"color": "red", "size": 5},
+            row=row,
+            col=1,
+        )
+    figure.update_xaxes(title_text="time" if x is not None else "row", row=len(names), col=1)
+    figure.update_layout(title=title, height=300 * len(names) + 100, **_LAYOUT)
+    return figure
+
+
+def bar_chart(
+    values: Mapping[str, float], *, title: str, x_title: str = "", y_title: str = ""
+) -> go.Figure:
+    """Draw one bar per name, in the order given."""
+    figure = go.Figure(go.Bar(x=list(values), y=[float(v) for v in values.values()]))
+    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, **_LAYOUT)
+    return figure
+
+
+def heatmap(
+    z: np.ndarray,
+    *,
+    x: Sequence[str],
+    y: Sequence[str],
+    title: str,
+    x_title: str = "",
+    y_title: str = "",
+    text: bool = True,
+    zmin: float | None = None,
+    zmax: float | None = None,
+    colorscale: str = "Blues",
+) -> go.Figure:
+    """Draw a labelled matrix (confusion matrix, correlation), values written in the cells."""
+    z = np.asarray(z)
+    labels = np.vectorize(lambda v: f"{v:.3g}")(z) if text and z.size <= 900 else None
+    figure = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=list(x),
+            y=list(y),
+            text=labels,
+            texttemplate="%{text}" if labels is not None else None,
+            colorscale=colorscale,
+            zmin=zmin,
+            zmax=zmax,
+        )
+    )
+    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, **_LAYOUT)
+    figure.update_yaxes(autorange="reversed")
+    return figure
+
+
+def histogram(values: np.ndarray, *, title: str, x_title: str, bins: int = 30) -> go.Figure:
+    """Draw a histogram binned here (the JSON holds counts, not the raw values)."""
+    finite = values[np.isfinite(values)]
+    counts, edges = np.histogram(finite, bins=bins) if finite.size else (np.zeros(1), np.zeros(2))
+    centres = (edges[:-1] + edges[1:]) / 2
+    figure = go.Figure(go.Bar(x=centres, y=counts, width=np.diff(edges), name=x_title))
+    figure.update_layout(
+        title=title, xaxis_title=x_title, yaxis_title="count", bargap=0.02, **_LAYOUT
+    )
+    return figure
+
+
+def eda_figures(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, go.Figure]:
+    """Return ``histogram_<col>`` per numeric column and ``correlation`` when there are two+."""
+    figures: dict[str, go.Figure] = {}
+    numeric = {}
+    for column in columns:
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype="float64")
+        numeric[column] = values
+        figures[f"histogram_{column}"] = histogram(
+            values, title=f"Distribution of {column}", x_title=column
+        )
+    if len(numeric) > 1:
+        corr = pd.DataFrame(numeric).corr().fillna(0.0).to_numpy()
+        figures["correlation"] = heatmap(
+            corr,
+            x=list(numeric),
+            y=list(numeric),
+            title="Correlation between features",
+            text=len(numeric) <= 15,
+            zmin=-1,
+            zmax=1,
+            colorscale="RdBu",
+        )
+    return figures
