@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from observml.errors import NotFoundError, ServiceUnavailableError
+from observml.errors import DataError, NotFoundError, ServiceUnavailableError
 from observml.plugins.base import HealthReport
 from observml.plugins.datastream import (
     REASON_HEADER,
@@ -58,6 +58,7 @@ def _as_metrics(metrics: MetricsArg | None, step: int) -> list[Metric]:
 class _Run:
     record: RunRecord
     history: dict[str, list[Metric]] = field(default_factory=dict)
+    latest: dict[str, Metric] = field(default_factory=dict)  # highest (step, timestamp)
     artifacts: dict[str, bytes] = field(default_factory=dict)
 
 
@@ -91,8 +92,12 @@ class InMemoryMLOpsPlugin:
         self._initialized = True
 
     def shutdown(self) -> None:
-        """Nothing to release; the data stays readable."""
-        self._initialized = False
+        """End runs left open as ``KILLED`` (as the real plugins do); the data stays readable."""
+        with self._lock:
+            for run in self._runs.values():
+                if run.record.status == "RUNNING":
+                    run.record = replace(run.record, status="KILLED", end_time=_now_ms())
+            self._initialized = False
 
     def health_check(self) -> HealthReport:
         """Report the store's size."""
@@ -180,17 +185,32 @@ class InMemoryMLOpsPlugin:
         tags: Mapping[str, str] | None = None,
         step: int = 0,
     ) -> None:
-        """Record metrics (with history), params and tags."""
+        """Record metrics (with history), params and tags.
+
+        As in MLflow, a param cannot change once logged, and a metric's current value is the
+        one at the highest step (then the latest timestamp).
+        """
         run = self._run(run_id)
-        points = _as_metrics(metrics, step)
+        now = _now_ms()
+        points = [replace(p, timestamp=p.timestamp or now) for p in _as_metrics(metrics, step)]
+        new_params = {str(k): str(v) for k, v in (params or {}).items()}
         with self._lock:
+            record = run.record
+            for key, value in new_params.items():
+                if record.params.get(key, value) != value:
+                    raise DataError(
+                        f"run {run_id}: param {key!r} is already {record.params[key]!r}; params"
+                        f" cannot change (got {value!r}). Log a metric, or start a new run."
+                    )
             for point in points:
                 run.history.setdefault(point.key, []).append(point)
-            record = run.record
+                best = run.latest.get(point.key)
+                if best is None or (point.step, point.timestamp) >= (best.step, best.timestamp):
+                    run.latest[point.key] = point
             run.record = replace(
                 record,
-                params={**record.params, **{k: str(v) for k, v in (params or {}).items()}},
-                metrics={**record.metrics, **{p.key: p.value for p in points}},
+                params={**record.params, **new_params},
+                metrics={key: point.value for key, point in run.latest.items()},
                 tags={**record.tags, **{k: str(v) for k, v in (tags or {}).items()}},
             )
 
@@ -323,7 +343,7 @@ class InMemoryMLOpsPlugin:
                 f"model {name!r}: no version {version}. Known versions:"
                 f" {[v.version for v in versions] or 'none'}."
             )
-        aliases = tuple(a for a, v in self._aliases.get(name, {}).items() if v == version)
+        aliases = tuple(sorted(a for a, v in self._aliases.get(name, {}).items() if v == version))
         return replace(versions[version - 1], aliases=aliases)
 
 
@@ -388,7 +408,20 @@ class InMemoryDataStreamPlugin:
         with self._cond:
             self._require_connected()
             ready = self._queue(queue).ready
-            return ready.popleft().text() if ready else ""
+            if not ready:
+                return ""
+            message = ready.popleft()
+            try:
+                return message.text()
+            except UnicodeDecodeError as exc:
+                reason = f"UnicodeDecodeError: {exc}"
+                dead = dead_letter_queue(queue)
+                headers = {**message.headers, REASON_HEADER: reason}
+                self._queue(dead).ready.append(replace(message, headers=headers, queue=dead))
+                raise DataError(
+                    f"memory datastream: queue {queue!r}: message {message.message_id} is not"
+                    f" UTF-8 text; it was moved to {dead!r}. Use consume() to receive bytes."
+                ) from exc
 
     def flush_queue(self, queue: str) -> int:
         """Drop the queue's ready messages and return how many."""
@@ -439,7 +472,7 @@ class InMemoryDataStreamPlugin:
         queue: str,
         handler: Handler,
         *,
-        prefetch: int = 100,
+        prefetch: int | None = None,
         stop: threading.Event | None = None,
     ) -> None:
         """Call ``handler`` per message until ``disconnect()`` or ``stop``."""
@@ -463,8 +496,15 @@ class InMemoryDataStreamPlugin:
             batch = self._take(queue, batch_size, max_wait, generation, stop)
             if batch is None:
                 return
-            if batch:
-                self._settle(queue, batch, settle(handler, batch))
+            if not batch:
+                continue
+            try:
+                outcome = settle(handler, batch)
+            except BaseException:  # the consumer "died": the batch comes back redelivered
+                crashed = Settlement(requeue=tuple(range(len(batch))))
+                self._settle(queue, batch, crashed, pause=False)
+                raise
+            self._settle(queue, batch, outcome)
 
     def queue_depth(self, queue: str) -> int:
         """Return the number of ready messages."""
@@ -511,7 +551,9 @@ class InMemoryDataStreamPlugin:
                     return batch
                 self._cond.wait(timeout=min(max(remaining, 0.0), 0.05))
 
-    def _settle(self, queue: str, batch: Sequence[Message], outcome: Settlement) -> None:
+    def _settle(
+        self, queue: str, batch: Sequence[Message], outcome: Settlement, *, pause: bool = True
+    ) -> None:
         with self._cond:
             ready = self._queue(queue).ready
             for index in reversed(outcome.requeue):
@@ -522,5 +564,5 @@ class InMemoryDataStreamPlugin:
                 headers = {**message.headers, REASON_HEADER: reason}
                 dead.append(replace(message, headers=headers, queue=dead_letter_queue(queue)))
             self._cond.notify_all()
-        if outcome.requeue:
+        if outcome.requeue and pause:
             time.sleep(0.1)  # the service was down: give it a moment before the redelivery

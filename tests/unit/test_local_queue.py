@@ -1,0 +1,195 @@
+"""The embedded ``local`` queue: the shared contract, and its guarantees across processes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from observml.errors import ConfigError
+from observml.plugins.datastream import REASON_HEADER, Message, dead_letter_queue
+from observml.plugins.local import FILE_NAME, LocalQueuePlugin
+from tests.contracts.datastream import WAIT, DataStreamContract, consume_n, eventually
+
+#: A consumer in another process: it records each message id it takes, then sleeps or acks.
+CONSUMER = textwrap.dedent(
+    """
+    import sys, time
+    from observml.plugins.local import LocalQueuePlugin
+
+    folder, queue, visibility, log, mode = sys.argv[1:6]
+    plugin = LocalQueuePlugin(folder, visibility_timeout=float(visibility), poll_interval=0.01)
+    plugin.connect()
+
+    def handler(message):
+        with open(log, "a") as out:
+            out.write(f"{message.message_id} {int(message.redelivered)}\\n")
+        if mode == "hang":
+            time.sleep(600)
+
+    plugin.consume(queue, handler, prefetch=5)
+    """
+)
+
+
+class TestLocalQueue(DataStreamContract):
+    @pytest.fixture
+    def datastream(self, tmp_path: Path) -> Iterator[LocalQueuePlugin]:
+        plugin = LocalQueuePlugin(str(tmp_path / "queues"), visibility_timeout=5.0)
+        plugin.poll_interval = 0.01
+        plugin.initialize()
+        yield plugin
+        plugin.shutdown()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return tmp_path / "shared-queues"
+
+
+@pytest.fixture
+def plugin(folder: Path) -> Iterator[LocalQueuePlugin]:
+    local = LocalQueuePlugin(str(folder), visibility_timeout=1.0, poll_interval=0.01)
+    local.connect()
+    yield local
+    local.shutdown()
+
+
+def start_consumer(folder: Path, queue: str, log: Path, mode: str) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-c", CONSUMER, str(folder), queue, "0.5", str(log), mode]
+    return subprocess.Popen(args)
+
+
+def logged(log: Path) -> list[tuple[str, bool]]:
+    if not log.exists():
+        return []
+    lines = log.read_text().splitlines()
+    return [(line.split()[0], line.split()[1] == "1") for line in lines if line.count(" ") == 1]
+
+
+def test_local_queue_default_file_is_under_observml_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OBSERVML_HOME", str(tmp_path / "home"))
+    plugin = LocalQueuePlugin()
+    plugin.connect()
+    plugin.publish("q", "kept")
+    plugin.shutdown()
+    assert plugin.file == tmp_path / "home" / "queues" / FILE_NAME
+    assert plugin.file.exists()
+
+
+def test_local_queue_messages_survive_reopening(plugin: LocalQueuePlugin, folder: Path) -> None:
+    plugin.publish("q", "durable", message_id="m-1")
+    plugin.shutdown()
+    reopened = LocalQueuePlugin(str(folder))
+    reopened.connect()
+    assert reopened.pull_data("q") == "durable"
+    reopened.shutdown()
+
+
+def test_local_queue_unwritable_folder_raises_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("x")
+    plugin = LocalQueuePlugin(str(blocker / "queues"))
+    with pytest.raises(ConfigError, match="cannot open the queue file") as info:
+        plugin.connect()
+    assert info.value.key == "plugins.datastream.config.path"
+
+
+def test_local_queue_connect_unknown_setting_raises_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown setting 'visibility'.*visibility_timeout"):
+        LocalQueuePlugin().connect(visibility=3)
+
+
+def test_local_queue_health_check_reports_file_and_queues(plugin: LocalQueuePlugin) -> None:
+    plugin.create_queue("q")
+    healthy, details = plugin.health_check()
+    assert healthy
+    assert details["queues"] == 2  # q and q.dead
+    assert details["path"] == str(plugin.file)
+    plugin.shutdown()
+    assert plugin.health_check()[0] is False
+
+
+def test_local_queue_long_handler_keeps_its_lease(plugin: LocalQueuePlugin) -> None:
+    plugin.publish("q", "slow", message_id="slow-1")
+    seen_meanwhile: list[str] = []
+
+    def slow(message: Message) -> None:
+        # 3x the visibility timeout: the lease keeper must renew the lease meanwhile.
+        threading.Event().wait(3.0)
+        seen_meanwhile.append(plugin.pull_data("q"))
+
+    deliveries = consume_n(plugin, "q", 1, slow)
+    assert [m.message_id for m in deliveries] == ["slow-1"]
+    assert seen_meanwhile == [""]
+    assert plugin.queue_depth("q") == 0
+
+
+def test_local_queue_delivery_limit_dead_letters_a_poison_message(folder: Path) -> None:
+    plugin = LocalQueuePlugin(str(folder), max_deliveries=2, poll_interval=0.01)
+    plugin.connect()
+    plugin.publish("q", "poison", message_id="p-1")
+
+    def crash(message: Message) -> None:
+        raise KeyboardInterrupt
+
+    for _ in range(2):
+        with pytest.raises(KeyboardInterrupt):
+            consume_n(plugin, "q", 1, crash)
+    assert plugin.pull_data("q") == ""
+    [dead] = consume_n(plugin, dead_letter_queue("q"), 1)
+    assert dead.message_id == "p-1"
+    assert "delivered 2 times without an ack" in dead.headers[REASON_HEADER]
+    plugin.shutdown()
+
+
+def test_local_queue_killed_consumer_process_message_comes_back_redelivered(
+    plugin: LocalQueuePlugin, folder: Path, tmp_path: Path
+) -> None:
+    plugin.create_queue("jobs")
+    message_id = plugin.publish("jobs", "work", message_id="job-1")
+    log = tmp_path / "taken.log"
+    child = start_consumer(folder, "jobs", log, "hang")
+    try:
+        assert eventually(lambda: logged(log) == [("job-1", False)], timeout=WAIT * 2)
+        # The child is alive and renews its lease: nobody else may take the message.
+        threading.Event().wait(1.5)
+        assert plugin.queue_depth("jobs") == 0
+        assert plugin.pull_data("jobs") == ""
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(WAIT)
+    [again] = consume_n(plugin, "jobs", 1)
+    assert again.message_id == message_id
+    assert again.redelivered is True
+    assert again.body == b"work"
+
+
+def test_local_queue_competing_processes_share_work_without_duplicates(
+    plugin: LocalQueuePlugin, folder: Path, tmp_path: Path
+) -> None:
+    plugin.create_queue("work")
+    ids = plugin.publish_batch("work", [f"item-{i}" for i in range(300)])
+    logs = [tmp_path / f"consumer-{n}.log" for n in range(2)]
+    children = [start_consumer(folder, "work", log, "ack") for log in logs]
+    try:
+        assert eventually(
+            lambda: (
+                sum(len(logged(log)) for log in logs) >= 300 and plugin.queue_depth("work") == 0
+            ),
+            timeout=WAIT * 3,
+        )
+    finally:
+        for child in children:
+            child.terminate()
+            child.wait(WAIT)
+    seen = [message_id for log in logs for message_id, _ in logged(log)]
+    assert sorted(seen) == sorted(ids)

@@ -1,0 +1,35 @@
+"""The in-memory datastream passes the shared contract; its state stays on the instance."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from observml.plugins.memory import InMemoryDataStreamPlugin
+from tests.contracts.datastream import DataStreamContract
+
+
+class TestInMemoryDataStream(DataStreamContract):
+    @pytest.fixture
+    def datastream(self) -> Iterator[InMemoryDataStreamPlugin]:
+        plugin = InMemoryDataStreamPlugin()
+        plugin.initialize()
+        yield plugin
+        plugin.shutdown()
+
+
+def test_memory_datastream_instances_share_nothing() -> None:
+    first, second = InMemoryDataStreamPlugin(), InMemoryDataStreamPlugin()
+    first.connect()
+    second.connect()
+    first.publish("q", "only in first")
+    assert second.queue_depth("q") == 0
+    assert first.queue_depth("q") == 1
+
+
+def test_memory_datastream_health_check_disconnected_is_unhealthy() -> None:
+    plugin = InMemoryDataStreamPlugin()
+    healthy, details = plugin.health_check()
+    assert not healthy
+    assert "connect()" in details["message"]
