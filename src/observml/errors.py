@@ -13,6 +13,8 @@ The tree (each class carries the HTTP status the REST API answers with)::
     │   └── AuthenticationError         503  the service refused the credentials
     ├── NotFoundError                   404  a run, artifact, model version or queue is missing
     ├── DataError                       422  input data does not fit (names the column)
+    ├── UnauthorizedError               401  the REST API needs a bearer token (api.token)
+    ├── PayloadTooLargeError            413  a request body over api.max_body_bytes
     └── ExperimentError                 409
         ├── ExperimentNotFoundError     404
         ├── ExperimentExistsError       409
@@ -38,12 +40,14 @@ __all__ = [
     "ModelNotTrainedError",
     "NotFoundError",
     "ObservMLError",
+    "PayloadTooLargeError",
     "PluginError",
     "PluginInitError",
     "PluginLoadError",
     "PluginNotConfiguredError",
     "ServiceUnavailableError",
     "TrainingInProgressError",
+    "UnauthorizedError",
     "UnknownPluginError",
 ]
 
@@ -137,6 +141,18 @@ class DataError(ObservMLError):
     """Input data does not have the shape or types expected."""
 
     http_status = 422
+
+
+class UnauthorizedError(ObservMLError):
+    """The REST API request has no bearer token, or the wrong one."""
+
+    http_status = 401
+
+
+class PayloadTooLargeError(ObservMLError):
+    """The REST API request body is larger than ``api.max_body_bytes``."""
+
+    http_status = 413
 
 
 class ExperimentError(ObservMLError):

@@ -92,30 +92,39 @@ class ExperimentHub(PluginHost):
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def from_config(cls, path: str | os.PathLike[str] | None = None) -> Self:
+    def from_config(
+        cls, path: str | os.PathLike[str] | None = None, *, streaming: bool = True
+    ) -> Self:
         """Build the hub, register its plugins and start the configured experiments.
 
         Experiments listed under ``experiments:`` with a ``type`` are created, their champion
         is restored from the MLOps store, and streaming resumes where ``streaming: true``.
+
+        Args:
+            path: The config file (see :func:`observml.config.find_config_file`).
+            streaming: ``False`` creates and restores the experiments without starting their
+                streams (one-shot tools such as the CLI's ``train`` and ``predict``).
         """
         hub = super().from_config(path)
         try:
             for instance in hub.config.instances:
                 if instance.enabled:
-                    hub._start_configured(instance)
+                    hub._start_configured(instance, streaming=streaming)
         except BaseException:
             hub.shutdown()
             raise
         return hub
 
-    def _start_configured(self, instance: ExperimentInstanceSection) -> None:
+    def _start_configured(
+        self, instance: ExperimentInstanceSection, *, streaming: bool = True
+    ) -> None:
         self.create_experiment(instance.name, instance.type, instance.config)
         if self.get_plugin("mlops") is not None:
             try:
                 self.load(instance.name)
             except (NotFoundError, ModelNotTrainedError):
                 logger.info("%s: no champion in the store yet; train it first", instance.name)
-        if instance.streaming:
+        if instance.streaming and streaming:
             self.start_streaming(instance.name)
 
     def shutdown(self) -> None:
@@ -627,6 +636,11 @@ class ExperimentHub(PluginHost):
                 f" {', '.join(sorted(figures)) or 'none'}."
             )
         return figures[fig_name]
+
+    def eda_names(self, name: str) -> list[str]:
+        """Return the EDA figure names :meth:`plot_eda` accepts for the champion."""
+        features = list(self._champion(self._get(name))[0].features_)
+        return [f"histogram_{c}" for c in features] + (["correlation"] if len(features) > 1 else [])
 
     def get_train_data(self, name: str) -> pd.DataFrame:
         """Return the champion's (kept) training rows."""

@@ -256,7 +256,7 @@ class StreamWorker:
             self._flush_metrics()
 
     def _flush_metrics(self, *, final: bool = False) -> None:
-        if self.mlops is None or not self._pending:
+        if self.mlops is None or not (self._pending or (final and self._serving_run)):
             return
         points, self._pending = self._pending, []
         self._last_log = time.monotonic()
@@ -266,7 +266,8 @@ class StreamWorker:
                 self._serving_run = self.mlops.start_run(
                     experiment_id, run_name="serving", tags={"observml.kind": "serving"}
                 )
-            self.mlops.log_batch(self._serving_run, metrics=points)
+            if points:
+                self.mlops.log_batch(self._serving_run, metrics=points)
             if final:
                 self.mlops.end_run(self._serving_run, "FINISHED")
                 self._serving_run = None

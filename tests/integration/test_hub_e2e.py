@@ -231,13 +231,16 @@ def start_worker(config: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     return process, json.loads(line)
 
 
-def stop_worker(process: subprocess.Popen[str]) -> None:
+def stop_worker(process: subprocess.Popen[str], *, kill: bool = False) -> None:
     if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         try:
             process.wait(30)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait(10)
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def test_killed_hub_restarts_with_champion_and_loses_nothing(
@@ -257,8 +260,7 @@ def test_killed_hub_restarts_with_champion_and_loses_nothing(
         deadline = time.monotonic() + 120
         while len(collector.counts) < 300 and time.monotonic() < deadline:
             time.sleep(0.05)
-        first.kill()  # SIGKILL mid-stream: unacked messages go back to the queue
-        first.wait(10)
+        stop_worker(first, kill=True)  # SIGKILL mid-stream: unacked messages go back
         done_before = len(collector.counts)
         assert 0 < done_before < len(sent), "kill did not land mid-stream"
         second, info = start_worker(config)

@@ -34,11 +34,19 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _attach() -> None:
-    from observml.cli import core
+    from observml.cli import core, demo, experiments, serve
 
     cli.add_command(core.plugins_command)
     cli.add_command(core.config_group)
     cli.add_command(core.health_command)
+    cli.add_command(serve.serve_command)
+    cli.add_command(experiments.send_command)
+    cli.add_command(experiments.train_command)
+    cli.add_command(experiments.predict_command)
+    cli.add_command(experiments.status_command)
+    cli.add_command(experiments.retrain_command)
+    cli.add_command(experiments.rollback_command)
+    cli.add_command(demo.demo_command)
 
 
 _attach()

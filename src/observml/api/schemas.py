@@ -1,0 +1,296 @@
+"""Pydantic models of the REST API's request and response bodies.
+
+Request models forbid unknown keys, so a typo (``row`` for ``rows``) is a 422 that names it.
+Response models allow extra keys, so the hub can add fields without breaking clients.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "NAME_PATTERN",
+    "CreateExperiment",
+    "DecisionOut",
+    "DeletedOut",
+    "ErrorOut",
+    "ExperimentStatus",
+    "ExperimentSummary",
+    "FlushOut",
+    "HealthEntry",
+    "JobOut",
+    "LoadRequest",
+    "Livez",
+    "PlotList",
+    "PluginOut",
+    "PredictOut",
+    "PredictRequest",
+    "RetrainRequest",
+    "Rows",
+    "RunOut",
+    "StoppedOut",
+    "StreamOut",
+    "TrainDataOut",
+    "TrainRequest",
+    "VersionInfo",
+    "VersionOut",
+]
+
+#: Experiment names: what ``ExperimentHub.create_experiment`` accepts.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
+
+#: Rows as JSON records (``[{"col": value}, ...]``) or a pandas ``split`` / ``columns`` object.
+Rows: TypeAlias = list[dict[str, Any]] | dict[str, Any]
+
+_RECORDS_EXAMPLE = [
+    {"temp": 20.1, "pressure": 1.02, "flow": 3.3},
+    {"temp": 20.4, "pressure": 1.01, "flow": 3.1},
+]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# -- requests ------------------------------------------------------------------------------
+class CreateExperiment(_Request):
+    """Create an experiment of a registered type."""
+
+    name: str = Field(pattern=NAME_PATTERN, examples=["pump"])
+    type: str = Field(
+        min_length=1,
+        description="An experiment type (GET /experiment-types).",
+        examples=["fault_detection"],
+    )
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The experiment config (setup, create_model, retrain, eda, ...).",
+        examples=[{"create_model": {"model": "iforest"}}],
+    )
+
+
+class TrainRequest(_Request):
+    """Start training; without ``rows`` the rows are drained from ``<name>.train``."""
+
+    config: dict[str, Any] | None = Field(
+        default=None, description="A new config for the experiment (validated first)."
+    )
+    rows: Rows | None = Field(
+        default=None,
+        description="Training rows: JSON records, or a pandas 'split'/'columns' object.",
+        examples=[_RECORDS_EXAMPLE],
+    )
+    format: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "How to read 'rows' when they are not wide records: a setup.format block such as"
+            ' {"type": "long", "records_key": "tsdata"}.'
+        ),
+    )
+
+
+class RetrainRequest(_Request):
+    """Retrain now; without ``rows`` the streamed retrain window (or the queue) is used."""
+
+    rows: Rows | None = Field(default=None, examples=[_RECORDS_EXAMPLE])
+    format: dict[str, Any] | None = None
+
+
+class PredictRequest(_Request):
+    """Predict ``rows``; without them the hub drains ``<name>.predict`` and publishes results."""
+
+    rows: Rows | None = Field(default=None, examples=[_RECORDS_EXAMPLE])
+    format: dict[str, Any] | None = None
+
+
+class LoadRequest(_Request):
+    """Serve a stored model: the champion (empty body), a model version or a run's model."""
+
+    version: int | None = Field(default=None, ge=1)
+    run_id: str | None = Field(default=None, min_length=1)
+
+
+# -- responses -----------------------------------------------------------------------------
+class ErrorOut(BaseModel):
+    """Every error: the exception type and a message saying what to do."""
+
+    error: str = Field(examples=["ExperimentNotFoundError"])
+    message: str = Field(
+        examples=["experiment 'valve' does not exist. Known: pump. Create it with ..."]
+    )
+
+
+class Livez(_Response):
+    """The process answers."""
+
+    status: Literal["ok"]
+
+
+class HealthEntry(_Response):
+    """One plugin's health, as ``ExperimentHub.check_plugin_health`` reports it."""
+
+    healthy: bool
+    details: dict[str, Any]
+
+
+class PluginOut(_Response):
+    """A registered plugin."""
+
+    plugin_type: str
+    name: str
+    target: str = Field(description="module:Class of the implementation.")
+    available: list[str] = Field(description="Every name the registry knows for this type.")
+
+
+class JobOut(_Response):
+    """A training or retraining job."""
+
+    job_id: str
+    experiment: str
+    kind: str
+    state: Literal["queued", "running", "succeeded", "failed", "stopped"]
+    progress: float
+    stage: str
+    error: str | None = None
+    error_type: str | None = None
+    run_id: str | None = None
+    version: int | None = None
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    result: dict[str, Any] = Field(default_factory=dict)
+
+
+class DecisionOut(_Response):
+    """One retraining decision: fired, trained, promoted, rejected, rolled_back, restored."""
+
+    kind: str
+    reason: str
+    version: int | None = None
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    at: float
+
+
+class ExperimentSummary(_Response):
+    """An experiment in the list: state, champion and last metrics."""
+
+    name: str
+    type: str
+    model: str | None = None
+    state: str
+    trained: bool
+    champion_version: int | None = None
+    previous_version: int | None = None
+    streaming: bool = False
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    train_metrics: dict[str, Any] = Field(default_factory=dict)
+    counters: dict[str, float] = Field(default_factory=dict)
+
+
+class ExperimentStatus(ExperimentSummary):
+    """Everything the hub knows about one experiment right now."""
+
+    challenger_version: int | None = None
+    job: JobOut | None = None
+    jobs: list[JobOut] = Field(default_factory=list)
+    retrain_window_rows: int = 0
+    retrain_in_flight: bool = False
+    decisions: list[DecisionOut] = Field(default_factory=list)
+    stream_error: str | None = None
+    last_predictions: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="The newest streamed predictions (up to 500), each with 'at' (epoch s).",
+    )
+
+
+class DeletedOut(_Response):
+    """The experiment is gone from the hub (the MLOps store keeps its history)."""
+
+    name: str
+    deleted: bool
+
+
+class PredictOut(_Response):
+    """Predictions, one row per input row (with ``message_id`` when read from the queue)."""
+
+    experiment: str
+    count: int
+    rows: list[dict[str, Any]]
+
+
+class VersionOut(_Response):
+    """The model version now served (``None`` when loaded from a bare run id)."""
+
+    name: str
+    version: int | None
+
+
+class StoppedOut(_Response):
+    """Whether a training job was running and has been stopped."""
+
+    name: str
+    stopped: bool
+
+
+class StreamOut(_Response):
+    """Whether the experiment streams predictions now."""
+
+    name: str
+    streaming: bool
+
+
+class RunOut(_Response):
+    """An MLOps run; times are epoch milliseconds."""
+
+    run_id: str
+    experiment_id: str
+    status: str
+    start_time: int
+    end_time: int | None = None
+    run_name: str = ""
+    params: dict[str, str] = Field(default_factory=dict)
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+    artifact_uri: str = ""
+
+
+class VersionInfo(_Response):
+    """A registered model version."""
+
+    name: str
+    version: int
+    run_id: str
+    source: str = ""
+    aliases: list[str] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+    creation_time: int = 0
+
+
+class TrainDataOut(_Response):
+    """A page of the champion's kept training rows."""
+
+    total: int
+    offset: int
+    limit: int
+    columns: list[str]
+    rows: list[dict[str, Any]]
+
+
+class PlotList(_Response):
+    """The figure names of an experiment's champion."""
+
+    reports: list[str] = Field(description="GET /experiments/{name}/plots/{plot}")
+    eda: list[str] = Field(description="GET /experiments/{name}/eda/{plot}")
+
+
+class FlushOut(_Response):
+    """How many ready messages were removed from the queue."""
+
+    queue: str
+    removed: int

@@ -1,0 +1,566 @@
+/* observml dashboard: polls the REST API and draws with plotly.js (served by the API). */
+"use strict";
+
+(function () {
+  const TOKEN_KEY = "observml-token";
+  const STATUS_EVERY_MS = 1000;
+  const LIST_EVERY_TICKS = 2;
+  const HEALTH_EVERY_TICKS = 5;
+  const VALUE_KEYS = ["score", "forecast", "prediction", "probability", "value"];
+  const PLOT_CONFIG = { responsive: true, displaylogo: false };
+
+  const state = {
+    selected: decodeURIComponent(window.location.hash.slice(1)) || null,
+    tick: 0,
+    polling: false,
+    plotsKey: null,
+    versionsKey: null,
+    report: null,
+    lastPredictionsKey: null,
+    status: null,
+    watch: null,
+    reportedJob: undefined,
+  };
+
+  const $ = (id) => document.getElementById(id);
+
+  class ApiError extends Error {
+    constructor(status, body) {
+      super((body && body.message) || "HTTP " + status);
+      this.status = status;
+      this.body = body;
+    }
+  }
+
+  // -- HTTP ------------------------------------------------------------------------------
+  async function request(path, options) {
+    const opts = Object.assign({ method: "GET" }, options || {});
+    const headers = {};
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) headers.Authorization = "Bearer " + token;
+    if (opts.json !== undefined) {
+      headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(opts.json);
+    }
+    const response = await fetch(path, { method: opts.method, headers: headers, body: opts.body });
+    if (response.status === 401) {
+      askToken(token ? "That token was refused." : "");
+      throw new ApiError(401, await safeJson(response));
+    }
+    return response;
+  }
+
+  async function safeJson(response) {
+    try {
+      return await response.json();
+    } catch (err) {
+      return null;
+    }
+  }
+
+  async function api(path, options) {
+    const response = await request(path, options);
+    const body = await safeJson(response);
+    if (!response.ok) throw new ApiError(response.status, body);
+    return body;
+  }
+
+  function experimentPath(name, suffix) {
+    return "experiments/" + encodeURIComponent(name) + (suffix || "");
+  }
+
+  // -- token -----------------------------------------------------------------------------
+  function askToken(reason) {
+    const dialog = $("token-dialog");
+    if (!dialog.hidden) return;
+    $("token-error").hidden = !reason;
+    $("token-error").textContent = reason || "";
+    dialog.hidden = false;
+    $("token-input").focus();
+  }
+
+  function setupToken() {
+    $("token-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      sessionStorage.setItem(TOKEN_KEY, $("token-input").value.trim());
+      $("token-input").value = "";
+      $("token-dialog").hidden = true;
+      showForget();
+      state.plotsKey = state.versionsKey = null;
+      poll(true);
+    });
+    $("forget-token").addEventListener("click", () => {
+      sessionStorage.removeItem(TOKEN_KEY);
+      showForget();
+      askToken("");
+    });
+    showForget();
+  }
+
+  function showForget() {
+    $("forget-token").hidden = !sessionStorage.getItem(TOKEN_KEY);
+  }
+
+  // -- formatting ------------------------------------------------------------------------
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    Object.entries(attrs || {}).forEach(([key, value]) => {
+      if (value === undefined || value === null || value === false) return;
+      if (key === "text") node.textContent = value;
+      else if (key === "class") node.className = value;
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? "" : value);
+    });
+    (children || []).forEach((child) => {
+      if (child !== null && child !== undefined) {
+        node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+      }
+    });
+    return node;
+  }
+
+  function fmt(value) {
+    if (value === null || value === undefined) return "–";
+    if (typeof value === "number") {
+      if (!isFinite(value)) return "–";
+      if (Number.isInteger(value)) return value.toLocaleString();
+      return Math.abs(value) >= 1000 ? value.toFixed(0) : value.toPrecision(3);
+    }
+    return String(value);
+  }
+
+  function time(epochSeconds) {
+    return epochSeconds ? new Date(epochSeconds * 1000).toLocaleTimeString() : "–";
+  }
+
+  function badge(text, kind) {
+    return el("span", { class: "badge " + (kind || text), text: text });
+  }
+
+  function metricList(metrics) {
+    const entries = Object.entries(metrics || {});
+    if (!entries.length) return el("span", { class: "muted", text: "–" });
+    return el(
+      "span",
+      {},
+      entries.slice(0, 4).map(([key, value]) => el("span", { class: "metric", text: key + " " + fmt(value) }))
+    );
+  }
+
+  function showMessage(text, isError) {
+    const box = $("message");
+    box.hidden = !text;
+    box.textContent = text || "";
+    box.className = "message" + (isError ? " error" : "");
+  }
+
+  // -- health ----------------------------------------------------------------------------
+  async function refreshHealth() {
+    const response = await request("health");
+    const report = (await safeJson(response)) || {};
+    const box = $("health");
+    box.replaceChildren(
+      ...Object.entries(report).map(([type, entry]) => {
+        const details = entry.details || {};
+        const title = Object.entries(details)
+          .map(([k, v]) => k + ": " + (typeof v === "object" ? JSON.stringify(v) : v))
+          .join("\n");
+        return el("span", { class: "pill", title: title, "data-plugin": type }, [
+          el("span", { class: "dot " + (entry.healthy ? "ok" : "bad") }),
+          type + (entry.healthy ? "" : " unhealthy") + " · " + fmt(details.latency_ms) + " ms",
+        ]);
+      })
+    );
+  }
+
+  // -- experiments list ------------------------------------------------------------------
+  async function refreshList() {
+    const experiments = await api("experiments");
+    $("experiments-count").textContent = experiments.length + " experiment" + (experiments.length === 1 ? "" : "s");
+    const body = $("experiments").tBodies[0];
+    if (!experiments.length) {
+      body.replaceChildren(
+        el("tr", {}, [el("td", { colspan: 8, class: "muted", text: "No experiments yet. POST /experiments creates one." })])
+      );
+      return;
+    }
+    body.replaceChildren(
+      ...experiments.map((exp) =>
+        el(
+          "tr",
+          {
+            "data-name": exp.name,
+            class: exp.name === state.selected ? "selected" : "",
+            onclick: () => select(exp.name),
+          },
+          [
+            el("td", {}, [el("strong", { text: exp.name })]),
+            el("td", { text: exp.type + " · " + (exp.model || "–") }),
+            el("td", {}, [badge(exp.state)]),
+            el("td", { text: exp.champion_version ? "v" + exp.champion_version : "–" }),
+            el("td", {}, [exp.streaming ? badge("on") : el("span", { class: "muted", text: "off" })]),
+            el("td", {}, [metricList(Object.keys(exp.metrics || {}).length ? exp.metrics : exp.train_metrics)]),
+            el("td", { class: "num", text: fmt((exp.counters || {}).predicted_rows) }),
+            el("td", { class: "num", text: fmt((exp.counters || {}).dead_letters) }),
+          ]
+        )
+      )
+    );
+    if (!state.selected && experiments.length) select(experiments[0].name);
+  }
+
+  function select(name) {
+    if (state.selected === name) return;
+    state.selected = name;
+    state.plotsKey = state.versionsKey = state.lastPredictionsKey = null;
+    state.report = null;
+    state.reportedJob = undefined;
+    history.replaceState(null, "", "#" + encodeURIComponent(name));
+    document.querySelectorAll("#experiments tbody tr").forEach((row) => {
+      row.classList.toggle("selected", row.dataset.name === name);
+    });
+    showMessage("");
+    clearReport();
+    poll(true);
+  }
+
+  // -- one experiment --------------------------------------------------------------------
+  async function refreshDetail() {
+    const name = state.selected;
+    if (!name) return;
+    let status;
+    try {
+      status = await api(experimentPath(name));
+    } catch (err) {
+      if (err.status === 404) {
+        state.selected = null;
+        $("detail").hidden = true;
+        return;
+      }
+      throw err;
+    }
+    if (name !== state.selected) return;
+    state.status = status;
+    $("detail").hidden = false;
+    $("detail-name").textContent = status.name;
+    const stateBadge = $("detail-state");
+    stateBadge.textContent = status.state;
+    stateBadge.className = "badge " + status.state;
+    renderActions(status);
+    renderCards(status);
+    renderPredictions(status);
+    renderDecisions(status);
+    const key = status.name + "@" + status.champion_version;
+    if (status.trained && state.plotsKey !== key) {
+      state.plotsKey = key;
+      refreshPlots(status.name).catch(report);
+    }
+    const versionsKey = key + "/" + (status.decisions || []).length;
+    if (state.versionsKey !== versionsKey) {
+      state.versionsKey = versionsKey;
+      refreshVersions(status.name).catch(report);
+    }
+  }
+
+  function renderActions(status) {
+    const busy = status.job && (status.job.state === "running" || status.job.state === "queued");
+    const toggle = $("stream-toggle");
+    toggle.textContent = status.streaming ? "Stop streaming" : "Start streaming";
+    toggle.className = status.streaming ? "secondary" : "";
+    $("retrain").disabled = !status.trained || busy || status.retrain_in_flight;
+    $("rollback").disabled = !status.previous_version || busy;
+  }
+
+  function renderCards(status) {
+    const counters = status.counters || {};
+    const job = status.job;
+    const latency = counters.batches ? (1000 * (counters.batch_seconds || 0)) / counters.batches : null;
+    const cards = [
+      ["champion", status.champion_version ? "v" + status.champion_version : "none"],
+      ["previous", status.previous_version ? "v" + status.previous_version : "–"],
+      ["job", job ? job.kind + " " + job.state + (job.state === "running" ? " " + Math.round(100 * job.progress) + "%" : "") : "–"],
+      ["predicted rows", fmt(counters.predicted_rows)],
+      ["dead letters", fmt(counters.dead_letters)],
+      ["batches", fmt(counters.batches)],
+      ["mean batch latency", latency === null ? "–" : fmt(latency) + " ms"],
+      ["retrains", fmt(counters.retrains)],
+    ];
+    Object.entries(status.metrics || {}).forEach(([key, value]) => cards.push([key, fmt(value)]));
+    if (!Object.keys(status.metrics || {}).length) {
+      Object.entries(status.train_metrics || {}).slice(0, 4).forEach(([key, value]) => cards.push(["train " + key, fmt(value)]));
+    }
+    $("cards").replaceChildren(
+      ...cards.map(([label, value]) =>
+        el("div", { class: "card" }, [el("div", { class: "label", text: label }), el("div", { class: "value", text: value })])
+      )
+    );
+    reportJob(job);
+  }
+
+  const FINAL = ["succeeded", "failed", "stopped"];
+
+  function reportJob(job) {
+    if (!job || !FINAL.includes(job.state) || state.reportedJob === job.job_id) return;
+    const watched = state.watch && state.watch.id === job.job_id;
+    if (watched) {
+      let text = state.watch.label + ": job " + job.job_id + " " + job.state;
+      if (job.state === "succeeded" && job.result && "promoted" in job.result) {
+        text += job.result.promoted ? ", v" + job.version + " promoted to champion" : ", v" + job.version + " not promoted (worse on the holdout)";
+      } else if (job.state === "succeeded" && job.version) {
+        text += ", serving v" + job.version;
+      }
+      if (job.error) text += ": " + job.error;
+      showMessage(text, job.state === "failed");
+      state.watch = null;
+    } else if (job.state === "failed" && state.reportedJob !== undefined) {
+      showMessage(job.kind + " job " + job.job_id + " failed: " + (job.error || "see the server log"), true);
+    }
+    state.reportedJob = job.job_id;
+  }
+
+  function valueKey(rows) {
+    const first = rows[0] || {};
+    const numeric = (key) => typeof first[key] === "number";
+    return VALUE_KEYS.find(numeric) || Object.keys(first).find((key) => key !== "at" && numeric(key)) || null;
+  }
+
+  function renderPredictions(status) {
+    const rows = status.last_predictions || [];
+    const chart = $("predictions-chart");
+    const empty = $("predictions-empty");
+    const last = rows.length ? rows[rows.length - 1].at : 0;
+    const key = status.name + ":" + rows.length + ":" + last + ":" + (status.counters || {}).predicted_rows;
+    if (key === state.lastPredictionsKey) return;
+    state.lastPredictionsKey = key;
+    const yKey = valueKey(rows);
+    if (!rows.length || !yKey) {
+      chart.hidden = true;
+      chart.dataset.points = "0";
+      empty.hidden = false;
+      empty.textContent = status.streaming
+        ? "Streaming: waiting for rows on " + status.name + ".predict…"
+        : "No streamed predictions yet. Start streaming and publish rows to " + status.name + ".predict.";
+      $("predictions-note").textContent = "";
+      return;
+    }
+    chart.hidden = false;
+    empty.hidden = true;
+    const total = (status.counters || {}).predicted_rows || rows.length;
+    const x = rows.map((_, i) => Math.max(1, total - rows.length + i + 1));
+    const y = rows.map((row) => row[yKey]);
+    const hover = rows.map((row) => time(row.at));
+    const flagged = rows.map((row, i) => (row.anomaly ? i : -1)).filter((i) => i >= 0);
+    const traces = [
+      {
+        type: "scatter",
+        mode: "lines+markers",
+        name: yKey,
+        x: x,
+        y: y,
+        text: hover,
+        hovertemplate: "row %{x}<br>" + yKey + " %{y:.4g}<br>%{text}<extra></extra>",
+        line: { color: "#2f6fdb", width: 1.5 },
+        marker: { size: 4 },
+      },
+    ];
+    if ("anomaly" in rows[0]) {
+      traces.push({
+        type: "scatter",
+        mode: "markers",
+        name: "anomaly",
+        x: flagged.map((i) => x[i]),
+        y: flagged.map((i) => y[i]),
+        marker: { color: "#d64545", size: 9, symbol: "x" },
+        hovertemplate: "anomaly at row %{x}<extra></extra>",
+      });
+    }
+    const layout = {
+      margin: { l: 50, r: 20, t: 10, b: 40 },
+      xaxis: { title: { text: "streamed row" }, zeroline: false },
+      yaxis: { title: { text: yKey } },
+      legend: { orientation: "h", y: 1.12 },
+      uirevision: status.name,
+    };
+    Plotly.react(chart, traces, layout, PLOT_CONFIG);
+    chart.dataset.points = String(y.length);
+    $("predictions-note").textContent =
+      "· newest " + rows.length + " of " + fmt(total) + " rows" + (flagged.length ? ", " + flagged.length + " flagged" : "");
+  }
+
+  function renderDecisions(status) {
+    const rows = (status.decisions || []).slice().reverse().slice(0, 50);
+    const body = $("decisions").tBodies[0];
+    if (!rows.length) {
+      body.replaceChildren(el("tr", {}, [el("td", { colspan: 4, class: "muted", text: "No decisions yet." })]));
+      return;
+    }
+    body.replaceChildren(
+      ...rows.map((d) =>
+        el("tr", {}, [
+          el("td", { class: "nowrap", text: time(d.at) }),
+          el("td", {}, [badge(d.kind)]),
+          el("td", { text: d.version ? "v" + d.version : "–" }),
+          el("td", { text: d.reason }),
+        ])
+      )
+    );
+  }
+
+  async function refreshVersions(name) {
+    const versions = await api(experimentPath(name, "/versions"));
+    const body = $("versions").tBodies[0];
+    if (!versions.length) {
+      body.replaceChildren(el("tr", {}, [el("td", { colspan: 5, class: "muted", text: "No model versions yet." })]));
+      return;
+    }
+    const champion = state.status ? state.status.champion_version : null;
+    body.replaceChildren(
+      ...versions.map((v) =>
+        el("tr", {}, [
+          el("td", { text: "v" + v.version }),
+          el("td", {}, (v.aliases || []).map((alias) => badge(alias))),
+          el("td", { text: v.creation_time ? new Date(v.creation_time).toLocaleString() : "–" }),
+          el("td", { text: (v.tags || {})["observml.decision"] || "–" }),
+          el("td", {}, [
+            v.version === champion
+              ? el("span", { class: "muted", text: "serving" })
+              : el("button", {
+                  type: "button",
+                  class: "secondary",
+                  text: "Serve",
+                  title: "Load this version and serve it (POST /experiments/{name}/load)",
+                  onclick: () => action("load version " + v.version, experimentPath(name, "/load"), "POST", { version: v.version }),
+                }),
+          ]),
+        ])
+      )
+    );
+  }
+
+  // -- reports ---------------------------------------------------------------------------
+  async function refreshPlots(name) {
+    const plots = await api(experimentPath(name, "/plots"));
+    const make = (kind, names) => {
+      if (!names.length) return [el("span", { class: "muted", text: "none" })];
+      return names.map((plot) =>
+        el("button", {
+          type: "button",
+          "data-kind": kind,
+          "data-plot": plot,
+          text: plot,
+          onclick: () => showReport(name, kind, plot).catch(report),
+        })
+      );
+    };
+    $("report-list").replaceChildren(...make("plots", plots.reports));
+    $("eda-list").replaceChildren(...make("eda", plots.eda));
+    if (state.report && state.report.name === name) {
+      showReport(name, state.report.kind, state.report.plot).catch(report);
+    }
+  }
+
+  async function showReport(name, kind, plot) {
+    state.report = { name: name, kind: kind, plot: plot };
+    document.querySelectorAll(".plot-list button").forEach((button) => {
+      button.classList.toggle("active", button.dataset.kind === kind && button.dataset.plot === plot);
+    });
+    $("report-title").textContent = (kind === "eda" ? "EDA: " : "Report: ") + plot;
+    const figure = await api(experimentPath(name, "/" + kind + "/" + encodeURIComponent(plot)));
+    if (!state.report || state.report.plot !== plot) return;
+    const layout = Object.assign({}, figure.layout || {}, { autosize: true });
+    delete layout.width;
+    Plotly.react($("report-chart"), figure.data || [], layout, PLOT_CONFIG);
+    $("report-chart").dataset.plot = plot;
+    $("report-links").hidden = false;
+  }
+
+  function clearReport() {
+    const chart = $("report-chart");
+    if (window.Plotly) Plotly.purge(chart);
+    delete chart.dataset.plot;
+    $("report-title").textContent = "Pick a figure";
+    $("report-links").hidden = true;
+    $("report-list").replaceChildren(el("span", { class: "muted", text: "no model yet" }));
+    $("eda-list").replaceChildren(el("span", { class: "muted", text: "no model yet" }));
+  }
+
+  async function openFigure(format) {
+    const current = state.report;
+    if (!current) return;
+    const path = experimentPath(current.name, "/" + current.kind + "/" + encodeURIComponent(current.plot)) + "?format=" + format;
+    showMessage("preparing " + format.toUpperCase() + "…");
+    const response = await request(path);
+    if (!response.ok) throw new ApiError(response.status, await safeJson(response));
+    const url = URL.createObjectURL(await response.blob());
+    const link = el("a", { href: url, download: current.plot + "." + format, target: "_blank" });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+    showMessage("");
+  }
+
+  // -- actions ---------------------------------------------------------------------------
+  async function action(label, path, method, json) {
+    showMessage(label + "…");
+    try {
+      const body = await api(path, { method: method, json: json });
+      let text = label + ": done";
+      if (body && body.job_id) {
+        text = label + ": job " + body.job_id + " " + body.state + (label.startsWith("retrain") ? " (promoted only if not worse on a holdout)" : "");
+        state.watch = { id: body.job_id, label: label };
+      }
+      else if (body && "version" in body) text = label + ": now serving v" + body.version;
+      showMessage(text);
+    } catch (err) {
+      showMessage(label + " failed: " + err.message, true);
+    }
+    state.versionsKey = null;
+    poll(true);
+  }
+
+  function setupActions() {
+    $("stream-toggle").addEventListener("click", () => {
+      const name = state.selected;
+      const streaming = state.status && state.status.streaming;
+      action(streaming ? "stop streaming" : "start streaming", experimentPath(name, "/stream"), streaming ? "DELETE" : "POST");
+    });
+    $("retrain").addEventListener("click", () => action("retrain", experimentPath(state.selected, "/retrain"), "POST"));
+    $("rollback").addEventListener("click", () => action("rollback", experimentPath(state.selected, "/rollback"), "POST"));
+    $("report-png").addEventListener("click", () => openFigure("png").catch(report));
+    $("report-html").addEventListener("click", () => openFigure("html").catch(report));
+  }
+
+  // -- polling ---------------------------------------------------------------------------
+  function report(err) {
+    if (err && err.status === 401) return;
+    showMessage(String((err && err.message) || err), true);
+  }
+
+  async function poll(force) {
+    if (state.polling && !force) return;
+    state.polling = true;
+    try {
+      const jobs = [refreshDetail()];
+      if (force || state.tick % LIST_EVERY_TICKS === 0) jobs.push(refreshList());
+      if (force || state.tick % HEALTH_EVERY_TICKS === 0) jobs.push(refreshHealth());
+      const results = await Promise.allSettled(jobs);
+      const failed = results.find((r) => r.status === "rejected");
+      if (failed) {
+        if (failed.reason && failed.reason.status !== 401) $("updated").textContent = "update failed: " + failed.reason.message;
+      } else {
+        $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+      }
+    } finally {
+      state.polling = false;
+      if (!force) state.tick += 1;
+    }
+  }
+
+  window.addEventListener("DOMContentLoaded", () => {
+    setupToken();
+    setupActions();
+    poll(true);
+    setInterval(() => poll(false), STATUS_EVERY_MS);
+  });
+})();

@@ -1,0 +1,220 @@
+"""The dashboard in headless Chromium (Debian's, driven by Playwright) during a streaming run.
+
+The app is served by uvicorn in a thread on a free port, with the in-memory plugins. While the
+page is open, rows are published to ``pump.predict``; the predictions chart must grow. Then a
+report and an EDA figure are opened, a retrain is started from its button, and a screenshot is
+saved (to the test's temp dir and to ``/tmp/observml-dashboard.png``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from observml import ExperimentHub, InMemoryDataStreamPlugin, InMemoryMLOpsPlugin
+from observml.api import ApiSettings, create_app
+from tests.services import free_port, service_missing
+
+pytestmark = [pytest.mark.integration]
+
+CHROMIUM = os.environ.get("OBSERVML_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+SHOT_FOR_HUMANS = Path("/tmp/observml-dashboard.png")
+CONFIG: dict[str, Any] = {
+    "create_model": {"model": "iforest", "params": {"n_estimators": 50}},
+    "eda": True,
+}
+
+
+def sensors(n: int, *, shift: float = 0.0, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    base = rng.normal(0, 1, size=(n, 1))
+    data = np.hstack([base, 0.8 * base, -0.5 * base]) + rng.normal(0, 0.4, size=(n, 3)) + shift
+    return pd.DataFrame(data, columns=["temp", "pressure", "flow"])
+
+
+@contextlib.contextmanager
+def serving(hub: ExperimentHub, settings: ApiSettings) -> Iterator[str]:
+    """Serve ``hub`` with uvicorn in a thread on a free port; yield the base URL."""
+    uvicorn = pytest.importorskip("uvicorn")
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(hub, settings=settings, owns_hub=True),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive(), "uvicorn exited during startup"
+        assert time.monotonic() < deadline, "uvicorn did not start in 30 s"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        hub.shutdown()
+
+
+def memory_hub() -> ExperimentHub:
+    hub = ExperimentHub(job_isolation="thread")
+    hub.register_plugin(InMemoryMLOpsPlugin())
+    hub.register_plugin(InMemoryDataStreamPlugin())
+    return hub
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright (never a downloaded browser)."""
+    if not Path(CHROMIUM).exists():
+        service_missing(f"Chromium is not at {CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[str, ExperimentHub]]:
+    """Serve a hub with a trained experiment 'pump'; yield the base URL and the hub."""
+    hub = memory_hub()
+    hub.create_experiment("pump", "fault_detection", CONFIG)
+    assert hub.train("pump", data=sensors(400), wait=True).status.state == "succeeded"
+    hub.create_experiment("valve", "fault_detection", CONFIG)  # an untrained neighbour
+    with serving(hub, ApiSettings()) as url:
+        yield url, hub
+
+
+def watch(page: Any) -> list[str]:
+    """Collect the page's script errors and failed requests."""
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on(
+        "console",
+        lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None,
+    )
+    return problems
+
+
+def publish(hub: ExperimentHub, rows: pd.DataFrame, *, pause: float = 0.0) -> None:
+    stream = hub.get_plugin("datastream")
+    assert isinstance(stream, InMemoryDataStreamPlugin)
+    for row in rows.to_dict(orient="records"):
+        stream.publish("pump.predict", json.dumps(row))
+        if pause:
+            time.sleep(pause)
+
+
+def test_dashboard_live_predictions_reports_and_retrain(
+    served: tuple[str, ExperimentHub], browser: Any, tmp_path: Path
+) -> None:
+    base, hub = served
+    hub.start_streaming("pump")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    problems = watch(page)
+    page.goto(f"{base}/", wait_until="load")
+    page.locator("#experiments tbody tr[data-name='valve']").wait_for()
+    page.click("#experiments tbody tr[data-name='pump']")
+    page.wait_for_function("document.getElementById('detail-name').textContent === 'pump'")
+    assert "mlops" in page.inner_text("#health")
+
+    # live predictions: the chart grows while rows stream in
+    publish(hub, sensors(30, seed=1))
+    points = "Number(document.getElementById('predictions-chart').dataset.points)"
+    page.wait_for_function(f"{points} >= 30", timeout=20_000)
+    before = page.evaluate(points)
+    live = threading.Thread(
+        target=publish,
+        args=(hub, pd.concat([sensors(40, seed=2), sensors(20, shift=5.0, seed=3)])),
+        kwargs={"pause": 0.03},
+    )
+    live.start()
+    page.wait_for_function(f"{points} > {before}", timeout=20_000)
+    live.join(30)
+    page.wait_for_function(f"{points} >= 90", timeout=20_000)
+    drawn = page.evaluate(
+        "(() => { const c = document.getElementById('predictions-chart');"
+        " return {y: c.data[0].y.length, anomalies: c.data[1].y.length}; })()"
+    )
+    assert drawn["y"] >= 90
+    assert drawn["anomalies"] >= 10  # the shifted rows are flagged
+
+    # a report and an EDA figure
+    chart_shows = "document.getElementById('report-chart').dataset.plot === '{}'"
+    page.click("#report-list button[data-plot='scores']")
+    page.wait_for_function(chart_shows.format("scores"))
+    assert page.locator("#report-chart .main-svg").count() > 0
+    assert page.inner_text("#report-title") == "Report: scores"
+    page.click("#eda-list button[data-plot='correlation']")
+    page.wait_for_function(chart_shows.format("correlation"))
+    page.click("#report-list button[data-plot='scores']")
+    page.wait_for_function(chart_shows.format("scores"))
+
+    # retrain from its button; the history and the message follow the job
+    page.click("#retrain")
+    decisions = "document.querySelector('#decisions tbody').innerText"
+    page.wait_for_function(f"{decisions}.includes('fired')", timeout=30_000)
+    page.wait_for_function(
+        f"['promoted', 'rejected'].some(k => {decisions}.includes(k))", timeout=60_000
+    )
+    page.wait_for_function(
+        "/retrain: job \\w+ succeeded, v2 (promoted to champion|not promoted)/"
+        ".test(document.getElementById('message').textContent)",
+        timeout=30_000,
+    )
+    page.wait_for_timeout(1500)  # one more poll so the cards show the result
+    shot = tmp_path / "dashboard.png"
+    page.screenshot(path=str(shot), full_page=True)
+    SHOT_FOR_HUMANS.write_bytes(shot.read_bytes())
+    assert shot.stat().st_size > 50_000
+    assert not problems, problems
+
+
+def test_dashboard_asks_for_the_token_once(browser: Any) -> None:
+    hub = memory_hub()
+    hub.create_experiment("pump", "fault_detection", CONFIG)
+    with serving(hub, ApiSettings(token="let-me-in")) as base:
+        page = browser.new_page()
+        page.goto(f"{base}/", wait_until="load")
+        dialog = page.locator("#token-dialog")
+        dialog.wait_for(state="visible")
+        page.fill("#token-input", "wrong")
+        page.click("#token-form button[type=submit]")
+        page.locator("#token-error").wait_for(state="visible")
+        assert page.inner_text("#token-error") == "That token was refused."
+        page.fill("#token-input", "let-me-in")
+        page.click("#token-form button[type=submit]")
+        page.locator("#experiments tbody tr[data-name='pump']").wait_for()
+        assert dialog.is_hidden()
+        assert page.evaluate("sessionStorage.getItem('observml-token')") == "let-me-in"
+        page.reload(wait_until="load")  # kept for the tab: not asked again
+        page.locator("#experiments tbody tr[data-name='pump']").wait_for()
+        assert dialog.is_hidden()

@@ -1,0 +1,104 @@
+"""``observml serve``: settings from config and flags, the bind check, and shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from observml.cli import main
+
+MEMORY = "plugins:\n  mlops: {type: memory}\n  datastream: {type: memory}\n"
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def fake_uvicorn(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Replace uvicorn.run: record the call and exercise the app once instead of serving."""
+    import uvicorn
+
+    seen: dict[str, Any] = {}
+
+    def fake_run(app: Any, **kwargs: Any) -> None:
+        seen.update(kwargs, app=app)
+        with TestClient(app) as client:
+            seen["livez"] = client.get("/livez").status_code
+            seen["health"] = client.get("/health").status_code
+            seen["anonymous"] = client.get("/experiments").status_code
+        seen["hub"] = app.state.hub
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.delenv("OBSERVML_API_TOKEN", raising=False)
+    return seen
+
+
+def test_serve_uses_the_api_section_and_shuts_the_hub_down(
+    write_config: Callable[[str], Path],
+    fake_uvicorn: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = write_config(MEMORY + "api: {port: 8123}\n")
+    code, _, err = run(["serve", "--config", str(path)], capsys)
+    assert code == 0, err
+    assert fake_uvicorn["host"] == "127.0.0.1"
+    assert fake_uvicorn["port"] == 8123
+    assert (fake_uvicorn["livez"], fake_uvicorn["health"], fake_uvicorn["anonymous"]) == (
+        200,
+        200,
+        200,
+    )
+    assert fake_uvicorn["hub"].plugins == {}
+    assert "observml API on http://127.0.0.1:8123 (no token)" in err
+
+
+def test_serve_flags_override_and_token_from_env(
+    write_config: Callable[[str], Path],
+    fake_uvicorn: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OBSERVML_API_TOKEN", "tok")
+    path = write_config(MEMORY)
+    code, _, err = run(["serve", "--config", str(path), "--host", "0.0.0.0", "--port", "9"], capsys)
+    assert code == 0, err
+    assert (fake_uvicorn["host"], fake_uvicorn["port"]) == ("0.0.0.0", 9)
+    assert fake_uvicorn["livez"] == 200
+    assert fake_uvicorn["anonymous"] == 401
+    assert "token required" in err
+
+
+def test_serve_refuses_a_public_bind_without_a_token(
+    write_config: Callable[[str], Path],
+    fake_uvicorn: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = write_config(MEMORY)
+    code, _, err = run(["serve", "--config", str(path), "--host", "0.0.0.0"], capsys)
+    assert code == 2
+    assert "api.host: binding the API to 0.0.0.0 without a token" in err
+    assert "--token" in err
+    assert "app" not in fake_uvicorn  # never started
+
+
+def test_serve_reports_a_bad_api_section(
+    write_config: Callable[[str], Path],
+    fake_uvicorn: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = write_config(MEMORY + "api: {port: 0, tokn: x}\n")
+    code, _, err = run(["serve", "--config", str(path)], capsys)
+    assert code == 2
+    assert "api.tokn: unknown key" in err
+    assert "app" not in fake_uvicorn
