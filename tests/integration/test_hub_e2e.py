@@ -182,8 +182,12 @@ def test_drift_promotes_and_worse_challenger_is_rejected(
     normal = pd.DataFrame(rng.normal(0, 1, (400, 3)), columns=cols)
     config = {
         "create_model": {"model": "iforest", "params": {"n_estimators": 50}},
-        "retrain": {"metric": "anomaly_rate", "threshold": 0.3, "higher_better": False,
-                    "min_samples": 200},
+        "retrain": {
+            "metric": "anomaly_rate",
+            "threshold": 0.3,
+            "higher_better": False,
+            "min_samples": 200,
+        },
     }
     with ExperimentHub.from_config(hub_config()) as hub:
         mlops: Any = hub.require_plugin("mlops")
@@ -191,10 +195,14 @@ def test_drift_promotes_and_worse_challenger_is_rejected(
         hub.train(name, data=normal, wait=True)
         hub.start_streaming(name)
         drifted = pd.DataFrame(rng.normal(4, 1, (600, 3)), columns=cols)
-        publish(hub, f"{name}.predict", [
-            OutgoingMessage(drifted.iloc[s : s + 20].to_json(orient="records"))
-            for s in range(0, 600, 20)
-        ])
+        publish(
+            hub,
+            f"{name}.predict",
+            [
+                OutgoingMessage(drifted.iloc[s : s + 20].to_json(orient="records"))
+                for s in range(0, 600, 20)
+            ],
+        )
         deadline = time.monotonic() + 120
         while hub.status(name)["champion_version"] != 2 and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -221,7 +229,10 @@ def start_worker(config: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.integration.hub_worker", str(config)],
-        cwd=config.parent, env=env, stdout=subprocess.PIPE, text=True,
+        cwd=config.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -250,8 +261,10 @@ def test_killed_hub_restarts_with_champion_and_loses_nothing(
         version = train_pump(hub, name)
         messages = one_row_messages(pump(1), "kill")
         publish(hub, f"{name}.predict", messages)
-    config = hub_config([{"name": name, "type": "fault_detection", "config": PCA,
-                          "streaming": True}], file="worker.yaml")
+    config = hub_config(
+        [{"name": name, "type": "fault_detection", "config": PCA, "streaming": True}],
+        file="worker.yaml",
+    )
     sent = {m.message_id for m in messages if m.message_id}
     collector = ResultCollector(rabbitmq_config, f"{name}.predictions")
     try:
@@ -282,8 +295,10 @@ def test_two_hub_processes_share_the_queues(
 ) -> None:
     with ExperimentHub.from_config(hub_config()) as hub:
         version = train_pump(hub, name)
-    config = hub_config([{"name": name, "type": "fault_detection", "config": PCA,
-                          "streaming": True}], file="worker.yaml")
+    config = hub_config(
+        [{"name": name, "type": "fault_detection", "config": PCA, "streaming": True}],
+        file="worker.yaml",
+    )
     collector = ResultCollector(rabbitmq_config, f"{name}.predictions")
     workers = []
     try:
