@@ -23,5 +23,5 @@ def test_docs_python_examples_run(path: Path, capsys: pytest.CaptureFixture[str]
     for block in BLOCK.findall(path.read_text(encoding="utf-8")):
         if SHAPE_ONLY.match(block):
             continue
-        exec(compile(block, str(path), "exec"), namespace)  # noqa: S102 - our own docs
+        exec(compile(block, str(path), "exec"), namespace)  # our own docs
     capsys.readouterr()
