@@ -37,6 +37,7 @@ from observml.plugins.mlops import (
     ModelVersion,
     RunRecord,
     RunStatus,
+    as_metrics,
 )
 
 __all__ = ["InMemoryDataStreamPlugin", "InMemoryMLOpsPlugin"]
@@ -44,14 +45,6 @@ __all__ = ["InMemoryDataStreamPlugin", "InMemoryMLOpsPlugin"]
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _as_metrics(metrics: MetricsArg | None, step: int) -> list[Metric]:
-    if metrics is None:
-        return []
-    if isinstance(metrics, Mapping):
-        return [Metric(str(k), float(v), step) for k, v in metrics.items()]
-    return list(metrics)
 
 
 @dataclass
@@ -192,7 +185,7 @@ class InMemoryMLOpsPlugin:
         """
         run = self._run(run_id)
         now = _now_ms()
-        points = [replace(p, timestamp=p.timestamp or now) for p in _as_metrics(metrics, step)]
+        points = [replace(p, timestamp=p.timestamp or now) for p in as_metrics(metrics, step)]
         new_params = {str(k): str(v) for k, v in (params or {}).items()}
         with self._lock:
             record = run.record

@@ -50,12 +50,12 @@ from observml.plugins.mlops import (
     MAX_PARAMS_PER_BATCH,
     MAX_TAGS_PER_BATCH,
     ExperimentRecord,
-    Metric,
     MetricsArg,
     MLOpsPlugin,
     ModelVersion,
     RunRecord,
     RunStatus,
+    as_metrics,
 )
 from observml.redact import mask_text, mask_uri
 
@@ -305,7 +305,7 @@ class MLflowPlugin(MLOpsPlugin):
         now = _now_ms()
         points = [
             MlflowMetric(m.key, float(m.value), m.timestamp or now, m.step)
-            for m in _as_metrics(metrics, step)
+            for m in as_metrics(metrics, step)
         ]
         param_list = [Param(str(k), str(v)) for k, v in (params or {}).items()]
         tag_list = [RunTag(str(k), str(v)) for k, v in (tags or {}).items()]
@@ -548,14 +548,6 @@ class MLflowPlugin(MLOpsPlugin):
 # -- module helpers ------------------------------------------------------------------------
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _as_metrics(metrics: MetricsArg | None, step: int) -> list[Metric]:
-    if metrics is None:
-        return []
-    if isinstance(metrics, Mapping):
-        return [Metric(str(k), float(v), step) for k, v in metrics.items()]
-    return list(metrics)
 
 
 def _batches(

@@ -53,6 +53,15 @@ class Metric:
 MetricsArg: TypeAlias = Mapping[str, float] | Iterable[Metric]
 
 
+def as_metrics(metrics: MetricsArg | None, step: int = 0) -> list[Metric]:
+    """Return ``metrics`` as :class:`Metric` points (a mapping is logged at ``step``)."""
+    if metrics is None:
+        return []
+    if isinstance(metrics, Mapping):
+        return [Metric(str(k), float(v), step) for k, v in metrics.items()]
+    return list(metrics)
+
+
 @dataclass(frozen=True)
 class ExperimentRecord:
     """An experiment in the MLOps store."""
