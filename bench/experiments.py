@@ -31,6 +31,8 @@ from observml import datasets
 from observml.experiments.base import Experiment
 from observml.experiments.fault_detection import FaultDetectionExperiment
 from observml.experiments.fault_isolation import FaultIsolationExperiment
+from observml.experiments.process_mining import ProcessMiningExperiment
+from observml.experiments.time_series import TimeSeriesExperiment
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,91 @@ CASES: list[Case] = [
     ),
     # -- time series and process mining cases go below this line --------------------------
 ]
+
+
+# -- time series: arima (SARIMAX (1,1,1)) -------------------------------------------------------
+class _NextRowsTimeSeries(TimeSeriesExperiment):
+    """Predicts the frame it was trained on as the *next* rows (timestamps moved past the end).
+
+    ``run_case`` trains and predicts on the same frame; a forecaster only forecasts what comes
+    after its training data, so the rows are shifted one span later (same values). Predict is
+    then "take in 100,000 new actuals one step ahead", as in streaming.
+    """
+
+    def predict(self, data: Any, *, update: bool = True) -> pd.DataFrame:
+        span = data["ds"].iloc[-1] - data["ds"].iloc[0] + pd.Timedelta(minutes=1)
+        return super().predict(data.assign(ds=data["ds"] + span), update=update)
+
+
+def _minute_series(n: int) -> pd.DataFrame:
+    frame = datasets.seasonal_series(n, period=60, freq="min", n_anomalies=0)
+    return frame.drop(columns="anomaly")
+
+
+def _sarimax_fit(frame: pd.DataFrame) -> Any:
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+    return SARIMAX(frame["y"].to_numpy(dtype="float64"), order=(1, 1, 1)).fit(
+        disp=False, maxiter=50
+    )
+
+
+def _sarimax_predict(results: Any, frame: pd.DataFrame) -> Any:
+    # one-step forecasts of new actuals without refitting, and their 99% interval
+    extended = results.extend(frame["y"].to_numpy(dtype="float64"))
+    mean = extended.filter_results.forecasts[0]
+    std = np.sqrt(extended.filter_results.forecasts_error_cov[0, 0])
+    return mean - 2.576 * std, mean + 2.576 * std
+
+
+# -- process mining: heuristics_miner (pm4py) --------------------------------------------------
+_PM4PY_KEYS = {"case_id_key": "case_id", "activity_key": "activity", "timestamp_key": "timestamp"}
+
+
+def _heuristics_fit(frame: pd.DataFrame) -> Any:
+    import pm4py
+
+    return pm4py.discover_petri_net_heuristics(frame, **_PM4PY_KEYS)
+
+
+def _heuristics_predict(model: Any, frame: pd.DataFrame) -> Any:
+    # token-based replay of every case (pm4py groups identical variants itself)
+    from pm4py.algo.conformance.tokenreplay.variants import token_replay
+
+    net, initial, final = model
+    keys = token_replay.Parameters
+    parameters = {
+        keys.CASE_ID_KEY: "case_id",
+        keys.ACTIVITY_KEY: "activity",
+        keys.SHOW_PROGRESS_BAR: False,
+    }
+    return token_replay.apply(frame, net, initial, final, parameters=parameters)
+
+
+CASES.extend(
+    [
+        Case(
+            "time_series/arima",
+            _NextRowsTimeSeries,
+            {
+                "setup": {"target": "y", "datetime_column": "ds", "forecast_horizon": 60},
+                "eda": False,
+            },
+            _minute_series,
+            _sarimax_fit,
+            _sarimax_predict,
+        ),
+        Case(
+            "process_mining/heuristics_miner",
+            ProcessMiningExperiment,
+            {"setup": {}, "eda": False},
+            lambda n: datasets.event_log(n, seed=0).drop(columns="deviant"),
+            _heuristics_fit,
+            _heuristics_predict,
+            unit="cases",
+        ),
+    ]
+)
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:

@@ -74,10 +74,12 @@ def test_every_model_round_trip(
         assert "precision" not in metrics
         assert set(result.columns) >= {"rules_fired", "rules_violated"}
         assert all(
-            set(v) <= set(f) for f, v in zip(result["rules_fired"], result["rules_violated"])
+            set(v) <= set(f)
+            for f, v in zip(result["rules_fired"], result["rules_violated"], strict=True)
         )
     else:
         assert 0.5 < metrics["precision"] <= 1.0
+        assert "etc_precision" not in metrics  # opt-in: precision_cases
         assert set(result.columns) >= {"missing_tokens", "remaining_tokens"}
 
     assert set(experiment.reports()) == set(experiment.plot_names())
@@ -157,7 +159,7 @@ def test_process_map_draws_model_arcs(train_log: pd.DataFrame) -> None:
     steps = datasets.PROCESS_STEPS
     assert ("▶ start", steps[0]) in arcs
     assert (steps[-1], "■ end") in arcs
-    assert all((a, b) in arcs for a, b in zip(steps, steps[1:]) if b != "Inspect")
+    assert all((a, b) in arcs for a, b in zip(steps, steps[1:], strict=False) if b != "Inspect")
     figure = experiment.reports()["process_map"]
     assert len(figure.layout.annotations) >= len(steps) + 1
     assert "process map" in figure.layout.title.text

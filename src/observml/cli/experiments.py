@@ -1,0 +1,533 @@
+"""``observml send``, ``train``, ``predict``, ``status``, ``retrain`` and ``rollback``.
+
+Each command runs in-process (a hub from the hub config) or against a running server with
+``--url``; :func:`observml.cli.client.backend` picks which. ``send`` publishes straight to the
+configured datastream (broker or local queue).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import click
+import pandas as pd
+import yaml
+
+from observml.cli.client import (
+    TOKEN_ENV_VAR,
+    URL_ENV_VAR,
+    backend,
+    json_rows,
+    quiet_driver_logs,
+)
+from observml.cli.core import table
+from observml.errors import ConfigError, DataError, ExperimentError, PluginNotConfiguredError
+
+__all__ = [
+    "predict_command",
+    "read_rows",
+    "retrain_command",
+    "rollback_command",
+    "send_command",
+    "status_command",
+    "train_command",
+]
+
+_FINAL: Final = ("succeeded", "failed", "stopped")
+_POLL_SECONDS: Final = 0.2
+_SUFFIXES: Final = (".csv", ".json", ".jsonl", ".ndjson", ".parquet", ".pq")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# -- reading files -------------------------------------------------------------------------
+def read_rows(path: str | Path) -> pd.DataFrame:
+    """Read rows from a CSV, JSON (records/split/columns), JSON-lines or Parquet file.
+
+    Raises:
+        DataError: Unknown suffix, unreadable content, or Parquet without pyarrow.
+    """
+    from observml.dataio import to_frame
+
+    file = Path(path)
+    suffix = file.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(file)
+        if suffix == ".json":
+            return to_frame(file.read_text(encoding="utf-8"), where=str(file))
+        if suffix in (".jsonl", ".ndjson"):
+            return pd.read_json(file, lines=True)
+        if suffix in (".parquet", ".pq"):
+            return _read_parquet(file)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{file}: cannot read the rows: {exc}.") from exc
+    raise DataError(
+        f"{file}: unknown file type {suffix or '(none)'!r}. Use one of {', '.join(_SUFFIXES)}."
+    )
+
+
+def _read_parquet(file: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(file)
+    except ImportError as exc:
+        raise DataError(
+            f"{file}: reading Parquet needs pyarrow, which is not installed."
+            " Install it with: pip install pyarrow"
+        ) from exc
+
+
+def read_experiment_config(path: str | Path) -> dict[str, Any]:
+    """Read an experiment config (YAML or JSON mapping of setup/create_model/retrain/...)."""
+    file = Path(path)
+    try:
+        loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML or JSON: {exc}.", source=str(file)) from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            "expected a mapping with setup, create_model, retrain (and optionally type).",
+            source=str(file),
+        )
+    return loaded
+
+
+# -- shared options ------------------------------------------------------------------------
+def _hub_config_option(*names: str) -> Callable[[F], F]:
+    return click.option(
+        *names,
+        "hub_config",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Hub config (default $OBSERVML_CONFIG, ./hub_config.yaml, else the embedded"
+        " defaults under ./.observml).",
+    )
+
+
+def _remote_options(func: F) -> F:
+    func = click.option(
+        "--token",
+        envvar=TOKEN_ENV_VAR,
+        default=None,
+        help=f"Bearer token for --url (env {TOKEN_ENV_VAR}).",
+    )(func)
+    func = click.option(
+        "--url",
+        envvar=URL_ENV_VAR,
+        default=None,
+        help=f"Talk to a running 'observml serve' (e.g. http://127.0.0.1:8010; env"
+        f" {URL_ENV_VAR}) instead of running the hub in this process.",
+    )(func)
+    return func
+
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+_timeout_option = click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=3600.0,
+    show_default=True,
+    help="Seconds to wait for the job.",
+)
+
+
+# -- progress ------------------------------------------------------------------------------
+def watch_job(ops: Any, job_id: str, label: str, timeout: float) -> dict[str, Any]:
+    """Show a progress bar (on stderr) until the job ends; return its final status.
+
+    Raises:
+        ExperimentError: The job failed, was stopped, or is still running after ``timeout``.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    deadline = time.monotonic() + timeout
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[stage]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+        task = progress.add_task(label, total=1.0, stage="queued")
+        while True:
+            status = ops.job(job_id)
+            progress.update(task, completed=status["progress"], stage=status["stage"])
+            if status["state"] in _FINAL:
+                break
+            if time.monotonic() > deadline:
+                raise ExperimentError(
+                    f"{label}: job {job_id} is still {status['state']} ({status['stage']}) after"
+                    f" {timeout:g} s. Raise --timeout, or follow it with observml status."
+                )
+            time.sleep(_POLL_SECONDS)
+    if status["state"] != "succeeded":
+        why = status.get("error") or "stopped before it finished"
+        kind = f"{status.get('error_type')}: " if status.get("error_type") else ""
+        raise ExperimentError(f"{label}: job {job_id} {status['state']}: {kind}{why}")
+    return dict(status)
+
+
+# -- commands ------------------------------------------------------------------------------
+@click.command("train")
+@click.argument("name")
+@click.option("--type", "experiment_type", default=None, help="Experiment type (new experiments).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Experiment config (YAML/JSON: setup, create_model, retrain, eda).",
+)
+@click.option(
+    "--data",
+    "data_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Training rows (CSV, JSON, JSON lines, Parquet); default: drain the queue NAME.train.",
+)
+@_hub_config_option("--hub-config")
+@_remote_options
+@_timeout_option
+@_json_option
+def train_command(
+    name: str,
+    experiment_type: str | None,
+    config_file: str | None,
+    data_file: str | None,
+    hub_config: str | None,
+    url: str | None,
+    token: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Train experiment NAME (created if new) and make the model its champion."""
+    config = read_experiment_config(config_file) if config_file else None
+    if experiment_type is None and config is not None and isinstance(config.get("type"), str):
+        experiment_type = config["type"]
+    data = read_rows(data_file) if data_file else None
+    with backend(url, token, hub_config) as ops:
+        train_config = ops.prepare_training(name, experiment_type, config)
+        job_id = ops.start_train(name, train_config, data)
+        status = watch_job(ops, job_id, f"training {name}", timeout)
+    if as_json:
+        click.echo(json.dumps(status, indent=2, default=str))
+        return
+    took = _took(status)
+    click.echo(
+        f"{name}: version {status['version']} is the champion (run {status['run_id']}{took})."
+    )
+    click.echo(f"  metrics: {_metrics_text(status.get('result', {}).get('metrics', {}))}")
+
+
+@click.command("predict")
+@click.argument("name")
+@click.option(
+    "--data",
+    "data_file",
+    type=click.Path(exists=True, dir_okay=False),
+    required=True,
+    help="Rows to predict (CSV, JSON, JSON lines, Parquet).",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show the first N rows.")
+@_hub_config_option("--config", "--hub-config")
+@_remote_options
+@_json_option
+def predict_command(
+    name: str,
+    data_file: str,
+    limit: int | None,
+    hub_config: str | None,
+    url: str | None,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """Predict the rows of a file with NAME's champion; one result row per input row."""
+    data = read_rows(data_file)
+    with backend(url, token, hub_config) as ops:
+        result = ops.predict(name, data)
+    shown = result.head(limit) if limit else result
+    if as_json:
+        click.echo(json.dumps(json_rows(shown), indent=2))
+        return
+    columns = [str(c) for c in shown.columns]
+    rows = [
+        [str(i), *(_cell(v) for v in values)]
+        for i, values in enumerate(shown.itertuples(index=False))
+    ]
+    click.echo(table(("row", *columns), rows))
+    more = f" (first {len(shown)} shown)" if len(shown) < len(result) else ""
+    click.echo(f"{len(result)} rows predicted by {name}{more}.")
+
+
+@click.command("status")
+@click.argument("name", required=False)
+@_hub_config_option("--config", "--hub-config")
+@_remote_options
+@_json_option
+def status_command(
+    name: str | None, hub_config: str | None, url: str | None, token: str | None, as_json: bool
+) -> None:
+    """Show experiment NAME (champion, versions, decisions, runs), or list the experiments."""
+    with backend(url, token, hub_config) as ops:
+        found: Any = ops.status(name) if name else ops.summaries()
+    if as_json:
+        click.echo(json.dumps(found, indent=2, default=str))
+    elif name:
+        click.echo(_describe(found))
+    elif not found:
+        where = f"the server at {url}" if url else "the hub config"
+        click.echo(
+            f"no experiments in {where}. Name one to read it from the MLOps store"
+            " (observml status NAME), or list them under 'experiments:' in hub_config.yaml."
+        )
+    else:
+        click.echo(
+            table(
+                ("name", "type", "model", "state", "champion", "streaming", "predicted rows"),
+                [
+                    (
+                        s["name"],
+                        s["type"],
+                        s.get("model") or "-",
+                        s["state"],
+                        _version(s.get("champion_version")),
+                        "yes" if s.get("streaming") else "no",
+                        f"{int(s.get('counters', {}).get('predicted_rows', 0)):,}",
+                    )
+                    for s in found
+                ],
+            )
+        )
+
+
+@click.command("retrain")
+@click.argument("name")
+@click.option(
+    "--data",
+    "data_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Rows to retrain on; default: the champion's training rows plus the queue NAME.train.",
+)
+@_hub_config_option("--config", "--hub-config")
+@_remote_options
+@_timeout_option
+@_json_option
+def retrain_command(
+    name: str,
+    data_file: str | None,
+    hub_config: str | None,
+    url: str | None,
+    token: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Train a challenger for NAME; it is promoted only if not worse on a holdout."""
+    data = read_rows(data_file) if data_file else None
+    with backend(url, token, hub_config) as ops:
+        job_id = ops.start_retrain(name, data)
+        status = watch_job(ops, job_id, f"retraining {name}", timeout)
+    if as_json:
+        click.echo(json.dumps(status, indent=2, default=str))
+        return
+    result = status.get("result", {})
+    verdict = "promoted: it is the champion now" if result.get("promoted") else "rejected"
+    click.echo(f"{name}: challenger version {status['version']} {verdict}.")
+    if result.get("reason"):
+        click.echo(f"  why: {result['reason']}")
+
+
+@click.command("rollback")
+@click.argument("name")
+@_hub_config_option("--config", "--hub-config")
+@_remote_options
+@_json_option
+def rollback_command(
+    name: str, hub_config: str | None, url: str | None, token: str | None, as_json: bool
+) -> None:
+    """Serve NAME's previous champion again (the 'champion' alias moves back)."""
+    with backend(url, token, hub_config) as ops:
+        result = ops.rollback(name)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(
+        f"{name}: version {result['version']} is the champion again"
+        f" (was {_version(result.get('was'))})."
+    )
+
+
+@click.command("send")
+@click.argument("queue")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--rows-per-message",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Rows in each message.",
+)
+@click.option(
+    "--format",
+    "orient",
+    type=click.Choice(["records", "split"]),
+    default="records",
+    show_default=True,
+    help="JSON layout of a message: a list of row objects, or pandas' split object.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Messages published (and confirmed) per call.",
+)
+@_hub_config_option("--config", "--hub-config")
+def send_command(
+    queue: str,
+    file: str,
+    rows_per_message: int,
+    orient: str,
+    batch_size: int,
+    hub_config: str | None,
+) -> None:
+    """Publish the rows of FILE to QUEUE (e.g. pump.predict) on the configured datastream."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from observml.plugins.datastream import OutgoingMessage
+
+    frame = read_rows(file)
+    bodies = encode_rows(frame, rows_per_message, orient)
+    with open_datastream(hub_config) as stream:
+        stream.create_queue(queue)
+        started = time.perf_counter()
+        columns = (TextColumn(f"sending to {queue}"), BarColumn(), MofNCompleteColumn())
+        with Progress(
+            *columns, TimeElapsedColumn(), console=Console(stderr=True), transient=False
+        ) as progress:
+            task = progress.add_task("send", total=len(bodies))
+            for chunk in _chunks(bodies, batch_size):
+                messages = [OutgoingMessage(b, content_type="application/json") for b in chunk]
+                stream.publish_batch(queue, messages)
+                progress.advance(task, len(chunk))
+        took = max(time.perf_counter() - started, 1e-9)
+    click.echo(
+        f"sent {len(bodies):,} messages ({len(frame):,} rows) to {queue} in {took:.2f} s:"
+        f" {len(bodies) / took:,.0f} msg/s."
+    )
+
+
+def encode_rows(frame: pd.DataFrame, rows_per_message: int, orient: str) -> list[str]:
+    """Return one JSON body per ``rows_per_message`` rows (``records`` or ``split`` layout)."""
+    bodies = []
+    for start in range(0, len(frame), rows_per_message):
+        chunk = frame.iloc[start : start + rows_per_message]
+        if orient == "split":
+            bodies.append(chunk.to_json(orient="split", date_format="iso", index=False))
+        else:
+            bodies.append(chunk.to_json(orient="records", date_format="iso"))
+    return bodies
+
+
+@contextmanager
+def open_datastream(hub_config: str | None) -> Iterator[Any]:
+    """Yield the configured datastream plugin alone (no MLOps store is started)."""
+    from observml.config import load_config
+    from observml.plugin_host import PluginHost
+    from observml.registry import build_plugin
+
+    quiet_driver_logs()
+    config = load_config(hub_config)
+    section = config.plugins.get("datastream")
+    if section is None or not section.enabled:
+        raise PluginNotConfiguredError(
+            "plugins.datastream: the hub config disables the datastream, so there is nothing to"
+            " send to. Enable one under 'plugins.datastream'.",
+            plugin_type="datastream",
+        )
+    with PluginHost(config=config) as host:
+        host.register_plugin(build_plugin(host.registry, section))
+        yield host.require_plugin("datastream")
+
+
+# -- rendering -----------------------------------------------------------------------------
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.4g}"
+    if hasattr(value, "item") and not isinstance(value, str):
+        return _cell(value.item())
+    return str(value)
+
+
+def _metrics_text(metrics: Mapping[str, Any], limit: int = 10) -> str:
+    items = [f"{k}={_cell(v)}" for k, v in sorted(metrics.items()) if v is not None]
+    extra = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + extra or "none"
+
+
+def _version(version: Any) -> str:
+    return f"v{version}" if version is not None else "-"
+
+
+def _took(status: Mapping[str, Any]) -> str:
+    started, finished = status.get("started_at"), status.get("finished_at")
+    return f", {finished - started:.1f} s" if started and finished else ""
+
+
+def _describe(status: Mapping[str, Any]) -> str:
+    counters = status.get("counters", {})
+    versions = status.get("versions") or []
+    aliases = {a: v["version"] for v in versions for a in v.get("aliases", ())}
+    previous = status.get("previous_version") or aliases.get("previous")
+    challenger = status.get("challenger_version") or aliases.get("challenger")
+    lines = [
+        f"{status['name']}: {status['type']}, model {status.get('model') or '-'},"
+        f" {status['state']}",
+        f"  champion:   {_version(status.get('champion_version'))}"
+        f"  (previous {_version(previous)}, challenger {_version(challenger)})",
+        f"  train:      {_metrics_text(status.get('train_metrics', {}))}",
+    ]
+    if status.get("streaming") or counters.get("predicted_rows"):
+        lines.append(
+            f"  streaming:  {'yes' if status.get('streaming') else 'no'};"
+            f" {int(counters.get('predicted_rows', 0)):,} rows predicted,"
+            f" {int(counters.get('dead_letters', 0)):,} dead letters,"
+            f" {int(counters.get('retrains', 0))} retrains promoted"
+        )
+    if status.get("metrics"):
+        lines.append(f"  last batch: {_metrics_text(status['metrics'])}")
+    if versions:
+        shown = [
+            f"v{v['version']}" + (f" ({', '.join(v['aliases'])})" if v.get("aliases") else "")
+            for v in versions[:8]
+        ]
+        lines.append(f"  versions:   {', '.join(shown)}")
+    decisions = [
+        d for d in status.get("decisions", []) if d.get("kind") not in ("restored", "loaded")
+    ]
+    for decision in decisions[-5:]:
+        version = f" v{decision['version']}" if decision.get("version") else ""
+        lines.append(f"  decision:   {decision['kind']}{version}: {decision['reason']}")
+    for run in (status.get("runs") or [])[:5]:
+        kind = run.get("tags", {}).get("observml.kind", "")
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["start_time"] / 1000))
+        lines.append(
+            f"  run:        {run['run_id']} {kind or run.get('run_name', '')}"
+            f" {run['status']} {when}"
+        )
+    return "\n".join(lines)
