@@ -20,6 +20,7 @@ of rule texts). A case split over several calls is judged on the events of each 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -101,6 +102,12 @@ class ProcessMiningExperiment(Experiment):
         Raises:
             DataError: A column is missing, has missing values, or a timestamp is invalid.
         """
+        return self._cases(frame, action)[0]
+
+    def _cases(
+        self, frame: pd.DataFrame, action: str
+    ) -> tuple[pd.DataFrame, np.ndarray, list[Variant]]:
+        """Return the pm4py log, the case ids (first seen first) and each case's activities."""
         setup = self.settings_.setup
         where = self.where(action)
         case, activity, stamp = (
@@ -120,46 +127,33 @@ class ProcessMiningExperiment(Experiment):
             times = parse_datetime(frame[stamp], setup["datetime_format"], where, column=stamp)
         else:
             times = pd.Series(pd.Timestamp(0) + pd.to_timedelta(np.arange(len(frame)), "s"))
-        cases = frame[case].astype(str).to_numpy()
+        case_values, activity_values = _as_text(frame[case]), _as_text(frame[activity])
         stamps = np.asarray(times)
-        codes, _ = pd.factorize(cases)
-        log = pd.DataFrame(
-            {CASE: cases, ACTIVITY: frame[activity].astype(str).to_numpy(), TIME: stamps}
-        )
+        codes, _ = pd.factorize(case_values)
+        log = pd.DataFrame({CASE: case_values, ACTIVITY: activity_values, TIME: stamps})
         step = np.diff(codes)
         ordered = bool(np.all(step >= 0)) and bool(np.all((step > 0) | (np.diff(stamps) >= 0)))
         if not ordered:  # group the cases (first seen first) and order each by time
             order = np.lexsort((stamps, codes))
             log = log.iloc[order].reset_index(drop=True)
-        return log
-
-    @staticmethod
-    def _variants(log: pd.DataFrame) -> pd.Series:
-        """Return each case's activity sequence (a tuple), indexed by case, in log order."""
-        cases = log[CASE].to_numpy()
-        if not len(cases):
-            return pd.Series([], dtype=object)
-        starts = np.flatnonzero(np.r_[True, cases[1:] != cases[:-1]])
-        activities = log[ACTIVITY].to_numpy().tolist()
-        ends = [*starts[1:].tolist(), len(activities)]
-        traces = [tuple(activities[a:b]) for a, b in zip(starts.tolist(), ends, strict=True)]
-        return pd.Series(traces, index=cases[starts], dtype=object)
+            codes = codes[order]
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else codes
+        return (log, *_traces(log, starts))
 
     # -- fitting and predicting -----------------------------------------------------------
     def _fit(self, frame: pd.DataFrame) -> None:
         settings = self.settings_
-        log = self.event_log(frame, "train")
-        traces = self._variants(log)
+        log, _, traces = self._cases(frame, "train")
         model: ProcessModel = settings.spec.build(settings.params, {})
         try:
-            model.fit(log, list(traces))
+            model.fit(log, traces)
         except (ValueError, KeyError, IndexError) as exc:
             raise DataError(
                 f"{self.where('train')}: {settings.model} could not discover a model from"
                 f" {len(traces)} cases: {type(exc).__name__}: {exc}"
             ) from exc
         self.model_ = model
-        self.variant_counts_ = traces.value_counts()
+        self.variant_counts_ = _count(traces)
         self.n_events_ = len(log)
         keep = int(settings.setup["keep_train_rows"])
         sizes = np.fromiter(map(len, traces), dtype=np.int64, count=len(traces))
@@ -177,16 +171,13 @@ class ProcessMiningExperiment(Experiment):
             self.__dict__["_stats"] = cached
         return cached
 
-    def _judge(self, log: pd.DataFrame) -> pd.DataFrame:
-        """Return one row per case of ``log``: case, n_events and the model's verdict."""
-        traces = self._variants(log)
-        codes, unique = pd.factorize(traces)
-        variants: list[Variant] = list(unique)
-        judged = self.model_.conformance(variants).iloc[codes].reset_index(drop=True)
+    def _judge(self, case_ids: np.ndarray, traces: list[Variant]) -> pd.DataFrame:
+        """Return one row per case: case, n_events and the model's verdict."""
+        codes, unique = pd.factorize(pd.Series(traces, dtype=object))
+        judged = self.model_.conformance(list(unique)).iloc[codes].reset_index(drop=True)
         column = self.settings_.setup["case_column"]
-        head = pd.DataFrame(
-            {column: traces.index.to_numpy(), "n_events": traces.map(len).to_numpy()}
-        )
+        sizes = np.fromiter(map(len, traces), dtype=np.int64, count=len(traces))
+        head = pd.DataFrame({column: case_ids, "n_events": sizes})
         return pd.concat([head, judged], axis=1)
 
     def predict(self, data: DataLike) -> pd.DataFrame:
@@ -200,11 +191,12 @@ class ProcessMiningExperiment(Experiment):
         return self._predict(self.prepare(data, action="predict"))
 
     def _predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        return self._judge(self.event_log(frame, "predict"))
+        _, case_ids, traces = self._cases(frame, "predict")
+        return self._judge(case_ids, traces)
 
     def _metrics(self, frame: pd.DataFrame) -> dict[str, float]:
-        log = self.event_log(frame, "score")
-        judged = self._judge(log)
+        log, case_ids, traces = self._cases(frame, "score")
+        judged = self._judge(case_ids, traces)
         metrics = {
             "fitness": float(judged["fitness"].mean()),
             "conformance_rate": float(judged["conformant"].mean()),
@@ -226,7 +218,10 @@ class ProcessMiningExperiment(Experiment):
 
         model = self.settings_.model
         stats = self.stats_
-        judged = self._judge(self.train_log_)
+        log = self.train_log_
+        codes, _ = pd.factorize(log[CASE])
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else codes
+        judged = self._judge(*_traces(log, starts))
         rate = float(judged["conformant"].mean())
         figures: dict[str, Figure] = {
             "process_map": _process_map.process_map_figure(
@@ -279,6 +274,27 @@ class ProcessMiningExperiment(Experiment):
         self._check_trained()
         names = self._model_report_names()
         return [*names, "activity_frequency", "case_length"] if self.settings_.eda else names
+
+
+def _traces(log: pd.DataFrame, starts: np.ndarray) -> tuple[np.ndarray, list[Variant]]:
+    """Return the case ids and activity tuples of a log grouped by case (``starts``: firsts)."""
+    activities = log[ACTIVITY].tolist()
+    ends = [*starts[1:].tolist(), len(activities)]
+    traces = [tuple(activities[a:b]) for a, b in zip(starts.tolist(), ends, strict=True)]
+    return log[CASE].iloc[starts].to_numpy(), traces
+
+
+def _count(traces: list[Variant]) -> pd.Series:
+    """Return variant -> number of cases, most frequent first (an index of tuples)."""
+    counts = Counter(traces).most_common()
+    index = pd.Index([v for v, _ in counts], dtype=object, tupleize_cols=False)
+    return pd.Series([n for _, n in counts], index=index, dtype="int64")
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """Return the column as strings with a fresh index (no copy when it already is text)."""
+    text = values if pd.api.types.is_string_dtype(values.dtype) else values.astype(str)
+    return text.reset_index(drop=True)
 
 
 def _rules_table(experiment: ProcessMiningExperiment, top: int = 30) -> Figure:

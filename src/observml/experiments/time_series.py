@@ -336,16 +336,17 @@ class TimeSeriesExperiment(Experiment):
         if k < len(y):
             more_mean, more_std = self.forecaster_.update(y[k:], times[k:], commit=False)
             mean, std = np.concatenate([mean, more_mean]), np.concatenate([std, more_std])
+        keep = max(1, int(self.settings_.setup["keep_train_rows"]))
+        tail = slice(max(0, k - keep), k)  # only what the history keeps
         taken = pd.DataFrame(
             {
-                "actual": y[:k],
-                "forecast": mean[:k],
-                "std": std[:k],
-                "horizon": horizons(y[:k]).astype(float),
+                "actual": y[tail],
+                "forecast": mean[tail],
+                "std": std[tail],
+                "horizon": horizons(y[:k])[tail],
             },
-            index=times[:k],
+            index=times[tail],
         )
-        keep = max(1, int(self.settings_.setup["keep_train_rows"]))
         self.history_ = pd.concat([self.history_, taken]).iloc[-keep:]
         self.last_time_ = times[k - 1]
         return mean, std
