@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from plotly.graph_objects import Figure
 
     from observml.experiments.base import Experiment
+    from observml.experiments.drift import ScoreSample
 
 __all__ = ["ExperimentHub"]
 
@@ -414,10 +415,14 @@ class ExperimentHub(PluginHost):
         return job
 
     def _after_batch(
-        self, managed: ManagedExperiment, metrics: Mapping[str, float], rows: int
+        self,
+        managed: ManagedExperiment,
+        metrics: Mapping[str, float],
+        rows: int,
+        scores: ScoreSample | None = None,
     ) -> None:
         """Stream hook: feed the retrain policy and start a retrain when it fires."""
-        decision = managed.tracker.decide(metrics, n_samples=rows)
+        decision = managed.tracker.decide(metrics, n_samples=rows, scores=scores)
         if not decision.fire or managed.active_job() is not None:
             return
         if not managed.tracker.mark_started():

@@ -208,6 +208,7 @@ class ManagedExperiment:
                 "counters": dict(self.counters),
                 "retrain_window_rows": self.recent_rows,
                 "retrain_in_flight": self.tracker.in_flight,
+                "drift": self.tracker.drift_status(),
                 "decisions": decisions,
                 "last_predictions": list(self.last_predictions),
             }

@@ -29,6 +29,7 @@ from observml.plugins.mlops import Metric, MLOpsPlugin
 if TYPE_CHECKING:
     from observml.config import StreamingSection
     from observml.experiments.base import Experiment
+    from observml.experiments.drift import ScoreSample
 
 __all__ = ["StreamWorker", "batch_metrics", "predict_queue", "predictions_queue", "train_queue"]
 
@@ -56,13 +57,18 @@ def batch_metrics(
     """Metrics of one predicted batch, computed from the predictions (no second predict).
 
     ``anomaly_rate`` and ``mean_score`` from detector outputs; ``accuracy`` when the batch
-    carries the classifier's target; ``mae``/``mape`` when forecasts meet actuals.
+    carries the classifier's target; ``mae``/``mape`` when forecasts meet actuals;
+    ``fitness``/``conformance_rate`` from process-mining verdicts.
     """
     metrics: dict[str, float] = {}
     if "anomaly" in result:
         metrics["anomaly_rate"] = float(np.mean(result["anomaly"].astype(bool)))
     if "score" in result:
         metrics["mean_score"] = float(np.nanmean(result["score"].astype(float)))
+    if "fitness" in result:
+        metrics["fitness"] = float(np.nanmean(pd.to_numeric(result["fitness"], errors="coerce")))
+    if "conformant" in result:
+        metrics["conformance_rate"] = float(np.mean(result["conformant"].astype(bool)))
     target = experiment.settings_.setup.get("target") if experiment.is_trained else None
     if "prediction" in result and target and target in frame:
         truth = frame[target].astype(str).to_numpy()
@@ -87,8 +93,9 @@ class StreamWorker:
         datastream: Where messages come from and results go.
         mlops: Where batch metrics are logged (in batches, every ``settings.log_interval`` s).
         settings: Batch size, wait, prefetch and intervals.
-        after_batch: Called with ``(managed, metrics, n_rows)`` after each batch (the hub's
-            retrain check); it must not block.
+        after_batch: Called with ``(managed, metrics, n_rows, scores)`` after each batch (the
+            hub's retrain check; ``scores`` is ``None`` unless the policy has a drift test); it
+            must not block.
         refresh_champion: Called at most every ``settings.champion_refresh`` seconds to pick up
             a champion another hub process promoted.
     """
@@ -100,7 +107,9 @@ class StreamWorker:
         mlops: MLOpsPlugin | None,
         settings: StreamingSection,
         *,
-        after_batch: Callable[[ManagedExperiment, Mapping[str, float], int], None],
+        after_batch: Callable[
+            [ManagedExperiment, Mapping[str, float], int, ScoreSample | None], None
+        ],
         refresh_champion: Callable[[ManagedExperiment], None],
     ) -> None:
         self.managed = managed
@@ -118,6 +127,7 @@ class StreamWorker:
         self._last_refresh = time.monotonic()
         self._serving_run: str | None = None
         self._step = 0
+        self._drift_warned = False
         self.error: str | None = None
 
     @property
@@ -229,8 +239,23 @@ class StreamWorker:
             self.managed.remember(rows, result, metrics)
             self.managed.observe_batch(time.perf_counter() - started)
             self._queue_metrics(metrics, len(rows))
-            self._after_batch(self.managed, metrics, len(rows))
+            sample = self._score_sample(experiment, result, version)
+            self._after_batch(self.managed, metrics, len(rows), sample)
         return dead
+
+    def _score_sample(
+        self, experiment: Experiment, result: pd.DataFrame, version: int | None
+    ) -> ScoreSample | None:
+        """The batch's scores for the drift test (``None`` when the policy has none)."""
+        if self.managed.tracker.policy.drift is None:
+            return None
+        try:
+            return experiment.score_sample(result, model=version)
+        except ObservMLError as exc:  # predictions went out; only the drift test misses them
+            if not self._drift_warned:
+                logger.warning("%s: drift test skipped: %s", self.managed.name, exc)
+                self._drift_warned = True
+            return None
 
     # -- champion refresh and metric logging ----------------------------------------------
     def _maybe_refresh(self) -> None:

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from observml import ExperimentHub, InMemoryDataStreamPlugin, InMemoryMLOpsPlugin
+from observml.config import HubConfig, StreamingSection
 from observml.errors import (
     DataError,
     ExperimentExistsError,
@@ -213,6 +214,65 @@ def test_drift_fires_one_retrain_that_is_promoted(hub: ExperimentHub) -> None:
     assert hub.rollback("pump") == 1
     assert hub.status("pump")["champion_version"] == 1
     assert hub.status("pump")["decisions"][-1]["kind"] == "rolled_back"
+
+
+def test_drift_test_on_the_scores_fires_a_retrain_that_is_promoted(hub: ExperimentHub) -> None:
+    config = {
+        "create_model": {"model": "iforest", "params": {"n_estimators": 50}},
+        "retrain": {"drift": {"window": 200}, "min_samples": 200},
+    }
+    hub.create_experiment("pump", "fault_detection", config)
+    hub.train("pump", data=sensors(1000), wait=True)
+    stream = stream_of(hub)
+    hub.start_streaming("pump")
+    moved = sensors(600, shift=1.0, seed=7)  # a modest shift: scores move, few alarms
+    for start in range(0, 600, 20):
+        stream.publish("pump.predict", rows_json(moved.iloc[start : start + 20]))
+    wait_for(lambda: hub.status("pump")["champion_version"] == 2, timeout=60)
+    hub.stop_streaming("pump")
+    status = hub.status("pump")
+    fired = [d for d in status["decisions"] if d["kind"] == "fired"]
+    assert len(fired) == 1
+    assert fired[0]["reason"].startswith("drift in the scores: KS statistic")
+    assert status["decisions"][-1]["kind"] == "promoted"
+    assert mlops_of(hub).list_versions("pump")[0].tags["observml.decision"] == "promoted"
+
+
+def test_stream_on_which_the_challenger_is_worse_is_rejected() -> None:
+    """The window's older part is another regime; its newest part (the holdout) is normal again.
+
+    The challenger learns the other regime and flags the normal holdout; the champion does not.
+    """
+    streaming = StreamingSection(retrain_rows=800, holdout_fraction=0.25, max_wait=0.2)
+    with ExperimentHub(config=HubConfig(plugins={}, streaming=streaming)) as hub:
+        hub.register_plugin(InMemoryMLOpsPlugin())
+        hub.register_plugin(InMemoryDataStreamPlugin())
+        config = {**FD_CONFIG, "retrain": {**FD_CONFIG["retrain"], "min_samples": 800}}
+        config["retrain"]["window"] = 10
+        hub.create_experiment("pump", "fault_detection", config)
+        hub.train("pump", data=sensors(1000), wait=True)
+        stream = stream_of(hub)
+        rows = pd.concat([sensors(600, shift=4.0, seed=5), sensors(200, seed=6)])
+        for start in range(0, 800, 20):
+            stream.publish("pump.predict", rows_json(rows.iloc[start : start + 20]))
+        hub.start_streaming("pump")
+        kinds = lambda: [d["kind"] for d in hub.status("pump")["decisions"]]  # noqa: E731
+        wait_for(lambda: "rejected" in kinds() or "promoted" in kinds(), timeout=60)
+        hub.stop_streaming("pump")
+        status = hub.status("pump")
+        assert kinds() == ["trained", "fired", "trained", "rejected"]
+        assert status["decisions"][1]["reason"].startswith("anomaly_rate mean of last")
+        rejected = status["decisions"][-1]
+        assert "worse" in rejected["reason"]
+        assert "on 200 holdout rows" in rejected["reason"]
+        assert rejected["metrics"]["challenger_anomaly_rate"] > 0.9
+        assert rejected["metrics"]["champion_anomaly_rate"] < 0.2
+        assert status["champion_version"] == 1
+        assert status["challenger_version"] == 2
+        mlops = mlops_of(hub)
+        assert mlops.get_version_by_alias("pump", "champion").version == 1  # type: ignore[union-attr]
+        assert mlops.list_versions("pump")[0].tags["observml.decision"] == "rejected"
+        assert len(drain(stream, "pump.predictions")) == 40  # every message still answered
 
 
 def test_worse_challenger_is_rejected(hub: ExperimentHub) -> None:

@@ -52,6 +52,7 @@ from observml.errors import (
     ExperimentError,
     ModelNotTrainedError,
 )
+from observml.experiments.drift import FloatArray, ScoreSample, check_drift_test
 from observml.experiments.policy import RetrainDecision, RetrainPolicy, RetrainTracker
 
 if TYPE_CHECKING:
@@ -97,6 +98,9 @@ class ModelSpec:
             ``adapter(target(**params), **options)`` (see :meth:`build`).
         requires: Modules that must import for the model to work (checked by :meth:`load`
             when the target itself imports them lazily).
+        in_sample_scores: Whether the model's scores on its own training rows look like its
+            scores on new rows of the same process; ``False`` makes the drift test's
+            ``reference: auto`` take its reference from the stream.
     """
 
     target: str
@@ -107,6 +111,7 @@ class ModelSpec:
     summary: str = ""
     adapter: str | None = None
     requires: tuple[str, ...] = ()
+    in_sample_scores: bool = True
 
     def load(self, where: str = "create_model.model") -> Any:
         """Import and return the target.
@@ -325,6 +330,16 @@ class Experiment(abc.ABC):
         frame = self.prepare(data, action="train", settings=settings)
         self.features_ = self._select_features(frame, settings)
         self._fit(frame)
+        drift = settings.retrain.drift
+        if drift is not None and (
+            drift.reference == "training"
+            or (drift.reference == "auto" and settings.spec.in_sample_scores)
+        ):
+            self.reference_scores_: FloatArray | None = self._reference_scores(
+                frame, drift.reference_size
+            )
+        else:
+            self.reference_scores_ = None
         keep = int(settings.setup["keep_train_rows"])
         self.train_data_ = frame.iloc[len(frame) - min(keep, len(frame)) :].copy()
         self.n_train_rows_ = len(frame)
@@ -476,10 +491,57 @@ class Experiment(abc.ABC):
         return self._retrain_tracker().policy
 
     def should_retrain(
-        self, metrics: Mapping[str, float], *, n_samples: int, now: float | None = None
+        self,
+        metrics: Mapping[str, float],
+        *,
+        n_samples: int,
+        scores: ScoreSample | None = None,
+        now: float | None = None,
     ) -> RetrainDecision:
-        """Record a scoring result and decide whether to retrain (see ``policy.py``)."""
-        return self._retrain_tracker().decide(metrics, n_samples=n_samples, now=now)
+        """Record a scoring result and decide whether to retrain (see ``policy.py``).
+
+        ``scores`` (from :meth:`score_sample`) feeds the drift test when ``retrain.drift`` is set.
+        """
+        return self._retrain_tracker().decide(metrics, n_samples=n_samples, scores=scores, now=now)
+
+    def drift_scores(self, result: pd.DataFrame) -> FloatArray:
+        """Return the scores the drift test compares, one per row of a :meth:`predict` result.
+
+        ``retrain.drift.column`` names a result column; by default each type's own score
+        (:meth:`_drift_scores`).
+
+        Raises:
+            DataError: The column is not in the result.
+        """
+        drift = self.settings_.retrain.drift
+        column = drift.column if drift is not None else None
+        if column is None:
+            return self._drift_scores(result)
+        if column not in result.columns:
+            raise DataError(
+                f"experiment {self.name!r}: retrain.drift.column {column!r} is not a prediction"
+                f" column ({', '.join(map(str, result.columns))})."
+            )
+        return np.asarray(pd.to_numeric(result[column], errors="coerce"), dtype="float64")
+
+    def score_sample(self, result: pd.DataFrame, *, model: Any = None) -> ScoreSample:
+        """Return a batch's scores with this model's training reference, for the drift test."""
+        return ScoreSample(
+            self.drift_scores(result), getattr(self, "reference_scores_", None), model
+        )
+
+    def _drift_scores(self, result: pd.DataFrame) -> FloatArray:
+        """The type's own score: the ``score`` column; subclasses without one override this."""
+        if "score" not in result.columns:
+            raise DataError(
+                f"experiment {self.name!r}: its predictions have no 'score' column; set"
+                " retrain.drift.column to the column the drift test should compare."
+            )
+        return np.asarray(result["score"], dtype="float64")
+
+    def _reference_scores(self, frame: pd.DataFrame, size: int) -> FloatArray:
+        """Scores of the newest ``size`` training rows (the drift test's reference)."""
+        return self.drift_scores(self._predict(frame.iloc[max(0, len(frame) - size) :]))
 
     def mark_retrain_started(self) -> bool:
         """Claim the one retrain slot; False when a retrain is already running."""
@@ -644,10 +706,12 @@ def _check_policy(raw: Mapping[str, Any], problems: list[ConfigProblem]) -> Retr
     from observml.validation import check_arguments
 
     before = len(problems)
-    kwargs = check_arguments(RetrainPolicy, raw, "retrain", problems)
+    drift = check_drift_test(raw.get("drift"), problems)
+    rest = {k: v for k, v in raw.items() if k != "drift"}
+    kwargs = check_arguments(RetrainPolicy, rest, "retrain", problems)
     if len(problems) > before:
         return RetrainPolicy()
-    policy = RetrainPolicy(**kwargs)
+    policy = RetrainPolicy(**kwargs, drift=drift)
     for name in ("window", "min_samples", "cooldown"):
         if getattr(policy, name) < 0:
             problems.append(ConfigProblem(f"retrain.{name}", "expected a value >= 0."))

@@ -51,6 +51,7 @@ MODELS: Final[Mapping[str, ModelSpec]] = {
         exclude=("novelty",),
         adapter=_SK,
         summary="local outlier factor (novelty mode), standardised features",
+        in_sample_scores=False,
     ),
     "one_class_svm": ModelSpec(
         "sklearn.svm:OneClassSVM",
@@ -72,6 +73,7 @@ MODELS: Final[Mapping[str, ModelSpec]] = {
         options={"eps_quantile": 0.95},
         adapter="observml.experiments.detectors:DBSCANDetector",
         summary="DBSCAN noise rule: farther than eps from every core sample",
+        in_sample_scores=False,
     ),
 }
 

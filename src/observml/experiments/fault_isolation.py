@@ -19,6 +19,7 @@ import pandas as pd
 
 from observml.errors import ConfigError, ConfigProblem, DataError
 from observml.experiments.base import Experiment, ModelSpec
+from observml.experiments.drift import FloatArray
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
@@ -39,6 +40,7 @@ MODELS: Final[Mapping[str, ModelSpec]] = {
         "sklearn.ensemble:RandomForestClassifier",
         defaults={"random_state": 0, "n_jobs": -1},
         summary="random forest",
+        in_sample_scores=False,
     ),
     "naive_bayes": ModelSpec("sklearn.naive_bayes:GaussianNB", summary="Gaussian naive Bayes"),
     "hmm": ModelSpec(
@@ -146,6 +148,11 @@ class FaultIsolationExperiment(Experiment):
         if column and column in frame.columns:
             result.insert(0, column, frame[column].to_numpy())
         return result
+
+    def _drift_scores(self, result: pd.DataFrame) -> FloatArray:
+        """How sure the model is: the probability of the class it predicted."""
+        columns = [c for c in result.columns if str(c).startswith("proba_")]
+        return np.asarray(result[columns].max(axis=1), dtype="float64")
 
     # -- metrics --------------------------------------------------------------------------
     def _metrics(self, frame: pd.DataFrame) -> dict[str, float]:

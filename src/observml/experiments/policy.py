@@ -4,9 +4,12 @@ The ``retrain:`` block of an experiment config maps onto :class:`RetrainPolicy`.
 :class:`RetrainTracker` holds what the decision needs over time (recent metric values, the last
 retrain, whether one is running) behind a lock, so stream workers may call it from any thread.
 
+The policy fires on either of two signals: the watched metric's windowed mean past
+``threshold``, or a drift test on the scores (``drift:``, see :mod:`observml.experiments.drift`).
+
 Typical use by the hub::
 
-    decision = experiment.should_retrain(metrics, n_samples=len(batch))
+    decision = experiment.should_retrain(metrics, n_samples=len(batch), scores=sample)
     if decision.fire and experiment.mark_retrain_started():
         try:
             ...  # train a challenger
@@ -21,7 +24,9 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
+
+from observml.experiments.drift import DriftMonitor, DriftTest, ScoreSample
 
 __all__ = ["HIGHER_IS_BETTER", "RetrainDecision", "RetrainPolicy", "RetrainTracker"]
 
@@ -56,6 +61,7 @@ class RetrainPolicy:
         min_samples: Rows that must have been scored since the last retrain before one fires.
         cooldown: Seconds after a retrain during which no new one fires.
         enabled: ``False`` switches retraining off.
+        drift: The drift test on the scores; ``None`` tests no drift.
     """
 
     metric: str | None = None
@@ -65,6 +71,7 @@ class RetrainPolicy:
     min_samples: int = 0
     cooldown: float = 0.0
     enabled: bool = True
+    drift: DriftTest | None = None
 
     def direction(self, metric: str) -> bool:
         """Return True when higher values of ``metric`` are better."""
@@ -100,6 +107,7 @@ class RetrainTracker:
         self._samples = 0
         self._last_retrain: float | None = None
         self._in_flight = False
+        self._drift = DriftMonitor(policy.drift) if policy.drift is not None else None
 
     @property
     def in_flight(self) -> bool:
@@ -108,9 +116,14 @@ class RetrainTracker:
             return self._in_flight
 
     def decide(
-        self, metrics: Mapping[str, float], *, n_samples: int, now: float | None = None
+        self,
+        metrics: Mapping[str, float],
+        *,
+        n_samples: int,
+        scores: ScoreSample | None = None,
+        now: float | None = None,
     ) -> RetrainDecision:
-        """Record one scoring result and decide whether a retrain should start."""
+        """Record one scoring result (and its scores) and decide whether a retrain should start."""
         now = time.time() if now is None else now
         policy = self.policy
         with self._lock:
@@ -118,17 +131,13 @@ class RetrainTracker:
             value = metrics.get(self.metric)
             if value is not None:
                 self._values.append(float(value))
+            drift = self._drift.add(scores) if self._drift and scores is not None else None
             if not policy.enabled:
                 return RetrainDecision(False, "retraining is disabled (retrain.enabled: false)")
             if self._in_flight:
                 return RetrainDecision(False, "a retrain is already in flight")
-            if value is None:
-                known = ", ".join(sorted(metrics)) or "none"
-                return RetrainDecision(
-                    False, f"metric {self.metric!r} not in the scores (have: {known})"
-                )
-            if policy.threshold is None:
-                return RetrainDecision(False, "no retrain.threshold set")
+            if policy.threshold is None and policy.drift is None:
+                return RetrainDecision(False, "no retrain.threshold or retrain.drift set")
             if self._samples < policy.min_samples:
                 return RetrainDecision(
                     False,
@@ -138,18 +147,43 @@ class RetrainTracker:
             if self._last_retrain is not None and now - self._last_retrain < policy.cooldown:
                 left = policy.cooldown - (now - self._last_retrain)
                 return RetrainDecision(False, f"cooling down ({left:.0f} s left)")
-            mean = sum(self._values) / len(self._values)
-            higher = policy.direction(self.metric)
-            worse = mean < policy.threshold if higher else mean > policy.threshold
-            sign = "<" if higher else ">"
-            label = f"mean of last {len(self._values)}" if policy.window > 1 else "value"
-            if worse:
-                return RetrainDecision(
-                    True, f"{self.metric} {label} {mean:.4g} {sign} threshold {policy.threshold}"
-                )
+            verdicts = []
+            if policy.threshold is not None:
+                verdicts.append(self._metric_verdict(value, metrics))
+            if drift is not None:
+                verdicts.append(RetrainDecision(drift.drifted, drift.reason))
+            elif self._drift is not None:
+                verdicts.append(RetrainDecision(False, self._drift.progress()))
+            fired = [v for v in verdicts if v.fire]
+            return RetrainDecision(bool(fired), "; ".join(v.reason for v in (fired or verdicts)))
+
+    def _metric_verdict(self, value: float | None, metrics: Mapping[str, float]) -> RetrainDecision:
+        """The threshold's verdict on the windowed mean (called under the lock)."""
+        threshold = self.policy.threshold
+        assert threshold is not None
+        if value is None:
+            known = ", ".join(sorted(metrics)) or "none"
             return RetrainDecision(
-                False, f"{self.metric} {label} {mean:.4g} within threshold {policy.threshold}"
+                False, f"metric {self.metric!r} not in the scores (have: {known})"
             )
+        mean = sum(self._values) / len(self._values)
+        higher = self.policy.direction(self.metric)
+        worse = mean < threshold if higher else mean > threshold
+        sign = "<" if higher else ">"
+        label = f"mean of last {len(self._values)}" if self.policy.window > 1 else "value"
+        if worse:
+            return RetrainDecision(
+                True, f"{self.metric} {label} {mean:.4g} {sign} threshold {threshold}"
+            )
+        return RetrainDecision(
+            False, f"{self.metric} {label} {mean:.4g} within threshold {threshold}"
+        )
+
+    def drift_status(self) -> dict[str, Any] | None:
+        """The last drift test's result (``None`` before the first full window or without one)."""
+        with self._lock:
+            last = self._drift.last if self._drift else None
+            return last.to_dict() if last else None
 
     def mark_started(self) -> bool:
         """Claim the single retrain slot; return False when one is already running."""
@@ -166,3 +200,5 @@ class RetrainTracker:
             self._last_retrain = time.time() if now is None else now
             self._samples = 0
             self._values.clear()
+            if self._drift is not None:
+                self._drift.reset()

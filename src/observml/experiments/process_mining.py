@@ -31,6 +31,7 @@ from observml.dataio import DataLike, parse_datetime, require_columns
 from observml.errors import ConfigProblem, DataError
 from observml.experiments._process_models import ACTIVITY, CASE, TIME, ProcessModel, Variant
 from observml.experiments.base import Experiment, ModelSpec
+from observml.experiments.drift import FloatArray
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
@@ -193,6 +194,14 @@ class ProcessMiningExperiment(Experiment):
     def _predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         _, case_ids, traces = self._cases(frame, "predict")
         return self._judge(case_ids, traces)
+
+    def _drift_scores(self, result: pd.DataFrame) -> FloatArray:
+        """Each case's fitness to the discovered model."""
+        return np.asarray(result["fitness"], dtype="float64")
+
+    def _reference_scores(self, frame: pd.DataFrame, size: int) -> FloatArray:
+        """Fitness of the newest ``size`` whole training cases."""
+        return self.drift_scores(self._predict(frame)).ravel()[-size:]
 
     def _metrics(self, frame: pd.DataFrame) -> dict[str, float]:
         log, case_ids, traces = self._cases(frame, "score")

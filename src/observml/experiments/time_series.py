@@ -41,6 +41,7 @@ from observml.errors import ConfigError, ConfigProblem, DataError
 from observml.experiments._timegrid import TimeGrid, infer_freq
 from observml.experiments._ts_steps import forecast_metrics, horizons, place, regularize
 from observml.experiments.base import Experiment, ModelSpec
+from observml.experiments.drift import FloatArray
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
@@ -381,6 +382,24 @@ class TimeSeriesExperiment(Experiment):
         horizon[past] = found["horizon"].to_numpy()
         remembered = found["actual"].to_numpy()
         actual[past] = np.where(np.isfinite(actual[past]), actual[past], remembered)
+
+    # -- drift ----------------------------------------------------------------------------
+    def _drift_scores(self, result: pd.DataFrame) -> FloatArray:
+        """The standardized one-step residual ``(actual - forecast) / std`` (NaN without one)."""
+        forecast = result["forecast"].to_numpy(dtype="float64")
+        std = (result["upper"].to_numpy(dtype="float64") - forecast) / self.z_
+        with np.errstate(divide="ignore", invalid="ignore"):
+            residual: FloatArray = (result["actual"].to_numpy(dtype="float64") - forecast) / std
+        return residual
+
+    def _reference_scores(self, frame: pd.DataFrame, size: int) -> FloatArray:
+        """The same residuals over the in-sample one-step forecasts of the training series."""
+        tail = self.history_.iloc[-size:]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            residual: FloatArray = ((tail["actual"] - tail["forecast"]) / tail["std"]).to_numpy(
+                dtype="float64"
+            )
+        return residual
 
     # -- metrics --------------------------------------------------------------------------
     def _metrics(self, frame: pd.DataFrame) -> dict[str, float]:
