@@ -644,8 +644,7 @@ class ExperimentHub(PluginHost):
 
     def eda_names(self, name: str) -> list[str]:
         """Return the EDA figure names :meth:`plot_eda` accepts for the champion."""
-        features = list(self._champion(self._get(name))[0].features_)
-        return [f"histogram_{c}" for c in features] + (["correlation"] if len(features) > 1 else [])
+        return self._champion(self._get(name))[0].eda_names()
 
     def get_train_data(self, name: str) -> pd.DataFrame:
         """Return the champion's (kept) training rows."""

@@ -479,10 +479,13 @@ class Experiment(abc.ABC):
         """Return the names :meth:`reports` produces for this configuration."""
         self._check_trained()
         names = self._model_report_names()
-        if self.settings_.eda:
-            names += [f"histogram_{c}" for c in self.features_]
-            names += ["correlation"] if len(self.features_) > 1 else []
-        return names
+        return names + self.eda_names() if self.settings_.eda else names
+
+    def eda_names(self) -> list[str]:
+        """Return the EDA figure names: ``histogram_<feature>`` and ``correlation``."""
+        self._check_trained()
+        features = list(self.features_)
+        return [f"histogram_{c}" for c in features] + (["correlation"] if len(features) > 1 else [])
 
     # -- retrain policy -------------------------------------------------------------------
     @property
