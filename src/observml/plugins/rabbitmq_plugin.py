@@ -16,18 +16,15 @@ The only module that imports pika. What it guarantees:
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
 import pika
 from pika.exceptions import (
-    AMQPChannelError,
     AMQPConnectionError,
     ChannelClosedByBroker,
     ChannelWrongStateError,
@@ -43,6 +40,13 @@ from observml.errors import (
     NotFoundError,
     ServiceUnavailableError,
 )
+from observml.plugins._rabbitmq_consumer import Consumer
+from observml.plugins._rabbitmq_link import (
+    PERMANENT_CODES,
+    Link,
+    describe,
+    message_of,
+)
 from observml.plugins.base import HealthReport
 from observml.plugins.datastream import (
     DEAD_SUFFIX,
@@ -51,13 +55,10 @@ from observml.plugins.datastream import (
     Handler,
     Message,
     OutgoingMessage,
-    Settlement,
     as_outgoing,
     dead_letter_queue,
     one_at_a_time,
-    settle,
 )
-from observml.redact import mask_text
 from observml.retry import retry_call
 from observml.validation import accepted_parameters
 
@@ -75,169 +76,8 @@ _AUTH_ERRORS: Final = (
 )
 #: The connection or channel is gone: open a new one and carry on.
 _LINK_ERRORS: Final = (AMQPConnectionError, ChannelWrongStateError)
-#: Channel errors a reconnect cannot fix.
-_PERMANENT_CODES: Final = frozenset({403, 406})
 _MAX_REASON: Final = 2000
-_POLL: Final = 0.2  # seconds a consumer's loop waits for I/O before checking stop requests
 _IDLE: Final = 10.0  # seconds after which the main link is checked before it is used again
-
-
-def _noop() -> None:
-    """Wake a connection's loop (scheduled through ``add_callback_threadsafe``)."""
-
-
-def _describe(exc: BaseException, secrets: tuple[str, ...]) -> str:
-    text = str(exc)  # pika's connection errors keep their detail in repr() only
-    return mask_text(f"{type(exc).__name__}: {text}" if text else repr(exc), secrets)[:300]
-
-
-def _properties(out: OutgoingMessage) -> Any:
-    return pika.BasicProperties(
-        delivery_mode=pika.DeliveryMode.Persistent,
-        message_id=out.message_id,
-        headers=dict(out.headers) if out.headers else None,
-        content_type=out.content_type,
-        timestamp=int(time.time()),
-    )
-
-
-def _message(queue: str, method: Any, properties: Any, body: bytes) -> Message:
-    return Message(
-        body=bytes(body),
-        headers=dict(properties.headers or {}),
-        message_id=properties.message_id,
-        redelivered=bool(method.redelivered),
-        content_type=properties.content_type,
-        queue=queue,
-    )
-
-
-class _Stopped(Exception):
-    """A consumer was asked to stop while it waited to reconnect."""
-
-
-class _Confirmer:
-    """Publish on one channel in confirm mode with up to ``window`` messages unconfirmed.
-
-    ``BlockingChannel.confirm_delivery()`` waits for every message's confirm in turn (about
-    1,000 msg/s here). pika reports confirms per delivery tag only on the asynchronous channel a
-    ``BlockingChannel`` wraps (its ``_impl``), so this class publishes there and pumps the
-    blocking connection until the broker has confirmed (or returned, or nacked) everything.
-    """
-
-    _FLUSH_EVERY: Final = 256  # messages between two sends of the buffered frames
-
-    def __init__(self, connection: Any, window: int) -> None:
-        self._connection = connection
-        self._window = max(window, 2)
-        self._channel = connection.channel()
-        self._impl = self._channel._impl  # the async pika.channel.Channel
-        self._next_tag = 1
-        self._unconfirmed: dict[int, str] = {}  # delivery tag -> message id
-        self._order: collections.deque[int] = collections.deque()
-        self._confirmed: set[str] = set()
-        self._failed: dict[str, str] = {}  # message id -> why the broker did not take it
-        self._wake_at: int | None = None
-        ready: list[bool] = []
-        self._impl.add_on_return_callback(self._on_return)
-        self._impl.confirm_delivery(
-            ack_nack_callback=self._on_confirm, callback=lambda _frame: ready.append(True)
-        )
-        while not ready:
-            connection.process_data_events(time_limit=0.05)
-
-    @property
-    def is_open(self) -> bool:
-        return bool(self._channel.is_open)
-
-    def publish(
-        self, queue: str, messages: Sequence[OutgoingMessage], confirmed: set[str]
-    ) -> dict[str, str]:
-        """Publish ``messages`` and wait for all confirms; return ``{message_id: failure}``.
-
-        Ids are added to ``confirmed`` as the broker confirms them, so after a dropped
-        connection the caller knows which messages to publish again.
-        """
-        self._confirmed, self._failed = confirmed, {}
-        for count, out in enumerate(messages, 1):
-            self._impl.basic_publish("", queue, out.body, _properties(out), mandatory=True)
-            self._unconfirmed[self._next_tag] = str(out.message_id)
-            self._order.append(self._next_tag)
-            self._next_tag += 1
-            if len(self._unconfirmed) >= self._window:
-                self._wait_until(self._window // 2)
-            elif count % self._FLUSH_EVERY == 0:
-                self._connection.process_data_events(time_limit=0)  # send, read confirms
-        self._wait_until(0)
-        return self._failed
-
-    def _wait_until(self, outstanding: int) -> None:
-        self._wake_at = outstanding
-        try:
-            while len(self._unconfirmed) > outstanding:
-                self._connection.process_data_events(time_limit=1.0)
-        finally:
-            self._wake_at = None
-
-    def _on_return(self, _channel: Any, method: Any, properties: Any, _body: bytes) -> None:
-        reason = f"returned by the broker ({method.reply_code} {method.reply_text})"
-        self._failed[str(properties.message_id)] = reason
-
-    def _on_confirm(self, frame: Any) -> None:
-        method = frame.method
-        nacked = isinstance(method, pika.spec.Basic.Nack)
-        if method.multiple:
-            while self._order and self._order[0] <= method.delivery_tag:
-                self._settle(self._order.popleft(), nacked)
-        else:
-            self._settle(method.delivery_tag, nacked)
-            while self._order and self._order[0] not in self._unconfirmed:
-                self._order.popleft()
-        if self._wake_at is not None and len(self._unconfirmed) <= self._wake_at:
-            self._wake_at = None
-            self._connection.call_later(0, _noop)  # ends the pending process_data_events
-
-    def _settle(self, tag: int, nacked: bool) -> None:
-        message_id = self._unconfirmed.pop(tag, None)
-        if message_id is None:
-            return
-        if nacked:
-            self._failed[message_id] = "nacked by the broker"
-        elif message_id not in self._failed:
-            self._confirmed.add(message_id)
-
-
-class _Link:
-    """One connection with a channel for synchronous calls and one for confirmed publishing."""
-
-    def __init__(self, connection: Any, confirm_window: int) -> None:
-        self.connection = connection
-        self.known_queues: set[str] = set()
-        self.last_used = time.monotonic()
-        self._window = confirm_window
-        self._channel: Any = None
-        self._confirmer: _Confirmer | None = None
-
-    @property
-    def is_open(self) -> bool:
-        return bool(self.connection.is_open)
-
-    def channel(self) -> Any:
-        if self._channel is None or not self._channel.is_open:
-            self._channel = self.connection.channel()
-        return self._channel
-
-    def confirmer(self) -> _Confirmer:
-        if self._confirmer is None or not self._confirmer.is_open:
-            self._confirmer = _Confirmer(self.connection, self._window)
-        return self._confirmer
-
-    def close(self) -> None:
-        try:
-            if self.connection.is_open:
-                self.connection.close()
-        except Exception:  # a connection that fails to close is closed enough
-            logger.debug("closing a RabbitMQ connection failed", exc_info=True)
 
 
 class RabbitMQPlugin:
@@ -309,10 +149,10 @@ class RabbitMQPlugin:
         self.health_timeout = health_timeout
         self.shutdown_timeout = shutdown_timeout
         self._lock = threading.RLock()  # guards the main link (pika is not thread-safe)
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._connected = False
         self._closing = threading.Event()
-        self._consumers: set[_Consumer] = set()
+        self._consumers: set[Consumer] = set()
         self._consumers_lock = threading.Lock()
         self._tag = uuid.uuid4().hex[:8]  # names this plugin's connections on the broker
 
@@ -340,7 +180,7 @@ class RabbitMQPlugin:
         }
         started = time.monotonic()
         try:
-            link = _Link(pika.BlockingConnection(self._parameters("health", short=True)), 1)
+            link = Link(pika.BlockingConnection(self._parameters("health", short=True)), 1)
             try:
                 channel = link.connection.channel()
                 declared = channel.queue_declare("", exclusive=True, auto_delete=True)
@@ -349,7 +189,7 @@ class RabbitMQPlugin:
                 link.close()
         except Exception as exc:  # a health check reports, it never raises
             hint = "login refused" if isinstance(exc, _AUTH_ERRORS) else "is the broker running?"
-            message = f"{self._where}: {_describe(exc, self._secrets)} ({hint})"
+            message = f"{self._where}: {describe(exc, self._secrets)} ({hint})"
             return False, {**details, "status": "error", "message": message}
         latency = round((time.monotonic() - started) * 1000, 1)
         status = "connected" if self._connected else "reachable"
@@ -401,7 +241,7 @@ class RabbitMQPlugin:
             ConfigError: The queue exists with other arguments (e.g. another ``queue_type``).
         """
 
-        def declare(link: _Link) -> None:
+        def declare(link: Link) -> None:
             self._declare(link.channel(), queue_name)
             link.known_queues.add(queue_name)
 
@@ -414,7 +254,7 @@ class RabbitMQPlugin:
             DataError: The body is not UTF-8 text; it was moved to the dead-letter queue.
         """
 
-        def get(link: _Link) -> str:
+        def get(link: Link) -> str:
             channel = link.channel()
             try:
                 method, properties, body = channel.basic_get(queue, auto_ack=False)
@@ -429,7 +269,7 @@ class RabbitMQPlugin:
             except UnicodeDecodeError as exc:
                 reason = f"UnicodeDecodeError: {exc}"
                 self._dead_letter(
-                    link, queue, [(_message(queue, method, properties, body), reason)]
+                    link, queue, [(message_of(queue, method, properties, body), reason)]
                 )
                 channel.basic_ack(method.delivery_tag)
                 raise DataError(
@@ -445,7 +285,7 @@ class RabbitMQPlugin:
     def flush_queue(self, queue: str) -> int:
         """Purge the ready messages of ``queue`` and return how many were removed."""
 
-        def purge(link: _Link) -> int:
+        def purge(link: Link) -> int:
             try:
                 return int(link.channel().queue_purge(queue).method.message_count)
             except ChannelClosedByBroker as exc:
@@ -485,7 +325,7 @@ class RabbitMQPlugin:
         confirmed: set[str] = set()
         failed: dict[str, str] = {}
 
-        def send(link: _Link) -> None:
+        def send(link: Link) -> None:
             self._ensure_queue(link, queue)
             pending = [out for out in outs if out.message_id not in confirmed]
             failed.update(link.confirmer().publish(queue, pending, confirmed))
@@ -515,7 +355,7 @@ class RabbitMQPlugin:
         Raises:
             ServiceUnavailableError: The broker stayed away longer than ``reconnect_timeout``.
         """
-        consumer = _Consumer(
+        consumer = Consumer(
             self,
             queue,
             one_at_a_time(handler),
@@ -537,7 +377,7 @@ class RabbitMQPlugin:
         stop: threading.Event | None = None,
     ) -> None:
         """Call ``handler`` with micro-batches until ``disconnect()`` or ``stop`` is set."""
-        consumer = _Consumer(
+        consumer = Consumer(
             self,
             queue,
             handler,
@@ -551,7 +391,7 @@ class RabbitMQPlugin:
     def queue_depth(self, queue: str) -> int:
         """Return how many messages are ready in ``queue`` (0 if it does not exist)."""
 
-        def depth(link: _Link) -> int:
+        def depth(link: Link) -> int:
             try:
                 declared = link.channel().queue_declare(queue, passive=True)
             except ChannelClosedByBroker as exc:
@@ -595,7 +435,7 @@ class RabbitMQPlugin:
         timeout: float | None = None,
         sleep: Callable[[float], object] = time.sleep,
         retry_auth: bool = False,
-    ) -> _Link:
+    ) -> Link:
         """Connect with bounded retries; translate pika's errors into observml's.
 
         Login errors end the retries at once, unless ``retry_auth``: a consumer that was logged
@@ -605,16 +445,16 @@ class RabbitMQPlugin:
         parameters = self._parameters(purpose)
         tries = 0
 
-        def attempt() -> _Link:
+        def attempt() -> Link:
             nonlocal tries
             tries += 1
-            return _Link(pika.BlockingConnection(parameters), self.confirm_window)
+            return Link(pika.BlockingConnection(parameters), self.confirm_window)
 
         def log_retry(exc: BaseException, wait: float, retry: int) -> None:
             logger.warning(
                 "%s unreachable (%s); retry %d in %.1fs",
                 self._where,
-                _describe(exc, self._secrets),
+                describe(exc, self._secrets),
                 retry,
                 wait,
             )
@@ -646,7 +486,7 @@ class RabbitMQPlugin:
         except (AMQPConnectionError, OSError) as exc:
             raise ServiceUnavailableError(
                 f"{self._where} is unreachable after {tries} attempt(s)"
-                f" ({_describe(exc, self._secrets)}). Is the broker running? Check host and port"
+                f" ({describe(exc, self._secrets)}). Is the broker running? Check host and port"
                 " under plugins.datastream.config."
             ) from exc
 
@@ -655,7 +495,7 @@ class RabbitMQPlugin:
             self._link.close()
             self._link = None
 
-    def _call(self, op: Callable[[_Link], T], action: str) -> T:
+    def _call(self, op: Callable[[Link], T], action: str) -> T:
         """Run ``op`` on the main link; after a dropped connection, reconnect and run it again."""
         with self._lock:
             if not self._connected:
@@ -669,7 +509,7 @@ class RabbitMQPlugin:
                 try:
                     return op(link)
                 except ChannelClosedByBroker as exc:
-                    if exc.reply_code in _PERMANENT_CODES:
+                    if exc.reply_code in PERMANENT_CODES:
                         raise self._channel_error(exc, action) from exc
                     error = exc  # the channel is reopened on the next try
                 except _LINK_ERRORS as exc:
@@ -678,11 +518,11 @@ class RabbitMQPlugin:
                 logger.warning("%s: %s failed (%s); retrying", self._where, action, error)
             raise ServiceUnavailableError(
                 f"{self._where}: {action} failed twice; the connection keeps dropping"
-                f" ({_describe(error, self._secrets) if error else 'unknown'}). Check the"
+                f" ({describe(error, self._secrets) if error else 'unknown'}). Check the"
                 " broker's logs."
             ) from error
 
-    def _main_link(self) -> _Link:
+    def _main_link(self) -> Link:
         """Return the open main link, reconnecting if the broker closed it while idle."""
         link = self._link
         if link is not None and link.is_open and time.monotonic() - link.last_used > _IDLE:
@@ -732,7 +572,7 @@ class RabbitMQPlugin:
                 key="plugins.datastream.config.queue_type",
             ) from exc
 
-    def _ensure_queue(self, link: _Link, queue: str) -> None:
+    def _ensure_queue(self, link: Link, queue: str) -> None:
         if queue in link.known_queues:
             return
         try:
@@ -743,7 +583,7 @@ class RabbitMQPlugin:
             self._declare(link.channel(), queue)
         link.known_queues.add(queue)
 
-    def _dead_letter(self, link: _Link, queue: str, items: Sequence[tuple[Message, str]]) -> None:
+    def _dead_letter(self, link: Link, queue: str, items: Sequence[tuple[Message, str]]) -> None:
         """Publish ``items`` to ``queue``'s dead-letter queue and wait for the confirms."""
         outs = [
             OutgoingMessage(
@@ -763,7 +603,7 @@ class RabbitMQPlugin:
                 f" ({next(iter(failed.values()))}); they stay in {queue!r}. Check the broker."
             )
 
-    def _run(self, consumer: _Consumer) -> None:
+    def _run(self, consumer: Consumer) -> None:
         if not self._connected:
             raise ServiceUnavailableError(
                 f"{self._where}: not connected. Call connect() before consuming (the hub does it"
@@ -776,215 +616,3 @@ class RabbitMQPlugin:
         finally:
             with self._consumers_lock:
                 self._consumers.discard(consumer)
-
-
-@dataclass(frozen=True)
-class _Delivery:
-    generation: int  # which connection delivered it; its tag is meaningless on another
-    tag: int
-    message: Message
-
-
-class _Consumer:
-    """One ``consume`` call: the calling thread drives the connection, a worker runs handlers.
-
-    The worker posts each batch's :class:`Settlement`; the connection's thread applies it
-    (dead letters confirmed first, then one ``multiple`` ack for the run), woken through
-    ``add_callback_threadsafe``. Deliveries are handled in order, so every tag up to the
-    highest settled one is settled.
-    """
-
-    def __init__(
-        self,
-        plugin: RabbitMQPlugin,
-        queue: str,
-        handler: BatchHandler,
-        *,
-        batch_size: int,
-        max_wait: float,
-        prefetch: int,
-        stop: threading.Event | None,
-    ) -> None:
-        self._plugin = plugin
-        self._queue = queue
-        self._handler = handler
-        self._batch_size = max(batch_size, 1)
-        self._max_wait = max_wait
-        self._prefetch = max(prefetch, self._batch_size)
-        self._stops = (plugin._closing,) if stop is None else (plugin._closing, stop)
-        self._cond = threading.Condition()
-        self._buffer: collections.deque[_Delivery] = collections.deque()
-        self._settled: list[tuple[list[_Delivery], Settlement]] = []
-        self._generation = 0
-        self._halt = False
-        self._wake_pending = False
-        self._crash: BaseException | None = None
-        self._connection: Any = None
-        self._backoff = 0.0
-
-    # -- the calling thread: the connection ---------------------------------------------------
-    def run(self) -> None:
-        worker = threading.Thread(
-            target=self._work, name=f"observml-consumer[{self._queue}]", daemon=True
-        )
-        worker.start()
-        try:
-            self._connect_and_serve(worker)
-        finally:
-            with self._cond:
-                self._halt = True
-                self._cond.notify_all()
-            worker.join(timeout=self._plugin.shutdown_timeout)
-        if self._crash is not None:
-            raise self._crash
-
-    def wake(self) -> None:
-        """Make the connection's loop check for stop requests now (thread-safe)."""
-        connection = self._connection
-        if connection is not None:
-            try:
-                connection.add_callback_threadsafe(_noop)
-            except AMQPConnectionError:
-                pass  # closed already: the loop is ending anyway
-
-    def _stopping(self) -> bool:
-        return self._crash is not None or any(event.is_set() for event in self._stops)
-
-    def _sleep(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not self._stopping():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            time.sleep(min(remaining, 0.1))
-        raise _Stopped
-
-    def _connect_and_serve(self, worker: threading.Thread) -> None:
-        plugin, first = self._plugin, True
-        while not self._stopping():
-            try:
-                link = plugin._open_link(
-                    f"consumer {self._queue}",
-                    attempts=plugin.connection_attempts if first else None,
-                    timeout=None if first else plugin.reconnect_timeout,
-                    sleep=self._sleep,
-                    retry_auth=not first,
-                )
-            except _Stopped:
-                return
-            first = False
-            try:
-                self._serve(link, worker)
-                return
-            except (AMQPConnectionError, AMQPChannelError) as exc:
-                if isinstance(exc, ChannelClosedByBroker) and exc.reply_code in _PERMANENT_CODES:
-                    raise plugin._channel_error(exc, f"consuming {self._queue!r}") from exc
-                logger.warning(
-                    "%s: consumer of %r lost its connection (%s); reconnecting",
-                    plugin._where,
-                    self._queue,
-                    _describe(exc, plugin._secrets),
-                )
-                with self._cond:  # unacked deliveries come back from the broker
-                    self._generation += 1
-                    self._buffer.clear()
-            finally:
-                self._connection = None
-                link.close()
-
-    def _serve(self, link: _Link, worker: threading.Thread) -> None:
-        connection = link.connection
-        channel = connection.channel()
-        self._plugin._declare(channel, self._queue)
-        link.known_queues.update((self._queue, dead_letter_queue(self._queue)))
-        channel.basic_qos(prefetch_count=self._prefetch)
-        cancelled: list[object] = []
-        channel.add_on_cancel_callback(cancelled.append)  # queue deleted, node failed over
-        consumer_tag = channel.basic_consume(self._queue, self._on_message)
-        self._connection = connection
-        while not self._stopping():
-            connection.process_data_events(time_limit=_POLL)
-            self._apply(link, channel)
-            if cancelled:
-                raise AMQPChannelError(f"the broker cancelled the consumer of {self._queue!r}")
-        if self._crash is None:  # stop cleanly: let the running handler finish and ack it
-            channel.basic_cancel(consumer_tag)
-            with self._cond:
-                self._halt = True
-                self._cond.notify_all()
-            deadline = time.monotonic() + self._plugin.shutdown_timeout
-            while worker.is_alive() and time.monotonic() < deadline:
-                connection.process_data_events(time_limit=0.05)
-                self._apply(link, channel)
-        self._apply(link, channel)
-
-    def _on_message(self, _channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        message = _message(self._queue, method, properties, body)
-        with self._cond:
-            self._buffer.append(_Delivery(self._generation, method.delivery_tag, message))
-            self._cond.notify()
-
-    def _apply(self, link: _Link, channel: Any) -> None:
-        with self._cond:
-            entries, self._settled = self._settled, []
-            self._wake_pending = False
-            generation = self._generation
-        entries = [(batch, out) for batch, out in entries if batch[0].generation == generation]
-        if not entries:
-            return
-        dead = [(batch[i].message, why) for batch, out in entries for i, why in out.dead.items()]
-        if dead:
-            self._plugin._dead_letter(link, self._queue, dead)
-        for batch, outcome in entries:
-            for index in outcome.requeue:
-                channel.basic_nack(batch[index].tag, requeue=True)
-        done = [batch[i].tag for batch, out in entries for i in (*out.ack, *out.dead)]
-        if done:
-            channel.basic_ack(max(done), multiple=True)
-
-    # -- the worker thread: the handler ---------------------------------------------------
-    def _work(self) -> None:
-        try:
-            while (batch := self._next_batch()) is not None:
-                outcome = settle(self._handler, [delivery.message for delivery in batch])
-                self._post(batch, outcome)
-                if outcome.requeue:  # the handler's service is down: do not spin on it
-                    self._backoff = min(max(self._backoff * 2, 0.1), 5.0)
-                    with self._cond:
-                        self._cond.wait_for(lambda: self._halt, timeout=self._backoff)
-                else:
-                    self._backoff = 0.0
-        except BaseException as exc:  # a crash: nothing is acked, it propagates
-            self._crash = exc
-            self.wake()
-
-    def _next_batch(self) -> list[_Delivery] | None:
-        with self._cond:
-            while True:
-                while not self._buffer:
-                    if self._halt or self._stopping():
-                        return None
-                    self._cond.wait(0.5)
-                if self._halt or self._stopping():
-                    return None
-                batch = [self._buffer.popleft()]
-                deadline = time.monotonic() + self._max_wait
-                while len(batch) < self._batch_size and not self._halt:
-                    if self._buffer:
-                        batch.append(self._buffer.popleft())
-                        continue
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(remaining)
-                current = [d for d in batch if d.generation == self._generation]
-                if current:
-                    return current
-
-    def _post(self, batch: list[_Delivery], outcome: Settlement) -> None:
-        with self._cond:
-            self._settled.append((batch, outcome))
-            if self._wake_pending:
-                return
-            self._wake_pending = True
-        self.wake()

@@ -1,0 +1,252 @@
+"""The consuming side of the RabbitMQ plugin: one :class:`Consumer` per ``consume`` call."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pika.exceptions import (
+    AMQPChannelError,
+    AMQPConnectionError,
+    ChannelClosedByBroker,
+)
+
+from observml.plugins._rabbitmq_link import (
+    PERMANENT_CODES,
+    POLL,
+    Link,
+    Stopped,
+    describe,
+    message_of,
+    noop,
+)
+from observml.plugins.datastream import (
+    BatchHandler,
+    Message,
+    Settlement,
+    dead_letter_queue,
+    settle,
+)
+
+if TYPE_CHECKING:
+    from observml.plugins.rabbitmq_plugin import RabbitMQPlugin
+
+__all__ = ["Consumer"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    generation: int  # which connection delivered it; its tag is meaningless on another
+    tag: int
+    message: Message
+
+
+class Consumer:
+    """One ``consume`` call: the calling thread drives the connection, a worker runs handlers.
+
+    The worker posts each batch's :class:`Settlement`; the connection's thread applies it
+    (dead letters confirmed first, then one ``multiple`` ack for the run), woken through
+    ``add_callback_threadsafe``. Deliveries are handled in order, so every tag up to the
+    highest settled one is settled.
+    """
+
+    def __init__(
+        self,
+        plugin: RabbitMQPlugin,
+        queue: str,
+        handler: BatchHandler,
+        *,
+        batch_size: int,
+        max_wait: float,
+        prefetch: int,
+        stop: threading.Event | None,
+    ) -> None:
+        self._plugin = plugin
+        self._queue = queue
+        self._handler = handler
+        self._batch_size = max(batch_size, 1)
+        self._max_wait = max_wait
+        self._prefetch = max(prefetch, self._batch_size)
+        self._stops = (plugin._closing,) if stop is None else (plugin._closing, stop)
+        self._cond = threading.Condition()
+        self._buffer: collections.deque[Delivery] = collections.deque()
+        self._settled: list[tuple[list[Delivery], Settlement]] = []
+        self._generation = 0
+        self._halt = False
+        self._wake_pending = False
+        self._crash: BaseException | None = None
+        self._connection: Any = None
+        self._backoff = 0.0
+
+    # -- the calling thread: the connection ---------------------------------------------------
+    def run(self) -> None:
+        worker = threading.Thread(
+            target=self._work, name=f"observml-consumer[{self._queue}]", daemon=True
+        )
+        worker.start()
+        try:
+            self._connect_and_serve(worker)
+        finally:
+            with self._cond:
+                self._halt = True
+                self._cond.notify_all()
+            worker.join(timeout=self._plugin.shutdown_timeout)
+        if self._crash is not None:
+            raise self._crash
+
+    def wake(self) -> None:
+        """Make the connection's loop check for stop requests now (thread-safe)."""
+        connection = self._connection
+        if connection is not None:
+            try:
+                connection.add_callback_threadsafe(noop)
+            except AMQPConnectionError:
+                pass  # closed already: the loop is ending anyway
+
+    def _stopping(self) -> bool:
+        return self._crash is not None or any(event.is_set() for event in self._stops)
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(remaining, 0.1))
+        raise Stopped
+
+    def _connect_and_serve(self, worker: threading.Thread) -> None:
+        plugin, first = self._plugin, True
+        while not self._stopping():
+            try:
+                link = plugin._open_link(
+                    f"consumer {self._queue}",
+                    attempts=plugin.connection_attempts if first else None,
+                    timeout=None if first else plugin.reconnect_timeout,
+                    sleep=self._sleep,
+                    retry_auth=not first,
+                )
+            except Stopped:
+                return
+            first = False
+            try:
+                self._serve(link, worker)
+                return
+            except (AMQPConnectionError, AMQPChannelError) as exc:
+                if isinstance(exc, ChannelClosedByBroker) and exc.reply_code in PERMANENT_CODES:
+                    raise plugin._channel_error(exc, f"consuming {self._queue!r}") from exc
+                logger.warning(
+                    "%s: consumer of %r lost its connection (%s); reconnecting",
+                    plugin._where,
+                    self._queue,
+                    describe(exc, plugin._secrets),
+                )
+                with self._cond:  # unacked deliveries come back from the broker
+                    self._generation += 1
+                    self._buffer.clear()
+            finally:
+                self._connection = None
+                link.close()
+
+    def _serve(self, link: Link, worker: threading.Thread) -> None:
+        connection = link.connection
+        channel = connection.channel()
+        self._plugin._declare(channel, self._queue)
+        link.known_queues.update((self._queue, dead_letter_queue(self._queue)))
+        channel.basic_qos(prefetch_count=self._prefetch)
+        cancelled: list[object] = []
+        channel.add_on_cancel_callback(cancelled.append)  # queue deleted, node failed over
+        consumer_tag = channel.basic_consume(self._queue, self._on_message)
+        self._connection = connection
+        while not self._stopping():
+            connection.process_data_events(time_limit=POLL)
+            self._apply(link, channel)
+            if cancelled:
+                raise AMQPChannelError(f"the broker cancelled the consumer of {self._queue!r}")
+        if self._crash is None:  # stop cleanly: let the running handler finish and ack it
+            channel.basic_cancel(consumer_tag)
+            with self._cond:
+                self._halt = True
+                self._cond.notify_all()
+            deadline = time.monotonic() + self._plugin.shutdown_timeout
+            while worker.is_alive() and time.monotonic() < deadline:
+                connection.process_data_events(time_limit=0.05)
+                self._apply(link, channel)
+        self._apply(link, channel)
+
+    def _on_message(self, _channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        message = message_of(self._queue, method, properties, body)
+        with self._cond:
+            self._buffer.append(Delivery(self._generation, method.delivery_tag, message))
+            self._cond.notify()
+
+    def _apply(self, link: Link, channel: Any) -> None:
+        with self._cond:
+            entries, self._settled = self._settled, []
+            self._wake_pending = False
+            generation = self._generation
+        entries = [(batch, out) for batch, out in entries if batch[0].generation == generation]
+        if not entries:
+            return
+        dead = [(batch[i].message, why) for batch, out in entries for i, why in out.dead.items()]
+        if dead:
+            self._plugin._dead_letter(link, self._queue, dead)
+        for batch, outcome in entries:
+            for index in outcome.requeue:
+                channel.basic_nack(batch[index].tag, requeue=True)
+        done = [batch[i].tag for batch, out in entries for i in (*out.ack, *out.dead)]
+        if done:
+            channel.basic_ack(max(done), multiple=True)
+
+    # -- the worker thread: the handler ---------------------------------------------------
+    def _work(self) -> None:
+        try:
+            while (batch := self._next_batch()) is not None:
+                outcome = settle(self._handler, [delivery.message for delivery in batch])
+                self._post(batch, outcome)
+                if outcome.requeue:  # the handler's service is down: do not spin on it
+                    self._backoff = min(max(self._backoff * 2, 0.1), 5.0)
+                    with self._cond:
+                        self._cond.wait_for(lambda: self._halt, timeout=self._backoff)
+                else:
+                    self._backoff = 0.0
+        except BaseException as exc:  # a crash: nothing is acked, it propagates
+            self._crash = exc
+            self.wake()
+
+    def _next_batch(self) -> list[Delivery] | None:
+        with self._cond:
+            while True:
+                while not self._buffer:
+                    if self._halt or self._stopping():
+                        return None
+                    self._cond.wait(0.5)
+                if self._halt or self._stopping():
+                    return None
+                batch = [self._buffer.popleft()]
+                deadline = time.monotonic() + self._max_wait
+                while len(batch) < self._batch_size and not self._halt:
+                    if self._buffer:
+                        batch.append(self._buffer.popleft())
+                        continue
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                current = [d for d in batch if d.generation == self._generation]
+                if current:
+                    return current
+
+    def _post(self, batch: list[Delivery], outcome: Settlement) -> None:
+        with self._cond:
+            self._settled.append((batch, outcome))
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        self.wake()
