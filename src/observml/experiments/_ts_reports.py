@@ -89,6 +89,9 @@ def components_figure(
     for row, name in enumerate(names, start=1):
         values = np.asarray(panels[name], dtype="float64")[-len(index) :]
         figure.add_scatter(x=x, y=values[keep], mode="lines", name=name, row=row, col=1)
+        flat = _flat_range(values)
+        if flat is not None:  # else the axis zooms into float noise (ticks 100.0000000001)
+            figure.update_yaxes(range=flat, row=row, col=1)
     figure.update_layout(
         title=f"{experiment.name}: components of the training series"
         f" ({experiment.settings_.model})",
@@ -97,6 +100,19 @@ def components_figure(
         **_LAYOUT,
     )
     return figure
+
+
+def _flat_range(values: FloatArray) -> list[float] | None:
+    """A y range of +-1 % around a series that is constant up to rounding, else ``None``."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return None
+    low, high = float(finite.min()), float(finite.max())
+    scale = max(abs(low), abs(high))
+    if high - low > 1e-9 * scale:
+        return None
+    middle, half = (low + high) / 2, 0.01 * scale or 1.0
+    return [middle - half, middle + half]
 
 
 def residuals_figure(experiment: TimeSeriesExperiment, history: pd.DataFrame) -> go.Figure:

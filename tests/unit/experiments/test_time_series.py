@@ -355,3 +355,12 @@ def _copy(experiment: TimeSeriesExperiment) -> TimeSeriesExperiment:
     import copy
 
     return copy.deepcopy(experiment)
+
+
+def test_a_flat_component_gets_a_readable_axis() -> None:
+    from observml.experiments._ts_reports import _flat_range
+
+    assert _flat_range(np.array([100.0, 100.0 + 1e-12, np.nan])) == pytest.approx([99.0, 101.0])
+    assert _flat_range(np.zeros(5)) == [-1.0, 1.0]
+    assert _flat_range(np.array([1.0, 2.0])) is None
+    assert _flat_range(np.array([np.nan])) is None
