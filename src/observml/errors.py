@@ -14,6 +14,7 @@ The tree (each class carries the HTTP status the REST API answers with)::
     ├── NotFoundError                   404  a run, artifact, model version or queue is missing
     ├── DataError                       422  input data does not fit (names the column)
     ├── UnauthorizedError               401  the REST API needs a bearer token (api.token)
+    ├── ForbiddenError                  403  a cookie-signed-in request came from another origin
     ├── PayloadTooLargeError            413  a request body over api.max_body_bytes
     └── ExperimentError                 409
         ├── ExperimentNotFoundError     404
@@ -37,6 +38,7 @@ __all__ = [
     "ExperimentError",
     "ExperimentExistsError",
     "ExperimentNotFoundError",
+    "ForbiddenError",
     "ModelNotTrainedError",
     "NotFoundError",
     "ObservMLError",
@@ -147,6 +149,12 @@ class UnauthorizedError(ObservMLError):
     """The REST API request has no bearer token, or the wrong one."""
 
     http_status = 401
+
+
+class ForbiddenError(ObservMLError):
+    """The REST API refuses a request whose credentials are valid (e.g. a cross-site POST)."""
+
+    http_status = 403
 
 
 class PayloadTooLargeError(ObservMLError):

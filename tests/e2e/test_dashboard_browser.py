@@ -3,7 +3,9 @@
 The app is served by uvicorn in a thread on a free port, with the in-memory plugins. While the
 page is open, rows are published to ``pump.predict``; the predictions chart must grow. Then a
 report and an EDA figure are opened, a retrain is started from its button, and a screenshot is
-saved (to the test's temp dir and to ``/tmp/observml-dashboard.png``).
+saved (to the test's temp dir and to ``/tmp/observml-dashboard.png``). With a token, the
+sign-in page, the session cookie, signing out and the API docs are exercised (screenshot of the
+sign-in page: ``/tmp/observml-signin.png``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SHOT_FOR_HUMANS = Path("/tmp/observml-dashboard.png")
+SIGNIN_SHOT_FOR_HUMANS = Path("/tmp/observml-signin.png")
+TOKEN = "let-me-in"
 CONFIG: dict[str, Any] = {
     "create_model": {"model": "iforest", "params": {"n_estimators": 50}},
     "eda": True,
@@ -198,23 +202,69 @@ def test_dashboard_live_predictions_reports_and_retrain(
     assert not problems, problems
 
 
-def test_dashboard_asks_for_the_token_once(browser: Any) -> None:
+def test_dashboard_sign_in_and_out(browser: Any, tmp_path: Path) -> None:
     hub = memory_hub()
     hub.create_experiment("pump", "fault_detection", CONFIG)
-    with serving(hub, ApiSettings(token="let-me-in")) as base:
-        page = browser.new_page()
+    with serving(hub, ApiSettings(token=TOKEN)) as base:
+        context = browser.new_context(viewport={"width": 1200, "height": 800})
+        page = context.new_page()
+        problems = watch(page)
+        row = page.locator("#experiments tbody tr[data-name='pump']")
+
+        # first load: the server's sign-in page, no data
+        first = page.goto(f"{base}/", wait_until="load")
+        assert first.status == 401
+        page.locator("#signin-form").wait_for(state="visible")
+        assert "$OBSERVML_API_TOKEN" in page.inner_text("#signin-form")
+        assert "pump" not in page.content()
+        shot = tmp_path / "signin.png"
+        page.screenshot(path=str(shot))
+        SIGNIN_SHOT_FOR_HUMANS.write_bytes(shot.read_bytes())
+
+        page.fill("#signin-token", "wrong")
+        page.click("#signin-form button[type=submit]")
+        page.locator("#signin-error").wait_for(state="visible")
+        assert page.inner_text("#signin-error") == "That token was refused."
+
+        page.fill("#signin-token", TOKEN)
+        page.click("#signin-form button[type=submit]")
+        row.wait_for()
+        (cookie,) = context.cookies()
+        assert cookie["name"] == "observml_session"
+        assert cookie["httpOnly"] is True
+        assert cookie["sameSite"] == "Strict"
+        assert cookie["expires"] == -1  # gone when the browser closes
+        assert TOKEN not in cookie["value"]
+        assert TOKEN not in page.evaluate("JSON.stringify([sessionStorage, localStorage])")
+
+        page.reload(wait_until="load")  # still signed in
+        row.wait_for()
+        assert page.locator("#signin-form").count() == 0
+
+        # the API docs load through the cookie
+        docs = page.goto(f"{base}/docs", wait_until="load")
+        assert docs.status == 200
+        page.locator(".swagger-ui .opblock").first.wait_for()
+        assert page.locator(".opblock-summary-path[data-path='/session']").count() == 2
+
+        # sign out: back to the sign-in page
         page.goto(f"{base}/", wait_until="load")
-        dialog = page.locator("#token-dialog")
-        dialog.wait_for(state="visible")
-        page.fill("#token-input", "wrong")
-        page.click("#token-form button[type=submit]")
-        page.locator("#token-error").wait_for(state="visible")
-        assert page.inner_text("#token-error") == "That token was refused."
-        page.fill("#token-input", "let-me-in")
-        page.click("#token-form button[type=submit]")
-        page.locator("#experiments tbody tr[data-name='pump']").wait_for()
-        assert dialog.is_hidden()
-        assert page.evaluate("sessionStorage.getItem('observml-token')") == "let-me-in"
-        page.reload(wait_until="load")  # kept for the tab: not asked again
-        page.locator("#experiments tbody tr[data-name='pump']").wait_for()
-        assert dialog.is_hidden()
+        row.wait_for()
+        page.click("#sign-out")
+        page.locator("#signin-form").wait_for(state="visible")
+        assert context.cookies() == []
+
+        # signing in on /docs returns to /docs
+        assert page.goto(f"{base}/docs", wait_until="load").status == 401
+        page.fill("#signin-token", TOKEN)
+        page.click("#signin-form button[type=submit]")
+        page.locator(".swagger-ui .opblock").first.wait_for()
+        assert page.url == f"{base}/docs"
+
+        # a session that ends while the dashboard is open (token changed): the sign-in page
+        page.goto(f"{base}/", wait_until="load")
+        row.wait_for()
+        context.clear_cookies()
+        page.locator("#signin-form").wait_for(state="visible", timeout=10_000)
+        assert not [p for p in problems if p.startswith("page error")], problems
+        context.close()

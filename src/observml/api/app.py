@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from observml.api import artifacts, dashboard, routes
+from observml.api import artifacts, dashboard, routes, session
 from observml.api.auth import PUBLIC_PATHS, BearerTokenMiddleware
 from observml.api.figures import PngRenderer
 from observml.api.metrics import build_registry
@@ -42,7 +42,8 @@ logger = logging.getLogger(__name__)
 _DESCRIPTION = """\
 Train, predict, stream, retrain and version process-monitoring models through an
 `ExperimentHub`. Every error is `{"error": <type>, "message": <what to do>}`.
-With `api.token` set, send `Authorization: Bearer <token>`. The dashboard is at `/`.
+With `api.token` set, send `Authorization: Bearer <token>` (browsers sign in at `/`, which
+sets a session cookie through `POST /session`). The dashboard is at `/`.
 """
 _HTTP_ERRORS = {404: "NotFoundError", 405: "MethodNotAllowedError"}
 
@@ -104,6 +105,7 @@ def create_app(
     _add_exception_handlers(app)
     app.include_router(routes.router)
     app.include_router(artifacts.router)
+    app.include_router(session.router)
     dashboard.install(app)
     _add_middleware(app, settings)
     if settings.token:

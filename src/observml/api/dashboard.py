@@ -49,8 +49,12 @@ def install(app: FastAPI) -> None:
     docs_assets = _docs_assets()
 
     @app.get("/", include_in_schema=False)
-    def dashboard() -> HTMLResponse:
-        return HTMLResponse((STATIC_DIR / "index.html").read_text(encoding="utf-8"))
+    def dashboard(request: Request) -> HTMLResponse:
+        page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+        settings = getattr(request.app.state, "settings", None)
+        if settings is not None and settings.token:  # the page shows "sign out"
+            page = page.replace('data-auth="off"', 'data-auth="on"', 1)
+        return HTMLResponse(page)
 
     @app.get("/static/plotly.min.js", include_in_schema=False)
     def plotly_js() -> FileResponse:

@@ -32,7 +32,8 @@ __all__ = [
 
 _ERRORS: Final[Mapping[int, str]] = {
     400: "The experiment config or type is invalid; the message names the key.",
-    401: "No or wrong bearer token (only when the server has api.token).",
+    401: "No or wrong bearer token or session cookie (only when the server has api.token).",
+    403: "A POST/PUT/PATCH/DELETE signed in by the session cookie came from another origin.",
     404: "No such experiment, job, run, model version or figure; the message lists what exists.",
     409: "The experiment is busy or untrained (e.g. a job is running, or no champion yet).",
     413: "The request body is larger than api.max_body_bytes.",
@@ -51,7 +52,7 @@ def make_router() -> APIRouter:
     """Return a router whose operations document the errors any route can answer."""
     return APIRouter(
         responses={
-            **errors(401, 413, 422, 500, 503),
+            **errors(401, 403, 413, 422, 500, 503),
             "default": {"model": ErrorOut, "description": "Any other error, same shape."},
         }
     )

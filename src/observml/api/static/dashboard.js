@@ -2,7 +2,6 @@
 "use strict";
 
 (function () {
-  const TOKEN_KEY = "observml-token";
   const STATUS_EVERY_MS = 1000;
   const LIST_EVERY_TICKS = 2;
   const HEALTH_EVERY_TICKS = 5;
@@ -20,6 +19,7 @@
     status: null,
     watch: null,
     reportedJob: undefined,
+    signingIn: false,
   };
 
   const $ = (id) => document.getElementById(id);
@@ -36,15 +36,19 @@
   async function request(path, options) {
     const opts = Object.assign({ method: "GET" }, options || {});
     const headers = {};
-    const token = sessionStorage.getItem(TOKEN_KEY);
-    if (token) headers.Authorization = "Bearer " + token;
     if (opts.json !== undefined) {
       headers["Content-Type"] = "application/json";
       opts.body = JSON.stringify(opts.json);
     }
-    const response = await fetch(path, { method: opts.method, headers: headers, body: opts.body });
+    // the session cookie goes along (same origin); the server set it at sign-in
+    const response = await fetch(path, {
+      method: opts.method,
+      headers: headers,
+      body: opts.body,
+      credentials: "same-origin",
+    });
     if (response.status === 401) {
-      askToken(token ? "That token was refused." : "");
+      signInAgain();
       throw new ApiError(401, await safeJson(response));
     }
     return response;
@@ -69,36 +73,25 @@
     return "experiments/" + encodeURIComponent(name) + (suffix || "");
   }
 
-  // -- token -----------------------------------------------------------------------------
-  function askToken(reason) {
-    const dialog = $("token-dialog");
-    if (!dialog.hidden) return;
-    $("token-error").hidden = !reason;
-    $("token-error").textContent = reason || "";
-    dialog.hidden = false;
-    $("token-input").focus();
+  // -- session ---------------------------------------------------------------------------
+  // Signed out, or the server's token changed: reload, so the server shows its sign-in page.
+  function signInAgain() {
+    if (state.signingIn) return;
+    state.signingIn = true;
+    window.location.reload();
   }
 
-  function setupToken() {
-    $("token-form").addEventListener("submit", (event) => {
-      event.preventDefault();
-      sessionStorage.setItem(TOKEN_KEY, $("token-input").value.trim());
-      $("token-input").value = "";
-      $("token-dialog").hidden = true;
-      showForget();
-      state.plotsKey = state.versionsKey = null;
-      poll(true);
+  function setupSession() {
+    const button = $("sign-out");
+    button.hidden = document.documentElement.dataset.auth !== "on";
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        await fetch("session", { method: "DELETE", credentials: "same-origin" });
+      } finally {
+        window.location.reload();
+      }
     });
-    $("forget-token").addEventListener("click", () => {
-      sessionStorage.removeItem(TOKEN_KEY);
-      showForget();
-      askToken("");
-    });
-    showForget();
-  }
-
-  function showForget() {
-    $("forget-token").hidden = !sessionStorage.getItem(TOKEN_KEY);
   }
 
   // -- formatting ------------------------------------------------------------------------
@@ -558,7 +551,7 @@
   }
 
   window.addEventListener("DOMContentLoaded", () => {
-    setupToken();
+    setupSession();
     setupActions();
     poll(true);
     setInterval(() => poll(false), STATUS_EVERY_MS);
