@@ -45,6 +45,8 @@ TOKEN = "let-me-in"
 CONFIG: dict[str, Any] = {
     "create_model": {"model": "iforest", "params": {"n_estimators": 50}},
     "eda": True,
+    # the drift test runs on every 30 scores; min_samples keeps it from retraining on its own
+    "retrain": {"drift": {"window": 30}, "min_samples": 1_000_000},
 }
 
 
@@ -170,6 +172,8 @@ def test_dashboard_live_predictions_reports_and_retrain(
     )
     assert drawn["y"] >= 90
     assert drawn["anomalies"] >= 10  # the shifted rows are flagged
+    cards = "document.getElementById('cards').innerText"
+    page.wait_for_function(f"/score drift \\(KS\\)\\s+[0-9.]+ (drifted|steady)/.test({cards})")
 
     # a report and an EDA figure
     chart_shows = "document.getElementById('report-chart').dataset.plot === '{}'"

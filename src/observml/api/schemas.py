@@ -177,6 +177,17 @@ class DecisionOut(_Response):
     at: float
 
 
+class DriftOut(_Response):
+    """The last drift test on the scores (``retrain.drift``): KS test of streamed vs reference."""
+
+    drifted: bool
+    statistic: float
+    p_value: float
+    n_reference: int
+    n_recent: int
+    reference: str = Field(description="Where the reference came from: training or stream.")
+
+
 class ExperimentSummary(_Response):
     """An experiment in the list: state, champion and last metrics."""
 
@@ -201,6 +212,9 @@ class ExperimentStatus(ExperimentSummary):
     jobs: list[JobOut] = Field(default_factory=list)
     retrain_window_rows: int = 0
     retrain_in_flight: bool = False
+    drift: DriftOut | None = Field(
+        default=None, description="The last drift test; null before one ran or without one."
+    )
     decisions: list[DecisionOut] = Field(default_factory=list)
     stream_error: str | None = None
     last_predictions: list[dict[str, Any]] = Field(

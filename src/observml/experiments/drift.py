@@ -132,6 +132,7 @@ class DriftMonitor:
         if sample.model != self._model:
             self._model = sample.model
             self._stream_reference, self._stream_reference_size = [], 0
+            self.last = None  # a result about the old champion would mislead
             self.reset()
         values = np.asarray(sample.values, dtype="float64").ravel()
         values = values[np.isfinite(values)]

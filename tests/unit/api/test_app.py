@@ -175,6 +175,25 @@ def test_train_inline_rows_then_job_and_status(client: TestClient, trained: str)
     assert job["run_id"]
 
 
+def test_status_shows_the_last_drift_test(client: TestClient, hub: ExperimentHub) -> None:
+    config = {**FD_CONFIG, "retrain": {"drift": {"window": 50}, "enabled": False}}
+    client.post("/experiments", json={"name": "pump", "type": "fault_detection", "config": config})
+    job = client.post("/experiments/pump/train", json={"rows": sensor_rows(300)})
+    assert finish(client, job.json())["state"] == "succeeded"
+    assert client.get("/experiments/pump").json()["drift"] is None
+    stream = hub.require_plugin("datastream")
+    stream.publish("pump.predict", json.dumps(sensor_rows(60, shift=2.0, seed=3)))  # type: ignore[attr-defined]
+    hub.start_streaming("pump")
+    drift = wait_for(lambda: client.get("/experiments/pump").json()["drift"])
+    hub.stop_streaming("pump")
+    assert drift["drifted"] is True
+    assert drift["n_recent"] == 60
+    assert drift["n_reference"] == 300
+    assert drift["reference"] == "training"
+    assert 0 < drift["statistic"] <= 1
+    assert drift["p_value"] < 0.01
+
+
 def test_train_location_header_and_split_rows(client: TestClient) -> None:
     client.post(
         "/experiments", json={"name": "pump", "type": "fault_detection", "config": FD_CONFIG}

@@ -115,6 +115,7 @@ def test_stream_reference_fills_first_and_a_new_champion_starts_over() -> None:
     assert result.reference == "stream"
     # version 2 goes live: its first window is its reference, not a test against version 1
     assert monitor.add(sample(rng.normal(3, 1, 100), model=2)) is None
+    assert monitor.last is None
     result = monitor.add(sample(rng.normal(3, 1, 100), model=2))
     assert result is not None
     assert not result.drifted

@@ -278,6 +278,10 @@
       ["mean batch latency", latency === null ? "–" : fmt(latency) + " ms"],
       ["retrains", fmt(counters.retrains)],
     ];
+    if (status.drift) {
+      const drift = status.drift;
+      cards.push(["score drift (KS)", fmt(drift.statistic) + (drift.drifted ? " drifted" : " steady")]);
+    }
     Object.entries(status.metrics || {}).forEach(([key, value]) => cards.push([key, fmt(value)]));
     if (!Object.keys(status.metrics || {}).length) {
       Object.entries(status.train_metrics || {}).slice(0, 4).forEach(([key, value]) => cards.push(["train " + key, fmt(value)]));
