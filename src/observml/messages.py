@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -108,6 +108,47 @@ def rows_from_message(
     return frame_from_message(message, fmt)
 
 
+def rows_from_batch(
+    batch: Sequence[Message], fmt: Mapping[str, Any] | None
+) -> list[list[dict[str, Any]]] | None:
+    """Every message's rows from one ``json`` call, or ``None`` when any needs the slow path.
+
+    A batch of plain JSON messages (objects or arrays of flat objects) is decoded as one JSON
+    array; anything else (another format, a bad body) returns ``None`` and the caller reads the
+    messages one by one with :func:`rows_from_message`, which says what is wrong with each.
+    """
+    if not batch or not (
+        fmt is None or (fmt.get("type", "wide") == "wide" and not fmt.get("records_key"))
+    ):
+        return None
+    for message in batch:
+        content_type = message.content_type or "application/json"
+        if not content_type.startswith("application/json") or FORMAT_HEADER in message.headers:
+            return None
+    try:
+        decoded = json.loads(b"[" + b",".join(m.body for m in batch) + b"]")
+    except ValueError:
+        return None
+    if len(decoded) != len(batch):  # a body held a bare list fragment, e.g. "1,2"
+        return None
+    out: list[list[dict[str, Any]]] = []
+    for data in decoded:
+        rows = [data] if isinstance(data, dict) else data
+        if not (
+            isinstance(rows, list)
+            and rows
+            and all(
+                isinstance(r, dict)
+                and r
+                and not any(isinstance(v, dict | list) for v in r.values())
+                for r in rows
+            )
+        ):
+            return None
+        out.append(rows)
+    return out
+
+
 def json_records(result: pd.DataFrame) -> list[dict[str, Any]]:
     """Return ``result`` as JSON-ready rows (NaN -> None, timestamps -> ISO strings)."""
     if result.empty:
@@ -115,7 +156,11 @@ def json_records(result: pd.DataFrame) -> list[dict[str, Any]]:
     numeric = result.select_dtypes("number")
     if not numeric.empty and not np.isfinite(numeric.to_numpy(dtype=float, na_value=0.0)).all():
         result = result.replace([np.inf, -np.inf], np.nan)
-    clean = result.astype(object).where(result.notna(), None)
+    missing = result.isna()
+    if not missing.to_numpy().any():  # nothing to turn into None: pandas' own boxing will do
+        plain: list[dict[str, Any]] = result.to_dict(orient="records")
+        return plain
+    clean = result.astype(object).where(~missing, None)
     records: list[dict[str, Any]] = clean.to_dict(orient="records")
     return records
 

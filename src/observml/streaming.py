@@ -22,7 +22,7 @@ import pandas as pd
 
 from observml.errors import ObservMLError, ServiceUnavailableError
 from observml.managed import ManagedExperiment
-from observml.messages import encode_rows, json_records, rows_from_message
+from observml.messages import encode_rows, json_records, rows_from_batch, rows_from_message
 from observml.plugins.datastream import DataStreamPlugin, Message
 from observml.plugins.mlops import Metric, MLOpsPlugin
 
@@ -208,16 +208,20 @@ class StreamWorker:
         fmt = experiment.settings_.format
         dead: dict[int, str] = {}
         parts: list[tuple[int, list[dict[str, Any]] | pd.DataFrame]] = []
-        for index, message in enumerate(batch):
-            try:
-                parts.append((index, rows_from_message(message, fmt)))
-            except ObservMLError as exc:
-                dead[index] = f"{type(exc).__name__}: {exc}"
+        fast = rows_from_batch(batch, fmt)
+        if fast is not None:
+            parts = list(enumerate(fast))
+        else:
+            for index, message in enumerate(batch):
+                try:
+                    parts.append((index, rows_from_message(message, fmt)))
+                except ObservMLError as exc:
+                    dead[index] = f"{type(exc).__name__}: {exc}"
         if not parts:
             self.managed.count("dead_letters", len(dead))
             return dead
         frame, spans = _combine(parts)
-        records, failed = _predict_spans(experiment, frame, spans, dict(parts))
+        records, failed, predicted = _predict_spans(experiment, frame, spans, dict(parts))
         dead.update(failed)
         outgoing = [
             encode_rows(batch[index].message_id, self.managed.name, version, records[index])
@@ -229,11 +233,14 @@ class StreamWorker:
         self.managed.count("dead_letters", len(dead))
         scored = [(start, stop) for index, start, stop in spans if index in records]
         if scored:
-            keep = np.concatenate([np.arange(a, b) for a, b in scored])
-            rows = frame.iloc[keep].reset_index(drop=True)
-            result = pd.DataFrame.from_records(
-                [row for index, _, _ in spans if index in records for row in records[index]]
-            )
+            if predicted is not None:  # the whole batch in one call: rows and results as they are
+                rows, result = frame, predicted.reset_index(drop=True)
+            else:
+                keep = np.concatenate([np.arange(a, b) for a, b in scored])
+                rows = frame.iloc[keep].reset_index(drop=True)
+                result = pd.DataFrame.from_records(
+                    [row for index, _, _ in spans if index in records for row in records[index]]
+                )
             metrics = batch_metrics(experiment, rows, result)
             self.managed.count("predicted_messages", len(outgoing))
             self.managed.remember(rows, result, metrics)
@@ -324,11 +331,12 @@ def _predict_spans(
     frame: pd.DataFrame,
     spans: list[tuple[int, int, int]],
     parts: Mapping[int, list[dict[str, Any]] | pd.DataFrame],
-) -> tuple[dict[int, list[dict[str, Any]]], dict[int, str]]:
+) -> tuple[dict[int, list[dict[str, Any]]], dict[int, str], pd.DataFrame | None]:
     """Predict the whole frame in one call, or message by message to find the bad ones.
 
     Returns:
-        JSON-ready result rows per message index, and reasons for the failures.
+        JSON-ready result rows per message index, reasons for the failures, and the whole
+        prediction frame when one call predicted every row (else ``None``).
     """
     try:
         predicted = experiment.predict(frame)
@@ -336,7 +344,7 @@ def _predict_spans(
         predicted = None
     if predicted is not None and len(predicted) == len(frame):
         rows = json_records(predicted)
-        return {index: rows[start:stop] for index, start, stop in spans}, {}
+        return {index: rows[start:stop] for index, start, stop in spans}, {}, predicted
     results: dict[int, list[dict[str, Any]]] = {}
     failed: dict[int, str] = {}
     for index, _, _ in spans:
@@ -346,4 +354,4 @@ def _predict_spans(
             results[index] = json_records(experiment.predict(part))
         except Exception as exc:  # a model failing on one message's rows
             failed[index] = f"{type(exc).__name__}: {exc}"
-    return results, failed
+    return results, failed, None

@@ -76,6 +76,7 @@ class Consumer:
         self._stops = (plugin._closing,) if stop is None else (plugin._closing, stop)
         self._cond = threading.Condition()
         self._buffer: collections.deque[Delivery] = collections.deque()
+        self._wanted = 1  # deliveries the waiting worker needs before it is worth waking
         self._settled: list[tuple[list[Delivery], Settlement]] = []
         self._generation = 0
         self._halt = False
@@ -184,7 +185,8 @@ class Consumer:
         message = message_of(self._queue, method, properties, body)
         with self._cond:
             self._buffer.append(Delivery(self._generation, method.delivery_tag, message))
-            self._cond.notify()
+            if len(self._buffer) >= self._wanted:  # not once per message: a batch at a time
+                self._cond.notify()
 
     def _apply(self, link: Link, channel: Any) -> None:
         with self._cond:
@@ -226,6 +228,7 @@ class Consumer:
                 while not self._buffer:
                     if self._halt or self._stopping():
                         return None
+                    self._wanted = 1
                     self._cond.wait(0.5)
                 if self._halt or self._stopping():
                     return None
@@ -233,12 +236,15 @@ class Consumer:
                 deadline = time.monotonic() + self._max_wait
                 while len(batch) < self._batch_size and not self._halt:
                     if self._buffer:
-                        batch.append(self._buffer.popleft())
+                        take = min(len(self._buffer), self._batch_size - len(batch))
+                        batch.extend(self._buffer.popleft() for _ in range(take))
                         continue
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
+                    self._wanted = self._batch_size - len(batch)
                     self._cond.wait(remaining)
+                self._wanted = 1
                 current = [d for d in batch if d.generation == self._generation]
                 if current:
                     return current

@@ -73,6 +73,8 @@ class OutgoingMessage:
 def as_outgoing(item: OutgoingMessage | bytes | str) -> OutgoingMessage:
     """Return ``item`` as an :class:`OutgoingMessage` with a ``bytes`` body and a message id."""
     out = item if isinstance(item, OutgoingMessage) else OutgoingMessage(item)
+    if type(out.body) is bytes and out.message_id:  # already in shape: no copy
+        return out
     body = out.body.encode("utf-8") if isinstance(out.body, str) else bytes(out.body)
     return OutgoingMessage(
         body, dict(out.headers or {}), out.message_id or uuid.uuid4().hex, out.content_type
