@@ -360,3 +360,36 @@ def test_plots_and_config(hub: ExperimentHub) -> None:
     assert hub.experiments() == ["pump"]
     hub.delete_experiment("pump")
     assert hub.experiments() == []
+
+
+def test_a_custom_experiment_type_from_the_config_trains_in_a_child_process(
+    tmp_path: Any,
+) -> None:
+    """docs/models.md: register the type under experiments:, train (process isolation), stream."""
+    path = tmp_path / "hub_config.yaml"
+    path.write_text(
+        """
+plugins:
+  mlops: {type: memory}
+  datastream: {type: memory}
+global: {job_isolation: process}
+experiments:
+  - {name: zscore, module: tests.unit.experiment_types_for_tests, class: ZScoreDetector}
+  - name: pump
+    type: zscore
+    config: {create_model: {params: {limit: 3.5}}, retrain: {drift: {window: 50}}}
+""",
+        encoding="utf-8",
+    )
+    with ExperimentHub.from_config(path) as hub:
+        assert "zscore" in hub.experiment_types()
+        job = hub.train("pump", data=sensors(300), wait=True)
+        assert job.status.state == "succeeded", job.status.error
+        result = hub.predict("pump", data=sensors(40, shift=6.0, seed=2))
+        assert result["anomaly"].all()
+        assert hub.status("pump")["model"] == "scaler"
+        stream = stream_of(hub)
+        stream.publish("pump.predict", rows_json(sensors(60, seed=3)))
+        hub.start_streaming("pump")
+        wait_for(lambda: hub.status("pump")["drift"] is not None)
+        assert hub.status("pump")["drift"]["reference"] == "training"
