@@ -395,3 +395,28 @@ def test_cli_url_mode_errors(
     assert code == 1
     assert f"error: {down}: cannot connect" in err
     assert "Is 'observml serve' running there?" in err
+
+
+def test_status_text_shows_the_last_drift_test() -> None:
+    from observml.cli.experiments import _describe
+
+    status = {
+        "name": "pump",
+        "type": "fault_detection",
+        "model": "iforest",
+        "state": "ready",
+        "champion_version": 1,
+        "drift": {
+            "drifted": True,
+            "statistic": 0.3421,
+            "p_value": 1.2e-9,
+            "n_reference": 1000,
+            "n_recent": 200,
+            "reference": "training",
+        },
+    }
+    assert (
+        "  drift:      drifted, KS statistic 0.342, p-value 1.2e-09"
+        " (200 streamed vs 1000 training scores)" in _describe(status)
+    )
+    assert "drift:" not in _describe({**status, "drift": None})

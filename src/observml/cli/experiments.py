@@ -511,6 +511,14 @@ def _describe(status: Mapping[str, Any]) -> str:
         )
     if status.get("metrics"):
         lines.append(f"  last batch: {_metrics_text(status['metrics'])}")
+    drift = status.get("drift")
+    if drift:
+        lines.append(
+            f"  drift:      {'drifted' if drift['drifted'] else 'steady'}, KS statistic"
+            f" {drift['statistic']:.3f}, p-value {drift['p_value']:.3g}"
+            f" ({drift['n_recent']} streamed vs {drift['n_reference']} {drift['reference']}"
+            " scores)"
+        )
     if versions:
         shown = [
             f"v{v['version']}" + (f" ({', '.join(v['aliases'])})" if v.get("aliases") else "")
