@@ -83,28 +83,14 @@ def rows_from_message(
     one-row messages becomes one DataFrame in one call; every other shape goes through
     :func:`frame_from_message`.
     """
-    wide = fmt is None or (fmt.get("type", "wide") == "wide" and not fmt.get("records_key"))
-    plain_json = (message.content_type or "application/json").startswith("application/json")
-    if wide and plain_json and FORMAT_HEADER not in message.headers:
+    if _wide(fmt) and _plain_json(message):
         try:
             data = json.loads(message.body)
         except ValueError:
             data = None
-        if (
-            isinstance(data, dict)
-            and data
-            and not any(isinstance(v, dict | list) for v in data.values())
-        ):
-            return [data]
-        if (
-            isinstance(data, list)
-            and data
-            and all(
-                isinstance(r, dict) and not any(isinstance(v, dict | list) for v in r.values())
-                for r in data
-            )
-        ):
-            return data
+        rows = _flat_rows(data)
+        if rows is not None:
+            return rows
     return frame_from_message(message, fmt)
 
 
@@ -117,14 +103,8 @@ def rows_from_batch(
     array; anything else (another format, a bad body) returns ``None`` and the caller reads the
     messages one by one with :func:`rows_from_message`, which says what is wrong with each.
     """
-    if not batch or not (
-        fmt is None or (fmt.get("type", "wide") == "wide" and not fmt.get("records_key"))
-    ):
+    if not batch or not _wide(fmt) or not all(_plain_json(m) for m in batch):
         return None
-    for message in batch:
-        content_type = message.content_type or "application/json"
-        if not content_type.startswith("application/json") or FORMAT_HEADER in message.headers:
-            return None
     try:
         decoded = json.loads(b"[" + b",".join(m.body for m in batch) + b"]")
     except ValueError:
@@ -133,20 +113,35 @@ def rows_from_batch(
         return None
     out: list[list[dict[str, Any]]] = []
     for data in decoded:
-        rows = [data] if isinstance(data, dict) else data
-        if not (
-            isinstance(rows, list)
-            and rows
-            and all(
-                isinstance(r, dict)
-                and r
-                and not any(isinstance(v, dict | list) for v in r.values())
-                for r in rows
-            )
-        ):
+        rows = _flat_rows(data)
+        if rows is None:
             return None
         out.append(rows)
     return out
+
+
+def _wide(fmt: Mapping[str, Any] | None) -> bool:
+    """Whether ``fmt`` reads bodies as plain rows (no long format, no records key)."""
+    return fmt is None or (fmt.get("type", "wide") == "wide" and not fmt.get("records_key"))
+
+
+def _plain_json(message: Message) -> bool:
+    """Whether ``message`` is JSON without a per-message format override."""
+    content_type = message.content_type or "application/json"
+    return content_type.startswith("application/json") and FORMAT_HEADER not in message.headers
+
+
+def _flat_rows(data: Any) -> list[dict[str, Any]] | None:
+    """``data`` as rows when it is a non-empty flat object or array of flat objects."""
+    if isinstance(data, dict):
+        return [data] if data and _flat(data) else None
+    if isinstance(data, list) and data and all(isinstance(r, dict) and _flat(r) for r in data):
+        return data
+    return None
+
+
+def _flat(row: Mapping[str, Any]) -> bool:
+    return not any(isinstance(v, dict | list) for v in row.values())
 
 
 def json_records(result: pd.DataFrame) -> list[dict[str, Any]]:
