@@ -176,9 +176,9 @@ class DriftMonitor:
         # the stream reference (also the fallback for a model saved without one)
         if self._stream_reference_size < self.test.window:
             return None, "stream"
-        merged = np.concatenate(self._stream_reference)
-        self._stream_reference = [merged]
-        return merged, "stream"
+        if len(self._stream_reference) > 1:  # joined once, when it has filled
+            self._stream_reference = [np.concatenate(self._stream_reference)]
+        return self._stream_reference[0], "stream"
 
     def _compare(self, reference: FloatArray, recent: FloatArray, source: str) -> DriftResult:
         from scipy.stats import ks_2samp
