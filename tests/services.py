@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 RABBITMQ_URL = os.environ.get("OBSERVML_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 POSTGRES_URL = os.environ.get("OBSERVML_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
+#: The real process data beside the project (``../shared/datasets``); never copied in.
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
 def service_missing(reason: str) -> None:
@@ -32,3 +36,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def read_dataset(name: str) -> pd.DataFrame:
+    """Read one CSV of the shared real data sets (skip locally, fail under CI, when missing)."""
+    path = DATASETS / name
+    if not path.is_file():
+        service_missing(f"real data set {path} is missing (expected ../shared/datasets)")
+    return pd.read_csv(path)

@@ -7,8 +7,6 @@ a change in behaviour shows up here. ``docs/models.md`` repeats them.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
@@ -16,18 +14,9 @@ from observml.experiments.fault_detection import FaultDetectionExperiment
 from observml.experiments.fault_isolation import FaultIsolationExperiment
 from observml.experiments.store import load_experiment_from_store, save_experiment
 from observml.plugins.memory import InMemoryMLOpsPlugin
-from tests.services import service_missing
+from tests.services import DATASETS, read_dataset, service_missing
 
 pytestmark = pytest.mark.integration
-
-DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
-
-
-def read(name: str) -> pd.DataFrame:
-    path = DATASETS / name
-    if not path.is_file():
-        service_missing(f"real data set {path} is missing (expected ../shared/datasets)")
-    return pd.read_csv(path)
 
 
 # -- fault isolation --------------------------------------------------------------------------
@@ -66,9 +55,11 @@ def test_fault_isolation_on_the_power_line(model: str) -> None:
         "setup": {"target": "Output (S)", "datetime_column": "ds"},
         "create_model": {"model": model},
     }
-    experiment = FaultIsolationExperiment("power_line", config).train(read("detect_train.csv"))
+    experiment = FaultIsolationExperiment("power_line", config).train(
+        read_dataset("detect_train.csv")
+    )
     for window, expected in enumerate(LINE_ACCURACY[model]):
-        metrics = experiment.score(read(f"detect_test_{window}.csv"))
+        metrics = experiment.score(read_dataset(f"detect_test_{window}.csv"))
         assert metrics["accuracy"] == pytest.approx(expected, abs=0.01), window
 
 
@@ -79,7 +70,7 @@ def test_hmm_on_operating_states() -> None:
     0.911, bayes_net 0.906, decision_tree 0.878. Decoding the state sequence beats every
     row-by-row classifier; the loaded model decodes the same states.
     """
-    data = read("hmm_train.csv")
+    data = read_dataset("hmm_train.csv")
     train, tail = data.iloc[:720], data.iloc[720:]
     accuracy = {}
     for model in ("hmm", "markov_chain", "naive_bayes"):
@@ -135,7 +126,7 @@ def test_fault_detection_on_pump_windows(model: str) -> None:
     one, and nothing in windows 1-3 is that far; ``iforest`` isolates points outside the
     training range at a bounded depth, so it saturates. Use ``pca`` or ``lof`` for drifts.
     """
-    windows = [read(f"pump_test_{i}.csv") for i in range(4)]
+    windows = [read_dataset(f"pump_test_{i}.csv") for i in range(4)]
     config = {"setup": {"datetime_column": "ds"}, "create_model": {"model": model}}
     experiment = FaultDetectionExperiment("pump", config).train(windows[0])
     assert len(experiment.features_) == 50
@@ -177,7 +168,7 @@ def test_fault_detection_on_tennessee_eastman(model: str) -> None:
     most training points of the one-class SVM lie on its margin, and libsvm's tolerance leaves
     22% just outside; DBSCAN's estimated eps is too wide to flag much.
     """
-    data = read("ten_est_detect.csv")
+    data = read_dataset("ten_est_detect.csv")
     experiment = FaultDetectionExperiment("tep", {"create_model": {"model": model}})
     result = experiment.train(data.iloc[:160]).predict(data)
     before, after = TEP_RATES[model]

@@ -40,7 +40,6 @@ sequential_rules      1.000 / 100%                0.858 / 75.0%
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,18 +50,9 @@ from observml.experiments.process_mining import ProcessMiningExperiment
 from observml.experiments.store import load_experiment_from_store, save_experiment
 from observml.experiments.time_series import TimeSeriesExperiment
 from observml.plugins.memory import InMemoryMLOpsPlugin
-from tests.services import service_missing
+from tests.services import read_dataset
 
 pytestmark = pytest.mark.integration
-
-DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
-
-
-def read(name: str) -> pd.DataFrame:
-    path = DATASETS / name
-    if not path.is_file():
-        service_missing(f"real data set {path} is missing (expected ../shared/datasets)")
-    return pd.read_csv(path)
 
 
 @pytest.fixture
@@ -84,8 +74,8 @@ NAIVE_MINUTE = (2.810, 3.491, 4.394, 4.027)
 
 @pytest.mark.parametrize("model", [pytest.param(m, id=m) for m in MINUTE])
 def test_minute_sensor_streams_four_test_files(model: str, mlops: InMemoryMLOpsPlugin) -> None:
-    train = read("time_series_train.csv")
-    tests = [read(f"time_series_test_{i}.csv") for i in range(4)]
+    train = read_dataset("time_series_train.csv")
+    tests = [read_dataset(f"time_series_test_{i}.csv") for i in range(4)]
     cfg = {
         "setup": {"target": "y", "datetime_column": "ds", "forecast_horizon": 60},
         "create_model": {"model": model},
@@ -129,7 +119,7 @@ ELECTRIC: dict[str, tuple[dict[str, Any], float, float, float]] = {
 
 @pytest.mark.parametrize("model", [pytest.param(m, id=m) for m in ELECTRIC])
 def test_monthly_electricity_is_seasonal(model: str) -> None:
-    data = read("electric_time_series.csv")
+    data = read_dataset("electric_time_series.csv")
     train, test = data.iloc[:-60], data.iloc[-60:]
     params, mape, outside, ahead_mape = ELECTRIC[model]
     cfg = {
@@ -174,7 +164,7 @@ PRODUCTION: dict[
 @pytest.mark.parametrize("model", [pytest.param(m, id=m) for m in PRODUCTION])
 def test_production_log_discovery_and_conformance(model: str, mlops: InMemoryMLOpsPlugin) -> None:
     pytest.importorskip("pm4py", reason="pm4py is not installed (the 'process-mining' extra)")
-    log = read("production_event_log.csv")
+    log = read_dataset("production_event_log.csv")
     start = pd.to_datetime(log["Start Timestamp"], format="%Y/%m/%d %H:%M:%S.%f")
     first = start.groupby(log["Case ID"]).min().sort_values(kind="stable")
     early = set(first.index[: int(len(first) * 0.7)])

@@ -33,10 +33,10 @@ import yaml
 
 from observml import ExperimentHub
 from observml.plugins.datastream import Message, OutgoingMessage
+from tests.services import DATASETS
 
 pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq, pytest.mark.mlflow, pytest.mark.slow]
 
-DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 REPO = Path(__file__).resolve().parents[2]
 PCA = {"setup": {"datetime_column": "ds"}, "create_model": {"model": "pca"}}
 
