@@ -6,19 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from observml.cli import main
-
-MEMORY = "plugins:\n  mlops: {type: memory}\n  datastream: {type: memory}\n"
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.unit.cli_helpers import MEMORY, run
 
 
 def test_cli_plugins_lists_builtins_with_origin(capsys: pytest.CaptureFixture[str]) -> None:

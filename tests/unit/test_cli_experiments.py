@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,11 +13,10 @@ import pandas as pd
 import pytest
 
 from observml import ExperimentHub, InMemoryDataStreamPlugin, InMemoryMLOpsPlugin
-from observml.cli import main
 from observml.plugins.local import LocalQueuePlugin
 from tests.services import free_port
+from tests.unit.cli_helpers import MEMORY, run
 
-MEMORY = "plugins:\n  mlops: {type: memory}\n  datastream: {type: memory}\n"
 #: Embedded defaults (MLflow + local queue under the test's OBSERVML_HOME), jobs in threads.
 EMBEDDED = "global: {job_isolation: thread}\n"
 PUMP_CONFIG = (
@@ -27,25 +25,7 @@ PUMP_CONFIG = (
     "create_model: {model: iforest, params: {n_estimators: 30}}\n"
 )
 
-
-@pytest.fixture(autouse=True)
-def _no_mlflow_progress_bars(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Keep MLflow's download bars out of the output; restore the pika logger the CLI quiets."""
-    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    pika = logging.getLogger("pika")
-    level = pika.level
-    yield
-    pika.setLevel(level)
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+pytestmark = pytest.mark.usefixtures("quiet_cli_output")
 
 
 def sensors(n: int, *, shift: float = 0.0, seed: int = 0) -> pd.DataFrame:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ from observml.demo import DemoOptions, DemoSize, DemoSummary, demo_config
 from observml.demo.scenario import ORDERS, PUMP, Demo
 from observml.errors import ExperimentError
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quiet_cli_output")]
 
 TYPES = {
     "demo-pump": "fault_detection",
@@ -27,16 +25,6 @@ TYPES = {
     "demo-load": "time_series",
     "demo-orders": "process_mining",
 }
-
-
-@pytest.fixture(autouse=True)
-def _no_mlflow_progress_bars(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Keep MLflow's download bars out of the output; restore the pika logger the CLI quiets."""
-    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    pika = logging.getLogger("pika")
-    level = pika.level
-    yield
-    pika.setLevel(level)
 
 
 def test_demo_quick_trains_streams_retrains_and_reports(

@@ -13,9 +13,9 @@ from observml.api import ApiSettings, create_app
 from observml.api.auth import token_matches
 from observml.api.settings import is_loopback
 from observml.errors import ConfigError
+from tests.unit.cli_helpers import MEMORY
 
 TOKEN = "s3cret-token"
-MEMORY = "plugins:\n  mlops: {type: memory}\n  datastream: {type: memory}\n"
 
 
 @pytest.fixture

@@ -9,19 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from observml.cli import main
-
-MEMORY = "plugins:\n  mlops: {type: memory}\n  datastream: {type: memory}\n"
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.unit.cli_helpers import MEMORY, run
 
 
 @pytest.fixture
