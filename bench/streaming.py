@@ -23,11 +23,13 @@ import threading
 import time
 import uuid
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pandas as pd
 import pika
+
+# the sibling script bench/datastream.py: AMQP URL -> plugin settings -> pika parameters
+from datastream import parameters, settings
 
 from observml import ExperimentHub, HubConfig, InMemoryMLOpsPlugin
 from observml.config import StreamingSection
@@ -44,16 +46,6 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def settings(url: str) -> dict[str, Any]:
-    parts = urlsplit(url)
-    return {
-        "host": parts.hostname or "127.0.0.1",
-        "port": parts.port or 5672,
-        "username": unquote(parts.username or "guest"),
-        "password": unquote(parts.password or "guest"),
-    }
 
 
 def bodies(n: int, seed: int = 1) -> list[bytes]:
@@ -159,11 +151,7 @@ def pika_loop(conf: dict[str, Any], model: Any, n: int) -> float:
     Confirms are tracked by delivery tag on the channel's asynchronous side (the fastest
     correct way pika allows), waiting for the whole batch before acking its inputs.
     """
-    params = pika.ConnectionParameters(
-        conf["host"],
-        conf["port"],
-        credentials=pika.PlainCredentials(conf["username"], conf["password"]),
-    )
+    params = parameters(conf)
     source, target = f"raw{uuid.uuid4().hex[:6]}", f"raw{uuid.uuid4().hex[:6]}.out"
     results = Results(conf, target)  # declares the result queue as the hub's are
     connection = pika.BlockingConnection(params)
@@ -227,11 +215,7 @@ def pika_loop(conf: dict[str, Any], model: Any, n: int) -> float:
 
 def basic_get_loop(conf: dict[str, Any], model: Any, n: int) -> float:
     """The old system: one basic_get per request, predict it, publish, ack."""
-    params = pika.ConnectionParameters(
-        conf["host"],
-        conf["port"],
-        credentials=pika.PlainCredentials(conf["username"], conf["password"]),
-    )
+    params = parameters(conf)
     source, target = f"old{uuid.uuid4().hex[:6]}", f"old{uuid.uuid4().hex[:6]}.out"
     connection = pika.BlockingConnection(params)
     channel = connection.channel()
