@@ -234,6 +234,21 @@ class MLOpsContract:
         mlops.start_run(other)
         assert [r.run_id for r in mlops.search_runs(experiment_id)] == [mine]
 
+    def test_search_runs_by_tags(self, mlops: MLOpsPlugin, experiment_id: str) -> None:
+        plain = mlops.start_run(experiment_id, tags={"observml.kind": "train"})
+        first = mlops.start_run(
+            experiment_id, tags={"observml.kind": "feedback", "label": "it's \\ odd"}
+        )
+        second = mlops.start_run(experiment_id, tags={"observml.kind": "feedback", "label": "x"})
+        found = mlops.search_runs(experiment_id, tags={"observml.kind": "feedback"})
+        assert [r.run_id for r in found] == [second, first]
+        quoted = mlops.search_runs(
+            experiment_id, tags={"observml.kind": "feedback", "label": "it's \\ odd"}
+        )
+        assert [r.run_id for r in quoted] == [first]
+        assert plain not in {r.run_id for r in found}
+        assert mlops.search_runs(experiment_id, tags={"observml.kind": "nothing"}) == []
+
     # -- artifacts ------------------------------------------------------------------------
     def test_log_artifact_defaults_to_the_last_started_run(
         self, mlops: MLOpsPlugin, run_id: str, tmp_path: Path

@@ -257,11 +257,21 @@ class InMemoryMLOpsPlugin:
             target.write_bytes(data)
         return os.path.join(dst_dir, wanted)
 
-    def search_runs(self, experiment_id: str, max_results: int = 100) -> list[RunRecord]:
-        """Return the experiment's runs, newest first."""
+    def search_runs(
+        self,
+        experiment_id: str,
+        max_results: int = 100,
+        *,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[RunRecord]:
+        """Return the experiment's runs (those with every tag in ``tags``), newest first."""
+        wanted = dict(tags or {})
         with self._lock:
             runs = [
-                r.record for r in self._runs.values() if r.record.experiment_id == experiment_id
+                r.record
+                for r in self._runs.values()
+                if r.record.experiment_id == experiment_id
+                and all(r.record.tags.get(k) == v for k, v in wanted.items())
             ]
         return list(reversed(runs))[:max_results]
 

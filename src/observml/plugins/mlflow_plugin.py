@@ -367,15 +367,25 @@ class MLflowPlugin(MLOpsPlugin):
             Path(dst_dir).mkdir(parents=True, exist_ok=True)
             return str(client.download_artifacts(run_id, artifact_path.strip("/"), dst_dir))
 
-    def search_runs(self, experiment_id: str, max_results: int = 100) -> list[RunRecord]:
-        """Return the runs of an experiment, newest first."""
+    def search_runs(
+        self,
+        experiment_id: str,
+        max_results: int = 100,
+        *,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[RunRecord]:
+        """Return the runs of an experiment (those with every tag in ``tags``), newest first."""
         client = self._require_client()
         runs: list[RunRecord] = []
         token: str | None = None
+        query = " and ".join(
+            f"tags.`{key}` = '{_quoted(value)}'" for key, value in (tags or {}).items()
+        )
         with self._boundary(f"experiment id {experiment_id!r}"):
             while len(runs) < max_results:
                 page = client.search_runs(
                     [experiment_id],
+                    filter_string=query,
                     max_results=min(max_results - len(runs), _SEARCH_PAGE),
                     order_by=["attributes.start_time DESC"],
                     page_token=token,
@@ -564,6 +574,11 @@ def _batches(
         metric_chunk = metrics[m : m + room]
         yield metric_chunk, param_chunk, tag_chunk
         m, p, t = m + len(metric_chunk), p + len(param_chunk), t + len(tag_chunk)
+
+
+def _quoted(value: str) -> str:
+    """Escape a value for a single-quoted string in an MLflow filter."""
+    return str(value).replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _user_tags(tags: Mapping[str, str] | None) -> dict[str, str]:

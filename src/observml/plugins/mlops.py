@@ -181,8 +181,14 @@ class MLOpsPlugin(Plugin, Protocol):
         """
         ...
 
-    def search_runs(self, experiment_id: str, max_results: int = 100) -> list[RunRecord]:
-        """Return the runs of an experiment, newest first."""
+    def search_runs(
+        self,
+        experiment_id: str,
+        max_results: int = 100,
+        *,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[RunRecord]:
+        """Return the runs of an experiment, newest first (with ``tags``: those carrying each)."""
         ...
 
     def register_model(self, name: str, run_id: str, artifact_path: str) -> ModelVersion:
