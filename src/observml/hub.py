@@ -26,7 +26,6 @@ from observml.config import ExperimentInstanceSection
 from observml.dataio import DataLike, to_frame
 from observml.draining import drain, drain_training_rows
 from observml.errors import (
-    DataError,
     ExperimentError,
     ExperimentExistsError,
     ExperimentNotFoundError,
@@ -36,23 +35,16 @@ from observml.errors import (
 )
 from observml.experiments.store import load_experiment_from_store, save_experiment
 from observml.jobs import Job
-from observml.managed import Decision, ManagedExperiment
+from observml.managed import ManagedExperiment
 from observml.messages import encode_result, frame_from_message
 from observml.plugin_host import PluginHost
 from observml.plugins.datastream import DataStreamPlugin, Message
 from observml.plugins.mlops import MLOpsPlugin, ModelVersion
-from observml.retraining import (
-    CHALLENGER,
-    CHAMPION,
-    PREVIOUS,
-    compare_on_holdout,
-    decision_fields,
-    log_decision,
-    promote,
-    split_holdout,
-)
+from observml.retraining.decisions import CHAMPION, PREVIOUS, Decision, log_decision, promote
+from observml.retraining.retrainer import Retrainer
 from observml.streaming import (
     StreamWorker,
+    experiment_queues,
     predict_queue,
     predictions_queue,
     train_queue,
@@ -63,7 +55,6 @@ if TYPE_CHECKING:
     from plotly.graph_objects import Figure
 
     from observml.experiments.base import Experiment
-    from observml.experiments.drift import ScoreSample
 
 __all__ = ["ExperimentHub"]
 
@@ -90,6 +81,15 @@ class ExperimentHub(PluginHost):
         self._jobs: dict[str, Job] = {}
         self._streams: dict[str, StreamWorker] = {}
         self._exp_lock = threading.RLock()
+        self._retrainer = Retrainer(
+            mlops=self._mlops,
+            datastream=lambda: cast(DataStreamPlugin | None, self.get_plugin("datastream")),
+            load_version=lambda name, version: load_experiment_from_store(
+                self._mlops(), name, version=version, registry=self.registry
+            ),
+            start_job=self._start_job,
+            holdout_fraction=self.config.streaming.holdout_fraction,
+        )
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -180,7 +180,7 @@ class ExperimentHub(PluginHost):
         stream = self.get_plugin("datastream")
         if stream is not None:
             datastream = cast(DataStreamPlugin, stream)
-            for queue in (train_queue(name), predict_queue(name), predictions_queue(name)):
+            for queue in experiment_queues(name):
                 datastream.create_queue(queue)
         return managed.status()
 
@@ -259,18 +259,33 @@ class ExperimentHub(PluginHost):
             job.wait()
         return job
 
-    def retrain(self, name: str, *, data: DataLike | None = None, wait: bool = False) -> Job:
-        """Train a challenger now and promote it only if it is not worse on a holdout.
+    def retrain(
+        self,
+        name: str,
+        *,
+        data: DataLike | None = None,
+        wait: bool = False,
+        reason: str = "retrain requested",
+    ) -> Job:
+        """Train a challenger now; what happens to it follows ``retrain.promotion``.
 
-        The data is ``data``, else the streamed retrain window, else the champion's training
+        With ``approve`` (the default where the stream has no ground truth) the challenger runs
+        in shadow until :meth:`promote` or :meth:`reject`; with ``auto`` it is promoted only if
+        it passes the gate (see docs/hub.md). The rows are ``data``, else the streamed retrain
+        window (``retrain.window_rows`` decides which of its rows), else the champion's training
         rows together with whatever waits in ``<name>.train``.
+
+        Raises:
+            TrainingInProgressError: A job for this experiment is running.
+            DataError: Too few rows to train a challenger on; says why and what to do.
         """
         managed = self._get(name)
         self._ensure_idle(managed)
+        frame: pd.DataFrame | None
         if data is not None:
             frame = to_frame(data, fmt=self._format(managed), where=f"experiment {name!r} data")
         elif managed.recent_rows >= 10:
-            frame = managed.recent_data()
+            frame = None  # the window, as retrain.window_rows selects it
         else:
             parts = [self._champion(managed)[0].get_train_data()]
             queued, _ = (
@@ -287,8 +302,87 @@ class ExperimentHub(PluginHost):
             frame = pd.concat([p for p in [*parts, queued] if len(p)], ignore_index=True)
         if not managed.tracker.mark_started():
             raise TrainingInProgressError(f"experiment {name!r}: a retrain is already running.")
-        log_decision(self._mlops(), managed, Decision("fired", "retrain requested"))
-        return self._start_retrain(managed, frame, wait=wait)
+        job = self._retrainer.start(managed, reason=reason, data=frame, requested=True, wait=wait)
+        assert job is not None  # a requested retrain raises instead of skipping
+        return job
+
+    # -- decisions by people ----------------------------------------------------------------
+    def promote(
+        self, name: str, version: int | None = None, *, reason: str = "", by: str = "a person"
+    ) -> int:
+        """Make the challenger in shadow (or model ``version``) the champion; return its version.
+
+        The old champion keeps the alias ``previous`` (:meth:`rollback` goes back to it), the
+        open alert is acknowledged, and the decision is recorded in ``status()`` and the store.
+
+        Raises:
+            NotFoundError: No challenger in shadow and no ``version``, or no such version.
+        """
+        return self._retrainer.promote(self._get(name), version, reason=reason, by=by)
+
+    def reject(
+        self, name: str, *, reason: str = "", as_fault: bool = False, by: str = "a person"
+    ) -> dict[str, Any]:
+        """Reject the challenger in shadow; the champion serves on, unchanged.
+
+        With ``as_fault=True`` the rows the champion flagged in the window's alarm episodes are
+        kept as a known fault: every later challenger must still flag them (the gate).
+
+        Raises:
+            NotFoundError: No challenger in shadow.
+        """
+        return self._retrainer.reject(self._get(name), reason=reason, as_fault=as_fault, by=by)
+
+    def feedback(
+        self,
+        name: str,
+        *,
+        label: str,
+        data: DataLike | None = None,
+        start: Any = None,
+        end: Any = None,
+        reason: str = "",
+        by: str = "a person",
+    ) -> dict[str, Any]:
+        """Say what rows are: ``label="fault"`` or ``"normal"`` (for fault isolation, a class).
+
+        The rows are ``data``, else the streamed rows between ``start`` and ``end`` (times of
+        ``setup.datetime_column`` where the rows carry it, else arrival times). Faults join the
+        fault library every challenger must keep detecting, normal rows the normal reference and
+        the rows a challenger may learn from; for fault isolation the rows become labelled
+        training data. Kept in the MLOps store, so every hub process sees them. Acknowledges the
+        open alert.
+
+        Raises:
+            DataError: A label that does not fit the type, or no rows given or matched.
+        """
+        managed = self._get(name)
+        rows = None
+        if data is not None:
+            rows = to_frame(data, fmt=self._format(managed), where=f"experiment {name!r} feedback")
+        return self._retrainer.feedback(
+            managed, label, rows=rows, start=start, end=end, reason=reason, by=by
+        )
+
+    def library(self, name: str) -> dict[str, Any]:
+        """Return the experiment's fault library and normal reference (counts, newest entries)."""
+        return self._retrainer.library_status(self._get(name))
+
+    def shadow_figure(self, name: str) -> Figure:
+        """Champion and challenger-in-shadow scores over the same rows, both limits drawn.
+
+        Raises:
+            NotFoundError: No challenger in shadow.
+        """
+        managed = self._get(name)
+        shadow = managed.shadow
+        if shadow is None:
+            raise NotFoundError(
+                f"experiment {name!r}: no challenger in shadow. A retrain with"
+                " retrain.promotion: approve puts one there."
+            )
+        champion, version = self._champion(managed)
+        return shadow.figure(champion, version, name=name)
 
     def stop_training(self, name: str) -> bool:
         """Stop the running training job of ``name``; its MLflow run ends ``KILLED``.
@@ -331,6 +425,7 @@ class ExperimentHub(PluginHost):
         on_trained: Any,
         *,
         finally_: Any = None,
+        on_error: Any = None,
         on_success: Path | None = None,
     ) -> Job:
         mlops = self._mlops()
@@ -348,6 +443,10 @@ class ExperimentHub(PluginHost):
                         managed, exp, version, run_id
                     ),
                 )
+            except Exception as exc:
+                if on_error is not None and not job.stop_requested.is_set():
+                    on_error(exc)
+                raise
             finally:
                 if finally_ is not None:
                     finally_()
@@ -372,69 +471,6 @@ class ExperimentHub(PluginHost):
             run_id=run_id,
         )
         return {"promoted": True}
-
-    def _start_retrain(self, managed: ManagedExperiment, frame: pd.DataFrame, *, wait: bool) -> Job:
-        mlops = self._mlops()
-        try:
-            train_part, holdout = split_holdout(frame, self.config.streaming.holdout_fraction)
-        except DataError:
-            managed.tracker.mark_finished()
-            raise
-
-        def decide(
-            managed: ManagedExperiment, challenger: Experiment, version: ModelVersion, run_id: str
-        ) -> dict[str, Any]:
-            mlops.set_alias(managed.name, CHALLENGER, version.version)
-            managed.challenger_version = version.version
-            log_decision(
-                mlops,
-                managed,
-                Decision(
-                    "trained", f"challenger trained on {len(train_part)} rows", version.version
-                ),
-                run_id=run_id,
-            )
-            champion, _ = managed.champion()
-            ok, reason, metrics = compare_on_holdout(managed, champion, challenger, holdout)
-            if ok:
-                promote(mlops, managed, challenger, version.version)
-                mlops.delete_alias(managed.name, CHALLENGER)
-                managed.challenger_version = None
-                managed.count("retrains")
-            kind = "promoted" if ok else "rejected"
-            log_decision(
-                mlops, managed, Decision(kind, reason, version.version, metrics), run_id=run_id
-            )
-            return decision_fields(ok, reason, metrics)
-
-        job = self._start_job(
-            managed, "retrain", train_part, decide, finally_=managed.tracker.mark_finished
-        )
-        if wait:
-            job.wait()
-        return job
-
-    def _after_batch(
-        self,
-        managed: ManagedExperiment,
-        metrics: Mapping[str, float],
-        rows: int,
-        scores: ScoreSample | None = None,
-    ) -> None:
-        """Stream hook: feed the retrain policy and start a retrain when it fires."""
-        decision = managed.tracker.decide(metrics, n_samples=rows, scores=scores)
-        if not decision.fire or managed.active_job() is not None:
-            return
-        if not managed.tracker.mark_started():
-            return
-        log_decision(
-            self._mlops(), managed, Decision("fired", decision.reason, None, dict(metrics))
-        )
-        try:
-            self._start_retrain(managed, managed.recent_data(), wait=False)
-        except Exception as exc:  # the stream goes on; the reason is recorded
-            managed.tracker.mark_finished()
-            managed.record(Decision("rejected", f"retrain could not start: {exc}"))
 
     # -- prediction -----------------------------------------------------------------------
     def predict(self, name: str, data: DataLike | None = None) -> pd.DataFrame:
@@ -491,7 +527,7 @@ class ExperimentHub(PluginHost):
                 self._datastream(),
                 cast(MLOpsPlugin | None, self.get_plugin("mlops")),
                 self.config.streaming,
-                after_batch=self._after_batch,
+                after_batch=self._retrainer.after_batch,
                 refresh_champion=self._refresh_champion,
             )
             self._streams[name] = worker
@@ -507,20 +543,18 @@ class ExperimentHub(PluginHost):
         return True
 
     def _refresh_champion(self, managed: ManagedExperiment) -> None:
-        """Pick up a champion another hub process promoted (the alias is the truth)."""
+        """Pick up what another hub process decided: the aliases in the store are the truth."""
         mlops = cast(MLOpsPlugin | None, self.get_plugin("mlops"))
-        if mlops is None:
-            return
+        if mlops is None or managed.active_job() is not None:
+            return  # our own retrain is about to move them
         found = mlops.get_version_by_alias(managed.name, CHAMPION)
-        if found is None or found.version == managed.champion()[1]:
-            return
-        if managed.active_job() is not None:
-            return  # our own retrain is about to move it
-        experiment = load_experiment_from_store(
-            mlops, managed.name, version=found.version, registry=self.registry
-        )
-        managed.swap(experiment, found.version)
-        managed.record(Decision("restored", "champion moved in the MLOps store", found.version))
+        if found is not None and found.version != managed.champion()[1]:
+            experiment = load_experiment_from_store(
+                mlops, managed.name, version=found.version, registry=self.registry
+            )
+            managed.swap(experiment, found.version)
+            managed.record(Decision("restored", "champion moved in the MLOps store", found.version))
+        self._retrainer.restore_shadow(managed)
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, name: str) -> int:
@@ -571,6 +605,8 @@ class ExperimentHub(PluginHost):
             managed = self._get(name)
         managed.swap(experiment, version)
         managed.record(Decision("restored", f"loaded version {version or run_id}", version))
+        if run_id is None:
+            self._retrainer.restore_shadow(managed)
         return version
 
     def rollback(self, name: str) -> int:

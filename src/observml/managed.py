@@ -1,4 +1,4 @@
-"""The hub's state for one experiment: its definition, champion, jobs, decisions and counters.
+"""The hub's state for one experiment: definition, champion, shadow, jobs, decisions, counters.
 
 The champion is swapped under a lock and read as one ``(experiment, version)`` pair, so a batch
 either sees the old model or the new one, never half of each. Durable state (model versions,
@@ -11,42 +11,27 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
-from observml.experiments.policy import RetrainTracker
+from observml.retraining.alerts import Alerts
+from observml.retraining.decisions import Decision
+from observml.retraining.policy import RetrainTracker
+from observml.retraining.window import RetrainWindow
 
 if TYPE_CHECKING:
     from observml.experiments.base import Experiment
     from observml.jobs import Job
+    from observml.retraining.gate import GateResult
+    from observml.retraining.shadow import Shadow
+    from observml.retraining.window import Selection
 
-__all__ = ["Decision", "ManagedExperiment"]
+__all__ = ["ManagedExperiment"]
 
 _MAX_DECISIONS = 200
 _MAX_JOBS = 50
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One retraining decision: fired, trained, promoted, rejected, rolled_back, restored."""
-
-    kind: str
-    reason: str
-    version: int | None = None
-    metrics: Mapping[str, float] = field(default_factory=dict)
-    at: float = field(default_factory=time.time)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the decision as a JSON-ready dict."""
-        return {
-            "kind": self.kind,
-            "reason": self.reason,
-            "version": self.version,
-            "metrics": dict(self.metrics),
-            "at": self.at,
-        }
 
 
 class ManagedExperiment:
@@ -83,15 +68,21 @@ class ManagedExperiment:
         self.jobs: deque[Job] = deque(maxlen=_MAX_JOBS)
         self.decisions: deque[Decision] = deque(maxlen=_MAX_DECISIONS)
         self.tracker = RetrainTracker(template.retrain_policy, template.validate_config().metric)
-        self._recent: deque[pd.DataFrame] = deque()
-        self._recent_rows = 0
-        self.retrain_rows = retrain_rows
+        self.window = RetrainWindow(retrain_rows)
+        self.alerts = Alerts(name)
+        self._shadow: Shadow | None = None
+        self.last_selection: Selection | None = None
+        #: Newest window row (sequence number) the champion learnt from; -1: none of them.
+        self.learnt_through = -1
+        self.last_gate: GateResult | None = None
         self.counters: dict[str, float] = {
             "predicted_rows": 0,
             "predicted_messages": 0,
             "dead_letters": 0,
             "batches": 0,
             "retrains": 0,
+            "alerts": 0,
+            "shadow_rows": 0,
             "batch_seconds": 0.0,  # summed over "batches": mean latency = sum / count
         }
         self.last_metrics: dict[str, float] = {}
@@ -105,18 +96,38 @@ class ManagedExperiment:
         with self.lock:
             return self._champion
 
-    def swap(self, experiment: Experiment, version: int | None) -> None:
-        """Make ``experiment`` the champion; the old version is kept for rollback."""
+    def swap(
+        self, experiment: Experiment, version: int | None, *, learnt_through: int = -1
+    ) -> None:
+        """Make ``experiment`` the champion; the old version is kept for rollback.
+
+        ``learnt_through`` is the newest window row the new champion learnt from.
+        """
         with self.lock:
             old_version = self._champion[1]
             if old_version is not None and old_version != version:
                 self.previous_version = old_version
             self._champion = (experiment, version)
+            self.learnt_through = learnt_through
 
     def clear(self) -> None:
-        """Forget the champion (the experiment is being deleted)."""
+        """Forget the champion and the shadow (the experiment is being deleted)."""
         with self.lock:
             self._champion = (None, None)
+            self._shadow = None
+
+    # -- shadow ---------------------------------------------------------------------------
+    @property
+    def shadow(self) -> Shadow | None:
+        """The challenger in shadow, awaiting a person's decision, if any."""
+        with self.lock:
+            return self._shadow
+
+    def set_shadow(self, shadow: Shadow | None) -> None:
+        """Put a challenger in shadow (``None`` ends the shadow)."""
+        with self.lock:
+            self._shadow = shadow
+            self.challenger_version = shadow.version if shadow else None
 
     # -- jobs and decisions ---------------------------------------------------------------
     def active_job(self) -> Job | None:
@@ -139,14 +150,15 @@ class ManagedExperiment:
 
     # -- streamed data --------------------------------------------------------------------
     def remember(
-        self, frame: pd.DataFrame, predictions: pd.DataFrame, metrics: Mapping[str, float]
+        self,
+        frame: pd.DataFrame,
+        predictions: pd.DataFrame,
+        metrics: Mapping[str, float],
+        flags: np.ndarray,
     ) -> None:
-        """Keep ``frame`` in the retrain window and update counters and live predictions."""
+        """Keep ``frame`` and its verdicts in the retrain window; update counters and live rows."""
+        self.window.add(frame, flags)
         with self.lock:
-            self._recent.append(frame)
-            self._recent_rows += len(frame)
-            while self._recent and self._recent_rows - len(self._recent[0]) >= self.retrain_rows:
-                self._recent_rows -= len(self._recent.popleft())
             self.counters["predicted_rows"] += len(frame)
             self.counters["batches"] += 1
             self.last_metrics = {**self.last_metrics, **metrics}
@@ -155,20 +167,10 @@ class ManagedExperiment:
             for row in tail.to_dict(orient="records"):
                 self.last_predictions.append({"at": now, **_plain_row(row)})
 
-    def recent_data(self) -> pd.DataFrame:
-        """Return the retrain window: the newest ``retrain_rows`` streamed rows."""
-        with self.lock:
-            frames = list(self._recent)
-        if not frames:
-            return pd.DataFrame()
-        data = pd.concat(frames, ignore_index=True)
-        return data.iloc[max(0, len(data) - self.retrain_rows) :].reset_index(drop=True)
-
     @property
     def recent_rows(self) -> int:
         """How many rows the retrain window holds."""
-        with self.lock:
-            return min(self._recent_rows, self.retrain_rows)
+        return len(self.window)
 
     def observe_batch(self, seconds: float) -> None:
         """Record how long one streamed batch took (parse, predict, publish)."""
@@ -185,6 +187,8 @@ class ManagedExperiment:
     def status(self) -> dict[str, Any]:
         """Return a JSON-ready snapshot for ``hub.status(name)`` and the API."""
         experiment, version = self.champion()
+        policy = self.tracker.policy
+        shadow = self.shadow
         with self.lock:
             jobs = [j.status.to_dict() for j in self.jobs]
             decisions = [d.to_dict() for d in self.decisions]
@@ -208,6 +212,12 @@ class ManagedExperiment:
                 "counters": dict(self.counters),
                 "retrain_window_rows": self.recent_rows,
                 "retrain_in_flight": self.tracker.in_flight,
+                "promotion": policy.promotion,
+                "window_rows": policy.window_rows,
+                "alerts": self.alerts.status(),
+                "shadow": shadow.status() if shadow else None,
+                "last_window": self.last_selection.to_dict() if self.last_selection else None,
+                "last_gate": self.last_gate.to_dict() if self.last_gate else None,
                 "drift": self.tracker.drift_status(),
                 "decisions": decisions,
                 "last_predictions": list(self.last_predictions),

@@ -25,13 +25,22 @@ from observml.managed import ManagedExperiment
 from observml.messages import encode_rows, json_records, rows_from_batch, rows_from_message
 from observml.plugins.datastream import DataStreamPlugin, Message
 from observml.plugins.mlops import Metric, MLOpsPlugin
+from observml.retraining.alerts import alerts_queue
+from observml.retraining.shadow import Shadow, shadow_queue
 
 if TYPE_CHECKING:
     from observml.config import StreamingSection
     from observml.experiments.base import Experiment
-    from observml.experiments.drift import ScoreSample
+    from observml.retraining.drift import ScoreSample
 
-__all__ = ["StreamWorker", "batch_metrics", "predict_queue", "predictions_queue", "train_queue"]
+__all__ = [
+    "StreamWorker",
+    "batch_metrics",
+    "experiment_queues",
+    "predict_queue",
+    "predictions_queue",
+    "train_queue",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +58,17 @@ def predict_queue(name: str) -> str:
 def predictions_queue(name: str) -> str:
     """The queue results for experiment ``name`` are published to."""
     return f"{name}.predictions"
+
+
+def experiment_queues(name: str) -> tuple[str, ...]:
+    """Every queue the hub declares for experiment ``name`` (each with its ``.dead`` queue)."""
+    return (
+        train_queue(name),
+        predict_queue(name),
+        predictions_queue(name),
+        shadow_queue(name),
+        alerts_queue(name),
+    )
 
 
 def batch_metrics(
@@ -138,7 +158,7 @@ class StreamWorker:
     def start(self) -> None:
         """Declare the queues and start consuming in a background thread."""
         name = self.managed.name
-        for queue in (predict_queue(name), predictions_queue(name)):
+        for queue in (predict_queue(name), predictions_queue(name), shadow_queue(name)):
             self.datastream.create_queue(queue)
         self._thread.start()
         self.managed.streaming = True
@@ -221,7 +241,8 @@ class StreamWorker:
             self.managed.count("dead_letters", len(dead))
             return dead
         frame, spans = _combine(parts)
-        records, failed, predicted = _predict_spans(experiment, frame, spans, dict(parts))
+        parts_by_index = dict(parts)
+        records, failed, predicted = _predict_spans(experiment, frame, spans, parts_by_index)
         dead.update(failed)
         outgoing = [
             encode_rows(batch[index].message_id, self.managed.name, version, records[index])
@@ -243,12 +264,59 @@ class StreamWorker:
                 )
             metrics = batch_metrics(experiment, rows, result)
             self.managed.count("predicted_messages", len(outgoing))
-            self.managed.remember(rows, result, metrics)
+            self.managed.remember(rows, result, metrics, experiment.alarms(rows, result))
+            shadow = self.managed.shadow
+            if shadow is not None:
+                kept = [(index, parts_by_index[index]) for index, _, _ in spans if index in records]
+                self._shadow(shadow, batch, kept, rows, experiment, result)
             self.managed.observe_batch(time.perf_counter() - started)
             self._queue_metrics(metrics, len(rows))
             sample = self._score_sample(experiment, result, version)
             self._after_batch(self.managed, metrics, len(rows), sample)
         return dead
+
+    def _shadow(
+        self,
+        shadow: Shadow,
+        batch: Sequence[Message],
+        parts: list[tuple[int, list[dict[str, Any]] | pd.DataFrame]],
+        rows: pd.DataFrame,
+        champion: Experiment,
+        champion_result: pd.DataFrame,
+    ) -> None:
+        """Score the champion's rows with the challenger in shadow and publish to ``.shadow``."""
+        name = self.managed.name
+        _, spans = _combine(parts)
+        records, failed, predicted = _predict_spans(shadow.experiment, rows, spans, dict(parts))
+        for reason in failed.values():
+            shadow.failed(reason)
+        if not records:
+            return
+        outgoing = [
+            encode_rows(batch[index].message_id, name, shadow.version, records[index])
+            for index, _, _ in spans
+            if index in records
+        ]
+        try:
+            self.datastream.publish_batch(shadow_queue(name), outgoing)
+        except ObservMLError as exc:  # advisory results: the champion's went out already
+            shadow.failed(f"publishing to {shadow_queue(name)!r} failed: {exc}")
+        if failed:  # verdicts are compared only on batches both models scored whole
+            return
+        result = (
+            predicted.reset_index(drop=True)
+            if predicted is not None
+            else pd.DataFrame.from_records([r for index, _, _ in spans for r in records[index]])
+        )
+        time_values = champion.time_values(rows)
+        shadow.observe(
+            rows,
+            champion,
+            champion_result,
+            result,
+            x=None if time_values is None else time_values.to_numpy(),
+        )
+        self.managed.count("shadow_rows", len(rows))
 
     def _score_sample(
         self, experiment: Experiment, result: pd.DataFrame, version: int | None

@@ -192,31 +192,55 @@ def test_streaming_one_result_per_message_and_dead_letters(hub: ExperimentHub) -
     assert hub.status("pump")["counters"]["predicted_messages"] == 40
 
 
-def test_drift_fires_one_retrain_that_is_promoted(hub: ExperimentHub) -> None:
+def test_new_operating_point_waits_for_a_person_then_follows_the_approval(
+    hub: ExperimentHub,
+) -> None:
+    """A regime the champion flags throughout is not learnt until a person says it is normal."""
     hub.create_experiment("pump", "fault_detection", FD_CONFIG)
     hub.train("pump", data=sensors(400), wait=True)
     stream = stream_of(hub)
     hub.start_streaming("pump")
-    drifted = sensors(600, shift=4.0, seed=7)
+    moved = sensors(600, shift=4.0, seed=7)
     for start in range(0, 600, 20):
-        stream.publish("pump.predict", rows_json(drifted.iloc[start : start + 20]))
-    wait_for(lambda: hub.status("pump")["champion_version"] == 2, timeout=60)
+        stream.publish("pump.predict", rows_json(moved.iloc[start : start + 20]))
+    kinds = lambda: [d["kind"] for d in hub.status("pump")["decisions"]]  # noqa: E731
+    wait_for(lambda: "skipped" in kinds(), timeout=60)
+    wait_for(lambda: hub.status("pump")["counters"]["predicted_rows"] == 600)
+    status = hub.status("pump")
+    assert status["champion_version"] == 1
+    assert status["alerts"]["open"]["reason"].startswith("anomaly_rate")
+    skipped = next(d for d in status["decisions"] if d["kind"] == "skipped")
+    assert "nothing in control to learn from" in skipped["reason"]
+    assert "label its rows normal" in skipped["reason"]
+    # a person confirms the new operating point and asks for a challenger
+    labelled = hub.feedback("pump", label="normal", reason="new duty point after maintenance")
+    assert labelled["rows"] == 600
+    assert hub.status("pump")["alerts"]["open"] is None
+    job = hub.retrain("pump", wait=True)
+    assert job.status.state == "succeeded", job.status.error
+    assert job.status.result["shadow"] is True
+    assert hub.status("pump")["shadow"]["version"] == 2
+    assert hub.status("pump")["champion_version"] == 1  # nothing changed for the plant yet
+    assert hub.promote("pump") == 2
     hub.stop_streaming("pump")
-    kinds = [d["kind"] for d in hub.status("pump")["decisions"]]
-    assert kinds.count("fired") == 1
-    assert kinds[-1] == "promoted"
+    status = hub.status("pump")
+    assert status["shadow"] is None
+    assert status["decisions"][-1]["kind"] == "promoted"
     mlops = mlops_of(hub)
     assert mlops.get_version_by_alias("pump", "champion").version == 2  # type: ignore[union-attr]
     assert mlops.get_version_by_alias("pump", "previous").version == 1  # type: ignore[union-attr]
-    assert mlops.list_versions("pump")[0].tags["observml.decision"] == "promoted"
-    # the new champion sees the drifted regime as normal
+    assert mlops.get_version_by_alias("pump", "challenger") is None
+    newest = mlops.list_versions("pump")[0]
+    assert newest.tags["observml.decision"] == "promoted"
+    assert newest.tags["observml.shadow"] == "promoted"
+    # the approved champion sees the new operating point as normal
     assert hub.predict("pump", data=sensors(50, shift=4.0, seed=8))["anomaly"].mean() < 0.3
     assert hub.rollback("pump") == 1
     assert hub.status("pump")["champion_version"] == 1
     assert hub.status("pump")["decisions"][-1]["kind"] == "rolled_back"
 
 
-def test_drift_test_on_the_scores_fires_a_retrain_that_is_promoted(hub: ExperimentHub) -> None:
+def test_drift_test_on_the_scores_puts_a_challenger_in_shadow(hub: ExperimentHub) -> None:
     config = {
         "create_model": {"model": "iforest", "params": {"n_estimators": 50}},
         "retrain": {"drift": {"window": 200}, "min_samples": 200},
@@ -225,31 +249,40 @@ def test_drift_test_on_the_scores_fires_a_retrain_that_is_promoted(hub: Experime
     hub.train("pump", data=sensors(1000), wait=True)
     stream = stream_of(hub)
     hub.start_streaming("pump")
-    moved = sensors(600, shift=1.0, seed=7)  # a modest shift: scores move, few alarms
+    moved = sensors(600, shift=0.5, seed=7)  # a slow drift: scores move, rows stay in control
     for start in range(0, 600, 20):
         stream.publish("pump.predict", rows_json(moved.iloc[start : start + 20]))
-    wait_for(lambda: hub.status("pump")["champion_version"] == 2, timeout=60)
+    wait_for(lambda: hub.status("pump")["shadow"] is not None, timeout=60)
     hub.stop_streaming("pump")
     status = hub.status("pump")
+    assert status["champion_version"] == 1
+    assert status["alerts"]["open"]["kind"] == "drift"
     fired = [d for d in status["decisions"] if d["kind"] == "fired"]
     assert len(fired) == 1
     assert fired[0]["reason"].startswith("drift in the scores: KS statistic")
-    assert status["decisions"][-1]["kind"] == "promoted"
-    assert mlops_of(hub).list_versions("pump")[0].tags["observml.decision"] == "promoted"
+    assert status["decisions"][-1]["kind"] == "shadow"
+    assert mlops_of(hub).list_versions("pump")[0].tags["observml.shadow"] == "pending"
 
 
-def test_stream_on_which_the_challenger_is_worse_is_rejected() -> None:
-    """The window's older part is another regime; its newest part (the holdout) is normal again.
+def test_a_challenger_that_learnt_the_alarm_is_rejected_by_the_gate() -> None:
+    """Auto promotion trained on every row: the window's alarm episode is what blinds it.
 
-    The challenger learns the other regime and flags the normal holdout; the champion does not.
+    The window's older rows are another regime the champion flags throughout; a challenger
+    trained on all of them (``window_rows: all``) stops flagging them, and the gate, which asks
+    every automatic challenger to keep flagging unconfirmed alarm episodes, rejects it.
     """
     streaming = StreamingSection(retrain_rows=800, holdout_fraction=0.25, max_wait=0.2)
     with ExperimentHub(config=HubConfig(plugins={}, streaming=streaming)) as hub:
         hub.register_plugin(InMemoryMLOpsPlugin())
         hub.register_plugin(InMemoryDataStreamPlugin())
-        config = {**FD_CONFIG, "retrain": {**FD_CONFIG["retrain"], "min_samples": 800}}
-        config["retrain"]["window"] = 10
-        hub.create_experiment("pump", "fault_detection", config)
+        retrain = {
+            **FD_CONFIG["retrain"],
+            "min_samples": 800,
+            "window": 10,
+            "promotion": "auto",
+            "window_rows": "all",
+        }
+        hub.create_experiment("pump", "fault_detection", {**FD_CONFIG, "retrain": retrain})
         hub.train("pump", data=sensors(1000), wait=True)
         stream = stream_of(hub)
         rows = pd.concat([sensors(600, shift=4.0, seed=5), sensors(200, seed=6)])
@@ -260,36 +293,39 @@ def test_stream_on_which_the_challenger_is_worse_is_rejected() -> None:
         wait_for(lambda: "rejected" in kinds() or "promoted" in kinds(), timeout=60)
         hub.stop_streaming("pump")
         status = hub.status("pump")
-        assert kinds() == ["trained", "fired", "trained", "rejected"]
+        assert kinds() == ["trained", "alert", "fired", "trained", "rejected"]
         assert status["decisions"][1]["reason"].startswith("anomaly_rate mean of last")
         rejected = status["decisions"][-1]
-        assert "worse" in rejected["reason"]
-        assert "on 200 holdout rows" in rejected["reason"]
-        assert rejected["metrics"]["challenger_anomaly_rate"] > 0.9
-        assert rejected["metrics"]["champion_anomaly_rate"] < 0.2
+        assert rejected["reason"].startswith("gate failed: ")
+        assert "fault alarm episode in the window, not confirmed by a person" in rejected["reason"]
+        checks = {c["name"]: c for c in status["last_gate"]["checks"]}
+        assert checks["fault_1"]["champion"] > 0.9
+        assert checks["fault_1"]["challenger"] < 0.5
         assert status["champion_version"] == 1
-        assert status["challenger_version"] == 2
+        assert status["shadow"] is None
         mlops = mlops_of(hub)
         assert mlops.get_version_by_alias("pump", "champion").version == 1  # type: ignore[union-attr]
+        assert mlops.get_version_by_alias("pump", "challenger") is None
         assert mlops.list_versions("pump")[0].tags["observml.decision"] == "rejected"
         assert len(drain(stream, "pump.predictions")) == 40  # every message still answered
 
 
-def test_worse_challenger_is_rejected(hub: ExperimentHub) -> None:
-    hub.create_experiment("pump", "fault_detection", FD_CONFIG)
+def test_a_challenger_with_more_false_alarms_is_rejected(hub: ExperimentHub) -> None:
+    retrain = {**FD_CONFIG["retrain"], "promotion": "auto"}
+    hub.create_experiment("pump", "fault_detection", {**FD_CONFIG, "retrain": retrain})
     hub.train("pump", data=sensors(400), wait=True)
-    # The older part of the window is a narrow band; the holdout is the broad normal regime.
+    # trained on a narrow band, the challenger flags much of the normal reference
     narrow = sensors(400, seed=3, spread=0.05)
-    broad = sensors(100, seed=4)
-    job = hub.retrain("pump", data=pd.concat([narrow, broad], ignore_index=True), wait=True)
+    job = hub.retrain("pump", data=narrow, wait=True)
     assert job.status.state == "succeeded", job.status.error
     assert job.status.result["promoted"] is False
     status = hub.status("pump")
     assert status["champion_version"] == 1
-    assert status["challenger_version"] == 2
+    assert status["shadow"] is None
     assert status["decisions"][-1]["kind"] == "rejected"
-    assert "worse" in status["decisions"][-1]["reason"]
-    assert mlops_of(hub).get_version_by_alias("pump", "challenger").version == 2  # type: ignore[union-attr]
+    reason = status["decisions"][-1]["reason"]
+    assert reason.startswith("gate failed: false alarms on 400 normal reference rows: challenger")
+    assert "(the champion's 5.0% + margin 2.0%)" in reason
 
 
 def test_one_job_at_a_time(hub: ExperimentHub) -> None:

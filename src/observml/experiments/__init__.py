@@ -7,14 +7,10 @@ when the type is resolved through the registry's ``experiment`` plugin type.
 from __future__ import annotations
 
 from observml.experiments.base import Experiment, ExperimentSettings, ModelSpec, load_experiment
-from observml.experiments.policy import RetrainDecision, RetrainPolicy, RetrainTracker
 
 __all__ = [
     "Experiment",
     "ExperimentSettings",
     "ModelSpec",
-    "RetrainDecision",
-    "RetrainPolicy",
-    "RetrainTracker",
     "load_experiment",
 ]

@@ -23,7 +23,6 @@ import abc
 import importlib
 import inspect
 import json
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,8 +51,8 @@ from observml.errors import (
     ExperimentError,
     ModelNotTrainedError,
 )
-from observml.experiments.drift import FloatArray, ScoreSample, check_drift_test
-from observml.experiments.policy import RetrainDecision, RetrainPolicy, RetrainTracker
+from observml.retraining.drift import FloatArray, ScoreSample
+from observml.retraining.policy import RetrainPolicy, check_policy
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
@@ -196,6 +195,14 @@ class Experiment(abc.ABC):
     DEFAULT_MODEL: ClassVar[str]
     #: Metric the retrain policy watches unless ``retrain.metric`` says otherwise.
     DEFAULT_METRIC: ClassVar[str]
+    #: Whether the type's stream carries ground truth (labels, actuals) to judge a challenger
+    #: by its metric. Without it, challengers wait for a person (``retrain.promotion: approve``)
+    #: and are trained on rows judged in control (``retrain.window_rows: in_control``).
+    GROUND_TRUTH: ClassVar[bool] = False
+    #: Whether feedback labels are classes of ``setup.target`` (else ``fault``/``normal``).
+    LABELLED_CLASSES: ClassVar[bool] = False
+    #: Whether rows must stay in time order (a holdout is then the newest rows).
+    ORDERED_ROWS: ClassVar[bool] = False
     #: ``setup:`` keys the type accepts, with defaults. Subclasses extend it.
     SETUP_DEFAULTS: ClassVar[Mapping[str, Any]] = {
         "target": None,
@@ -209,8 +216,6 @@ class Experiment(abc.ABC):
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:
         self.name = name
         self.config = config
-        self._tracker: RetrainTracker | None = None
-        self._tracker_lock = threading.Lock()
 
     # -- configuration --------------------------------------------------------------------
     def validate_config(self) -> ExperimentSettings:
@@ -237,7 +242,9 @@ class Experiment(abc.ABC):
                 problems.append(ConfigProblem(key, message))
         eda = _as_bool(config.get("eda", False), "eda", problems)
         model, spec, params, options = self._check_model(config, problems)
-        policy = _check_policy(_section(config, "retrain", problems), problems)
+        policy = check_policy(
+            _section(config, "retrain", problems), problems, ground_truth=self.GROUND_TRUTH
+        )
         if problems:
             raise ConfigError(problems=problems, source=f"experiment {self.name!r}")
         assert spec is not None
@@ -487,25 +494,32 @@ class Experiment(abc.ABC):
         features = list(self.features_)
         return [f"histogram_{c}" for c in features] + (["correlation"] if len(features) > 1 else [])
 
-    # -- retrain policy -------------------------------------------------------------------
+    # -- retraining ----------------------------------------------------------------------
     @property
     def retrain_policy(self) -> RetrainPolicy:
-        """The ``retrain:`` block as a :class:`RetrainPolicy`."""
-        return self._retrain_tracker().policy
+        """The ``retrain:`` block as a :class:`RetrainPolicy`, with the type's defaults."""
+        settings = getattr(self, "settings_", None) or self.validate_config()
+        return settings.retrain
 
-    def should_retrain(
-        self,
-        metrics: Mapping[str, float],
-        *,
-        n_samples: int,
-        scores: ScoreSample | None = None,
-        now: float | None = None,
-    ) -> RetrainDecision:
-        """Record a scoring result and decide whether to retrain (see ``policy.py``).
+    def alarms(self, frame: pd.DataFrame, result: pd.DataFrame) -> np.ndarray:
+        """Return, per row of ``frame``, whether the model flagged it (its ``anomaly`` column).
 
-        ``scores`` (from :meth:`score_sample`) feeds the drift test when ``retrain.drift`` is set.
+        ``result`` is what :meth:`predict` returned for ``frame``. Types that flag nothing row
+        by row (fault isolation) flag nothing; process mining flags the rows of cases it judged
+        non-conformant.
         """
-        return self._retrain_tracker().decide(metrics, n_samples=n_samples, scores=scores, now=now)
+        if "anomaly" in result.columns and len(result) == len(frame):
+            return np.asarray(result["anomaly"].fillna(False), dtype=bool)
+        return np.zeros(len(frame), dtype=bool)
+
+    def score_limits(self) -> list[float]:
+        """Limits of :meth:`drift_scores` beyond which a row is flagged (for plots)."""
+        threshold = getattr(self, "threshold_", None)
+        return [float(threshold)] if threshold is not None else []
+
+    def keep_whole(self, frame: pd.DataFrame, keep: np.ndarray) -> np.ndarray:
+        """Adjust a row keep-mask so units the model learns from stay whole (default: rows)."""
+        return keep
 
     def drift_scores(self, result: pd.DataFrame) -> FloatArray:
         """Return the scores the drift test compares, one per row of a :meth:`predict` result.
@@ -545,21 +559,6 @@ class Experiment(abc.ABC):
     def _reference_scores(self, frame: pd.DataFrame, size: int) -> FloatArray:
         """Scores of the newest ``size`` training rows (the drift test's reference)."""
         return self.drift_scores(self._predict(frame.iloc[max(0, len(frame) - size) :]))
-
-    def mark_retrain_started(self) -> bool:
-        """Claim the one retrain slot; False when a retrain is already running."""
-        return self._retrain_tracker().mark_started()
-
-    def mark_retrain_finished(self, *, now: float | None = None) -> None:
-        """Release the retrain slot and start the cooldown."""
-        self._retrain_tracker().mark_finished(now=now)
-
-    def _retrain_tracker(self) -> RetrainTracker:
-        with self._tracker_lock:
-            if self._tracker is None:
-                settings = getattr(self, "settings_", None) or self.validate_config()
-                self._tracker = RetrainTracker(settings.retrain, settings.metric)
-            return self._tracker
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, directory: Path | str) -> Path:
@@ -602,16 +601,6 @@ class Experiment(abc.ABC):
             raise ModelNotTrainedError(
                 f"experiment {self.name!r}: the model is not trained. Call train() first."
             )
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(vars(self))
-        state.pop("_tracker_lock", None)
-        state["_tracker"] = None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        vars(self).update(state)
-        self._tracker_lock = threading.Lock()
 
     # -- what subclasses implement --------------------------------------------------------
     @abc.abstractmethod
@@ -703,22 +692,6 @@ def _as_bool(value: Any, key: str, problems: list[ConfigProblem]) -> bool:
         return _as_bool(value.get("enabled", True), f"{key}.enabled", problems)
     problems.append(ConfigProblem(key, f"expected on/off (true/false), got {value!r}."))
     return False
-
-
-def _check_policy(raw: Mapping[str, Any], problems: list[ConfigProblem]) -> RetrainPolicy:
-    from observml.validation import check_arguments
-
-    before = len(problems)
-    drift = check_drift_test(raw.get("drift"), problems)
-    rest = {k: v for k, v in raw.items() if k != "drift"}
-    kwargs = check_arguments(RetrainPolicy, rest, "retrain", problems)
-    if len(problems) > before:
-        return RetrainPolicy()
-    policy = RetrainPolicy(**kwargs, drift=drift)
-    for name in ("window", "min_samples", "cooldown"):
-        if getattr(policy, name) < 0:
-            problems.append(ConfigProblem(f"retrain.{name}", "expected a value >= 0."))
-    return policy
 
 
 def _read_config(root: Path) -> dict[str, Any]:

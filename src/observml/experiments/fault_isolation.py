@@ -19,7 +19,7 @@ import pandas as pd
 
 from observml.errors import ConfigError, ConfigProblem, DataError
 from observml.experiments.base import Experiment, ModelSpec
-from observml.experiments.drift import FloatArray
+from observml.retraining.drift import FloatArray
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
@@ -73,6 +73,8 @@ class FaultIsolationExperiment(Experiment):
     experiment_type: ClassVar[str] = "fault_isolation"
     MODELS: ClassVar[Mapping[str, ModelSpec]] = MODELS
     DEFAULT_MODEL: ClassVar[str] = "decision_tree"
+    GROUND_TRUTH: ClassVar[bool] = True  # the stream carries the label: judge by the metric
+    LABELLED_CLASSES: ClassVar[bool] = True
     DEFAULT_METRIC: ClassVar[str] = "accuracy"
 
     def _check_setup(self, raw: Mapping[str, Any], problems: list[ConfigProblem]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from observml.dataio import DataLike, parse_datetime, require_columns
 from observml.errors import ConfigProblem, DataError
 from observml.experiments._process_models import ACTIVITY, CASE, TIME, ProcessModel, Variant
 from observml.experiments.base import Experiment, ModelSpec
-from observml.experiments.drift import FloatArray
+from observml.retraining.drift import FloatArray
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
@@ -194,6 +194,22 @@ class ProcessMiningExperiment(Experiment):
     def _predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         _, case_ids, traces = self._cases(frame, "predict")
         return self._judge(case_ids, traces)
+
+    def alarms(self, frame: pd.DataFrame, result: pd.DataFrame) -> np.ndarray:
+        """Flag every event of each case the model judged non-conformant."""
+        column = self.settings_.setup["case_column"]
+        if column not in frame.columns or "conformant" not in result.columns:
+            return np.zeros(len(frame), dtype=bool)
+        deviant = result.loc[~result["conformant"].astype(bool), column]
+        return np.asarray(frame[column].isin(set(deviant)), dtype=bool)
+
+    def keep_whole(self, frame: pd.DataFrame, keep: np.ndarray) -> np.ndarray:
+        """Keep a case only with all of its events (a partial trace would teach a wrong path)."""
+        column = self.settings_.setup["case_column"]
+        if column not in frame.columns:
+            return keep
+        whole = pd.Series(keep, index=frame.index).groupby(frame[column]).transform("all")
+        return np.asarray(whole, dtype=bool)
 
     def _drift_scores(self, result: pd.DataFrame) -> FloatArray:
         """Each case's fitness to the discovered model."""

@@ -41,7 +41,7 @@ from observml.errors import ConfigError, ConfigProblem, DataError
 from observml.experiments._timegrid import TimeGrid, infer_freq
 from observml.experiments._ts_steps import forecast_metrics, horizons, place, regularize
 from observml.experiments.base import Experiment, ModelSpec
-from observml.experiments.drift import FloatArray
+from observml.retraining.drift import FloatArray
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
@@ -90,6 +90,8 @@ class TimeSeriesExperiment(Experiment):
     MODELS: ClassVar[Mapping[str, ModelSpec]] = MODELS
     DEFAULT_MODEL: ClassVar[str] = "arima"
     DEFAULT_METRIC: ClassVar[str] = "mape"
+    GROUND_TRUTH: ClassVar[bool] = True  # the stream carries the actuals: judge by the metric
+    ORDERED_ROWS: ClassVar[bool] = True
     SETUP_DEFAULTS: ClassVar[Mapping[str, Any]] = {
         **Experiment.SETUP_DEFAULTS,
         "freq": None,
@@ -384,6 +386,10 @@ class TimeSeriesExperiment(Experiment):
         actual[past] = np.where(np.isfinite(actual[past]), actual[past], remembered)
 
     # -- drift ----------------------------------------------------------------------------
+    def score_limits(self) -> list[float]:
+        """The interval's edges in units of :meth:`_drift_scores` (the standardized residual)."""
+        return [-self.z_, self.z_]
+
     def _drift_scores(self, result: pd.DataFrame) -> FloatArray:
         """The standardized one-step residual ``(actual - forecast) / std`` (NaN without one)."""
         forecast = result["forecast"].to_numpy(dtype="float64")
@@ -475,10 +481,10 @@ class TimeSeriesExperiment(Experiment):
 
     # -- copying and pickling -------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
+        state = dict(vars(self))
         state.pop("_state_lock", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
+        vars(self).update(state)
         self._state_lock = threading.RLock()

@@ -22,7 +22,7 @@ from observml.experiments.base import (
     report_filename,
     report_name,
 )
-from observml.experiments.policy import RetrainPolicy
+from observml.retraining.policy import RetrainPolicy
 from observml.registry import PluginRegistry
 
 
@@ -152,7 +152,7 @@ def test_validate_config_defaults() -> None:
     assert settings.eda is True
     assert settings.setup["keep_train_rows"] == 10_000
     assert settings.metric == "mae"
-    assert settings.retrain == RetrainPolicy()
+    assert settings.retrain == RetrainPolicy(promotion="approve", window_rows="in_control")
 
 
 # -- train / predict / score --------------------------------------------------------------------
@@ -272,7 +272,7 @@ def test_save_writes_the_files_and_load_predicts_the_same(tmp_path: Path) -> Non
     loaded = load_experiment(root, {"scaled_sum": ScaledSum})
     assert isinstance(loaded, ScaledSum)
     pd.testing.assert_frame_equal(loaded.predict(DATA), experiment.predict(DATA))
-    assert loaded.should_retrain({"mae": 0.0}, n_samples=1).fire is False  # usable after load
+    assert loaded.retrain_policy.promotion == "approve"  # usable after load
 
 
 def test_load_experiment_errors(tmp_path: Path) -> None:
@@ -288,68 +288,6 @@ def test_load_experiment_errors(tmp_path: Path) -> None:
 def test_save_before_train(tmp_path: Path) -> None:
     with pytest.raises(ModelNotTrainedError, match="Call train"):
         make().save(tmp_path)
-
-
-# -- retrain policy ---------------------------------------------------------------------------
-def policy(**retrain: Any) -> ScaledSum:
-    return make({"retrain": retrain})
-
-
-def test_retrain_fires_past_threshold_lower_is_better() -> None:
-    experiment = policy(threshold=1.0)
-    assert not experiment.should_retrain({"mae": 0.5}, n_samples=10)
-    decision = experiment.should_retrain({"mae": 1.5}, n_samples=10)
-    assert decision.fire
-    assert "mae value 1.5 > threshold 1.0" in decision.reason
-
-
-def test_retrain_higher_better_and_window() -> None:
-    experiment = policy(metric="accuracy", threshold=0.8, window=3)
-    assert experiment.should_retrain({"accuracy": 0.9}, n_samples=1).fire is False
-    assert experiment.should_retrain({"accuracy": 0.85}, n_samples=1).fire is False
-    decision = experiment.should_retrain({"accuracy": 0.6}, n_samples=1)  # mean 0.783
-    assert decision.fire
-    assert "mean of last 3" in decision.reason
-
-
-def test_retrain_min_samples_and_cooldown() -> None:
-    experiment = policy(threshold=1.0, min_samples=100, cooldown=60)
-    assert "min_samples" in experiment.should_retrain({"mae": 5}, n_samples=50).reason
-    assert experiment.should_retrain({"mae": 5}, n_samples=50, now=1000.0).fire
-    assert experiment.mark_retrain_started()
-    experiment.mark_retrain_finished(now=1000.0)
-    assert "cooling down" in experiment.should_retrain({"mae": 5}, n_samples=500, now=1030.0).reason
-    assert experiment.should_retrain({"mae": 5}, n_samples=1, now=1061.0).fire
-
-
-def test_retrain_reasons_when_not_firing() -> None:
-    assert "no retrain.threshold" in policy().should_retrain({"mae": 9}, n_samples=1).reason
-    assert (
-        "disabled"
-        in policy(enabled=False, threshold=0).should_retrain({"mae": 9}, n_samples=1).reason
-    )
-    assert "not in the scores" in policy(threshold=1).should_retrain({"x": 9}, n_samples=1).reason
-
-
-def test_retrain_never_two_at_once() -> None:
-    experiment = policy(threshold=1.0)
-    assert experiment.should_retrain({"mae": 2}, n_samples=1).fire
-    results: list[bool] = []
-    barrier = threading.Barrier(8)
-
-    def claim() -> None:
-        barrier.wait()
-        results.append(experiment.mark_retrain_started())
-
-    threads = [threading.Thread(target=claim) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert results.count(True) == 1
-    assert "in flight" in experiment.should_retrain({"mae": 2}, n_samples=1).reason
-    experiment.mark_retrain_finished()
-    assert experiment.retrain_policy.threshold == 1.0
 
 
 def test_report_files_escape_column_names(tmp_path: Path) -> None:

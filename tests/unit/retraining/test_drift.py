@@ -10,11 +10,12 @@ import pytest
 
 from observml import datasets
 from observml.errors import ConfigError, DataError
-from observml.experiments.drift import DriftMonitor, DriftTest, ScoreSample
 from observml.experiments.fault_detection import FaultDetectionExperiment
 from observml.experiments.fault_isolation import FaultIsolationExperiment
 from observml.experiments.process_mining import ProcessMiningExperiment
 from observml.experiments.time_series import TimeSeriesExperiment
+from observml.retraining.drift import DriftMonitor, DriftTest, ScoreSample
+from observml.retraining.policy import RetrainTracker
 
 COLUMNS = ["temp", "pressure", "flow"]
 
@@ -22,6 +23,10 @@ COLUMNS = ["temp", "pressure", "flow"]
 def sensors(n: int, *, shift: float = 0.0, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     return pd.DataFrame(rng.normal(shift, 1.0, size=(n, 3)), columns=COLUMNS)
+
+
+def tracker(experiment: FaultDetectionExperiment) -> RetrainTracker:
+    return RetrainTracker(experiment.retrain_policy, experiment.validate_config().metric)
 
 
 def detector(model: str = "iforest", **drift: Any) -> FaultDetectionExperiment:
@@ -149,19 +154,17 @@ def test_policy_fires_on_drift_alone_and_reports_the_test() -> None:
     experiment = detector(window=200).train(sensors(1000))
     assert experiment.reference_scores_ is not None
     assert len(experiment.reference_scores_) == 1000
+    policy = tracker(experiment)
     quiet = experiment.predict(sensors(200, seed=1))
-    decision = experiment.should_retrain(
-        {}, n_samples=200, scores=experiment.score_sample(quiet, model=1)
-    )
+    decision = policy.decide({}, n_samples=200, scores=experiment.score_sample(quiet, model=1))
     assert not decision.fire
     assert decision.reason.startswith("no drift in the scores")
     moved = experiment.predict(sensors(200, shift=1.0, seed=2))
-    decision = experiment.should_retrain(
-        {}, n_samples=200, scores=experiment.score_sample(moved, model=1)
-    )
+    decision = policy.decide({}, n_samples=200, scores=experiment.score_sample(moved, model=1))
     assert decision.fire
+    assert decision.retrain
     assert decision.reason.startswith("drift in the scores")
-    assert experiment._retrain_tracker().drift_status()["drifted"] is True  # type: ignore[index]
+    assert policy.drift_status()["drifted"] is True  # type: ignore[index]
 
 
 def test_either_signal_fires_and_both_reasons_are_given_when_neither_does() -> None:
@@ -169,15 +172,16 @@ def test_either_signal_fires_and_both_reasons_are_given_when_neither_does() -> N
         "pump",
         {"retrain": {"metric": "anomaly_rate", "threshold": 0.5, "drift": {"window": 100}}},
     ).train(sensors(500))
+    policy = tracker(experiment)
     quiet = experiment.predict(sensors(100, seed=1))
-    decision = experiment.should_retrain(
+    decision = policy.decide(
         {"anomaly_rate": 0.6}, n_samples=100, scores=experiment.score_sample(quiet)
     )
     assert decision.fire
     assert decision.reason.startswith("anomaly_rate value 0.6 > threshold")
-    experiment.mark_retrain_started()
-    experiment.mark_retrain_finished()
-    decision = experiment.should_retrain(
+    policy.mark_started()
+    policy.mark_finished()
+    decision = policy.decide(
         {"anomaly_rate": 0.1}, n_samples=100, scores=experiment.score_sample(quiet)
     )
     assert not decision.fire

@@ -1,0 +1,111 @@
+"""Decisions about the serving model: recorded, logged, tagged in the store; and the aliases.
+
+Every change of what the plant sees is a :class:`Decision` — ``alert``, ``fired``, ``skipped``,
+``trained``, ``shadow``, ``promoted``, ``rejected``, ``rolled_back``, ``restored``, ``feedback``,
+``retrain_failed`` — kept in ``status()`` and written to the MLOps store as a run tag
+``observml.decision.<kind>`` and a model version tag ``observml.decision``.
+
+Aliases in the store are the truth every hub process reads: ``champion`` serves,
+``challenger`` runs in shadow awaiting a person's decision, ``previous`` is where a rollback goes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from observml.plugins.mlops import MLOpsPlugin
+
+if TYPE_CHECKING:
+    from observml.experiments.base import Experiment
+    from observml.managed import ManagedExperiment
+
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "PREVIOUS",
+    "SHADOW_TAG",
+    "Decision",
+    "log_decision",
+    "promote",
+]
+
+logger = logging.getLogger(__name__)
+
+CHAMPION: Final = "champion"
+CHALLENGER: Final = "challenger"
+PREVIOUS: Final = "previous"
+#: Model version tag: ``pending`` while a challenger waits in shadow for a person's decision.
+SHADOW_TAG: Final = "observml.shadow"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision about an experiment's models, with its reason and evidence."""
+
+    kind: str
+    reason: str
+    version: int | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the decision as a JSON-ready dict."""
+        return {
+            "kind": self.kind,
+            "reason": self.reason,
+            "version": self.version,
+            "metrics": dict(self.metrics),
+            "at": self.at,
+            "details": dict(self.details),
+        }
+
+
+def promote(
+    mlops: MLOpsPlugin,
+    managed: ManagedExperiment,
+    experiment: Experiment,
+    version: int,
+    *,
+    learnt_through: int = -1,
+) -> None:
+    """Move ``champion`` to ``version`` (old champion -> ``previous``) and swap it in.
+
+    ``learnt_through`` is the newest streamed row (window sequence number) it learnt from.
+    """
+    _, old = managed.champion()
+    if old is not None and old != version:
+        mlops.set_alias(managed.name, PREVIOUS, old)
+    mlops.set_alias(managed.name, CHAMPION, version)
+    managed.swap(experiment, version, learnt_through=learnt_through)
+
+
+def log_decision(
+    mlops: MLOpsPlugin | None,
+    managed: ManagedExperiment,
+    decision: Decision,
+    *,
+    run_id: str | None = None,
+) -> None:
+    """Record ``decision`` on the experiment, log it, and tag it in the store (never raises)."""
+    managed.record(decision)
+    version = f" v{decision.version}" if decision.version is not None else ""
+    logger.info("%s%s: %s: %s", managed.name, version, decision.kind, decision.reason)
+    if mlops is None:
+        return
+    try:
+        if run_id is not None:
+            metrics = {k: v for k, v in decision.metrics.items() if not math.isnan(v)}
+            tags = {f"observml.decision.{decision.kind}": decision.reason[:4000]}
+            mlops.log_batch(run_id, tags=tags, metrics=metrics)
+        if decision.version is not None:
+            mlops.set_version_tag(
+                managed.name, decision.version, "observml.decision", decision.kind
+            )
+    except Exception:  # the decision is kept in status(); the store may be briefly down
+        logger.warning("%s: could not log decision %s", managed.name, decision.kind, exc_info=True)
