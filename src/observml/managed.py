@@ -109,6 +109,8 @@ class ManagedExperiment:
                 self.previous_version = old_version
             self._champion = (experiment, version)
             self.learnt_through = learnt_through
+        if old_version != version:
+            self.tracker.forget()
 
     def clear(self) -> None:
         """Forget the champion and the shadow (the experiment is being deleted)."""

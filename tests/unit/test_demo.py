@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -14,7 +15,7 @@ from observml.cli import demo as demo_cli
 from observml.cli import main
 from observml.config import load_config
 from observml.demo import DemoOptions, DemoSize, DemoSummary, demo_config
-from observml.demo.scenario import ORDERS, PUMP, Demo
+from observml.demo.scenario import ORDERS, PUMP, Demo, make_data
 from observml.errors import ExperimentError
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quiet_cli_output")]
@@ -55,19 +56,33 @@ def test_demo_quick_trains_streams_retrains_and_reports(
         assert outcome.champion_version is not None
         assert outcome.predictions > 0, outcome.name
     pump = summary.outcome(PUMP)
-    assert pump.predictions == size.pump_normal + size.pump_shifted + size.pump_after
+    streamed = (
+        size.pump_normal + size.pump_shifted + size.pump_after + size.pump_settled + size.pump_fault
+    )
+    assert pump.predictions == streamed
     assert summary.outcome(ORDERS).predictions == size.orders_stream  # one row per case
 
-    # a retrain fired and its challenger was promoted
-    assert summary.retrain["fired"].startswith("anomaly_rate mean of last 3")
-    assert summary.retrain["version"] == 2
-    assert summary.retrain["previous"] == 1
-    assert pump.champion_version == 2
+    # the story: a new duty point approved by a person, a failing bearing rejected as a fault
+    steps = [step.step for step in summary.story]
+    assert steps == ["alert", "approved", "promoted", "alert", "rejected as a fault"]
+    assert summary.story[0].text.startswith("anomaly_rate mean of last 3")
+    promoted, rejected = summary.story[2], summary.story[4]
+    assert promoted.version == pump.champion_version
+    assert rejected.version is not None
+    assert rejected.version > promoted.version
+    assert promoted.figure is not None
+    assert rejected.figure is not None
     assert pump.retrains == 1
-    after = pump.stream[pump.stream["version"] == 2]
-    before = pump.stream[pump.stream["version"] == 1]
-    assert len(after) >= size.pump_after
-    assert after["anomaly"].mean() < 0.2 < before["anomaly"].mean()
+    stream = pump.stream
+    times = pd.to_datetime(stream["ds"])
+    shift_at, fault_at = (pd.Timestamp(t) for t in make_data(size)[PUMP].changes)
+    moved = (times >= shift_at) & (times < fault_at)
+    by_v1 = stream[moved & (stream["version"] == 1)]
+    by_new = stream[moved & (stream["version"] == promoted.version)]
+    failing = stream[times >= fault_at]
+    assert by_new["anomaly"].mean() < 0.2 < by_v1["anomaly"].mean()
+    assert failing["anomaly"].mean() > 0.9  # the approved champion still flags the fault
+    assert set(failing["version"]) == {promoted.version}  # the rejected one never served
 
     # the report, the config for `observml serve`, and where to look
     report = (tmp_path / "report.html").read_text(encoding="utf-8")
@@ -75,6 +90,8 @@ def test_demo_quick_trains_streams_retrains_and_reports(
     assert report.count("Plotly.newPlot") >= 8
     assert "plotly.js v" in report  # plotly.js inline: the page opens offline
     assert "demo-pump: streamed anomaly scores" in report
+    assert "champion vs challenger in shadow" in report
+    assert "then rejected as a fault" in report
     config = load_config(summary.hub_config)
     assert [i.name for i in config.instances] == list(TYPES)
     assert config.plugins["datastream"].name == "local"
@@ -84,12 +101,20 @@ def test_demo_quick_trains_streams_retrains_and_reports(
     for name in TYPES:
         assert name in out
 
-    # the store holds what the summary says: a second hub restores the promoted champion
+    assert "rejected as a fault: challenger" in out
+
+    # the store holds what the summary says: a second hub restores the approved champion,
+    # no challenger in shadow, and the fault in the library
     with ExperimentHub.from_config(summary.hub_config, streaming=False) as hub:
         status = hub.status(PUMP)
-        assert status["champion_version"] == 2
-        assert [v["version"] for v in hub.versions(PUMP)] == [2, 1]
-        assert hub.versions(PUMP)[0]["tags"]["observml.decision"] == "promoted"
+        assert status["champion_version"] == promoted.version
+        assert status["shadow"] is None
+        tags = {v["version"]: v["tags"] for v in hub.versions(PUMP)}
+        assert tags[promoted.version]["observml.decision"] == "promoted"
+        assert tags[rejected.version]["observml.shadow"] == "rejected"
+        library = hub.library(PUMP)
+        assert library["faults"] == 1
+        assert library["normal_rows"] > 0
 
 
 @pytest.fixture
@@ -113,13 +138,15 @@ def test_demo_skips_process_mining_without_pm4py(
     assert demo.active() == ["demo-pump", "demo-line", "demo-load"]
 
 
-def test_demo_fails_clearly_when_no_retrain_is_promoted(memory_demo: ExperimentHub) -> None:
+def test_demo_fails_clearly_when_no_alert_comes(memory_demo: ExperimentHub) -> None:
     demo = Demo(memory_demo, DemoOptions(size=DemoSize.quick(), timeout=5))
     demo.create()
     memory_demo.train(PUMP, data=demo.data[PUMP].train, wait=True)
     demo.outcomes[PUMP].champion_version = 1
-    with pytest.raises(ExperimentError, match=r"no retrain of demo-pump was promoted within 5 s"):
-        demo._wait_for_promotion()  # nothing streams, so nothing fires
+    with pytest.raises(
+        ExperimentError, match=r"the new duty point raised no alert on demo-pump within 5 s"
+    ):
+        demo._wait_for_alert("the new duty point")  # nothing streams, so nothing fires
 
 
 def test_demo_config_for_rabbitmq_keeps_the_password_out() -> None:

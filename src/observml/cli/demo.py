@@ -115,8 +115,10 @@ def demo_command(
     """Run the whole job on generated plant data: train, stream, retrain, report.
 
     No servers are needed: MLflow and the queue live under ./.observml ($OBSERVML_HOME).
-    One experiment per type is trained, new data streams through prediction, a drift fires a
-    retrain whose challenger is promoted, and an HTML report is written.
+    One experiment per type is trained and new data streams through prediction. The pump's
+    story shows retraining as a plant runs it: a new duty point raises an alert, is confirmed
+    as normal and its challenger promoted from shadow; a failing bearing is rejected as a
+    fault. An HTML report is written.
     """
     from rich.console import Console
 
@@ -174,6 +176,10 @@ def show_summary(console: Console, summary: DemoSummary) -> None:
             str(o.retrains),
         )
     console.print(table)
+    if summary.story:
+        console.print("[bold]Retraining: a person decides what is normal[/]")
+        for step in summary.story:
+            console.print(f"  [cyan]{step.step}[/]: {step.text}", highlight=False)
     console.print("[bold]Where to look[/]")
     for what, how in where_to_look(summary):
         console.print(f"  {what}:\n    [green]{how}[/]", highlight=False)

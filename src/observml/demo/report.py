@@ -1,6 +1,7 @@
 """The demo's HTML report: one self-contained page (plotly.js inline, so it opens offline).
 
-Top: the summary table, the retrain and where to look. Then one section per experiment: what
+Top: the summary table, the pump's retraining story (each decision, with the shadow overlay a
+person looked at) and where to look. Then one section per experiment: what
 its stream looked like (built here from the predictions read back from ``<name>.predictions``)
 and the champion's own report figures (``hub.plot``).
 """
@@ -18,7 +19,15 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from observml.demo.scenario import LINE, LOAD, ORDERS, PUMP, DemoSummary, ExperimentOutcome
+from observml.demo.scenario import (
+    LINE,
+    LOAD,
+    ORDERS,
+    PUMP,
+    DemoSummary,
+    ExperimentOutcome,
+    StoryStep,
+)
 
 if TYPE_CHECKING:
     from observml.hub import ExperimentHub
@@ -59,7 +68,7 @@ def render_report(hub: ExperimentHub, summary: DemoSummary) -> str:
         f" <code>{_e(summary.mlflow_db)}</code> &middot; datastream"
         f" <code>{_e(summary.datastream)}</code></p>",
         _summary_table(summary),
-        _retrain_note(summary),
+        *_story(summary, figures),
         "<h2>Where to look</h2><ul>",
         *(f"<li>{_e(what)}: <code>{_e(how)}</code></li>" for what, how in where_to_look(summary)),
         "</ul>",
@@ -74,7 +83,7 @@ def render_report(hub: ExperimentHub, summary: DemoSummary) -> str:
             f" <b>v{outcome.champion_version}</b>, {outcome.predictions:,} streamed predictions:"
             f" {_e(outcome.metric)}.</p>"
         )
-        stream = stream_figure(outcome, summary.retrain)
+        stream = stream_figure(outcome, summary)
         if stream is not None:
             parts.append(figures.html(stream))
         for figure in _champion_figures(hub, outcome.name):
@@ -132,7 +141,7 @@ def _champion_figures(hub: ExperimentHub, name: str) -> Iterator[go.Figure]:
             logger.warning("%s: figure %s failed", name, plot, exc_info=True)
 
 
-def stream_figure(outcome: ExperimentOutcome, retrain: dict[str, Any]) -> go.Figure | None:
+def stream_figure(outcome: ExperimentOutcome, summary: DemoSummary) -> go.Figure | None:
     """Return the figure of what was streamed to ``outcome`` (``None`` when nothing was)."""
     stream = outcome.stream
     if stream.empty:
@@ -141,7 +150,7 @@ def stream_figure(outcome: ExperimentOutcome, retrain: dict[str, Any]) -> go.Fig
     builder = builders.get(outcome.name)
     if builder is None:
         return None
-    figure = builder(stream, retrain)
+    figure = builder(stream, summary.story)
     return figure.update_layout(**_LAYOUT)
 
 
@@ -149,14 +158,11 @@ def _x(stream: pd.DataFrame) -> Any:
     return pd.to_datetime(stream["ds"]) if "ds" in stream else np.arange(len(stream))
 
 
-def _pump(stream: pd.DataFrame, retrain: dict[str, Any]) -> go.Figure:
+def _pump(stream: pd.DataFrame, story: list[StoryStep]) -> go.Figure:
     figure = go.Figure()
     x = _x(stream)
     for version, rows in stream.groupby("version", sort=True):
-        who = "new champion" if version == retrain.get("version") else "first champion"
-        figure.add_scatter(
-            x=x[rows.index], y=rows["score"], mode="lines", name=f"v{version} ({who}) score"
-        )
+        figure.add_scatter(x=x[rows.index], y=rows["score"], mode="lines", name=f"v{version} score")
     flagged = stream[stream["anomaly"].astype(bool)]
     figure.add_scatter(
         x=x[flagged.index],
@@ -165,20 +171,23 @@ def _pump(stream: pd.DataFrame, retrain: dict[str, Any]) -> go.Figure:
         name="flagged",
         marker={"color": "#d64545", "size": 5},
     )
-    switch = stream.index[stream["version"] == retrain.get("version")]
-    if len(switch):
-        at = x[switch[0]]
-        figure.add_vline(x=at, line_dash="dash", line_color="#0b69a3")
-        figure.add_annotation(
-            x=at, y=1, yref="paper", text=f"v{retrain['version']} promoted", showarrow=False
-        )
+    for step in story:
+        if step.step != "promoted":
+            continue
+        switch = stream.index[stream["version"] == step.version]
+        if len(switch):
+            at = x[switch[0]]
+            figure.add_vline(x=at, line_dash="dash", line_color="#0b69a3")
+            figure.add_annotation(
+                x=at, y=1, yref="paper", text=f"v{step.version} approved", showarrow=False
+            )
     return figure.update_layout(
-        title="demo-pump: streamed anomaly scores; the operating point moves, a retrain follows",
+        title="demo-pump: streamed anomaly scores; a new duty point is approved, a fault is not",
         yaxis={"type": "log", "title": "score (> 1 is flagged)"},
     )
 
 
-def _line(stream: pd.DataFrame, retrain: dict[str, Any]) -> go.Figure:
+def _line(stream: pd.DataFrame, story: list[StoryStep]) -> go.Figure:
     confidence = stream.filter(like="proba_").max(axis=1)
     figure = go.Figure(
         go.Scatter(
@@ -201,7 +210,7 @@ def _line(stream: pd.DataFrame, retrain: dict[str, Any]) -> go.Figure:
     )
 
 
-def _load(stream: pd.DataFrame, retrain: dict[str, Any]) -> go.Figure:
+def _load(stream: pd.DataFrame, story: list[StoryStep]) -> go.Figure:
     x = _x(stream)
     figure = go.Figure()
     figure.add_scatter(x=x, y=stream["upper"], mode="lines", line={"width": 0}, showlegend=False)
@@ -230,7 +239,7 @@ def _load(stream: pd.DataFrame, retrain: dict[str, Any]) -> go.Figure:
     )
 
 
-def _orders(stream: pd.DataFrame, retrain: dict[str, Any]) -> go.Figure:
+def _orders(stream: pd.DataFrame, story: list[StoryStep]) -> go.Figure:
     colors = np.where(stream["conformant"].astype(bool), "#3ebd93", "#d64545")
     figure = go.Figure(
         go.Bar(x=stream["case_id"], y=stream["fitness"], marker_color=colors, name="fitness")
@@ -264,15 +273,23 @@ def _summary_table(summary: DemoSummary) -> str:
     return head + "".join(rows) + "</table>"
 
 
-def _retrain_note(summary: DemoSummary) -> str:
-    retrain = summary.retrain
-    if "version" not in retrain:
-        return ""
-    return (
-        "<div class='note'><b>Retrain.</b> Fired: "
-        f"{_e(retrain.get('fired', ''))}. Challenger v{retrain['version']} promoted over"
-        f" v{retrain.get('previous')}: {_e(retrain.get('promoted', ''))}. The previous version"
-        " stays registered for <code>observml rollback demo-pump</code>.</div>"
+def _story(summary: DemoSummary, figures: _Figures) -> Iterator[str]:
+    """The pump's retraining story: each step, with the overlay a person decided on."""
+    if not summary.story:
+        return
+    yield "<h2>Retraining: a person decides what is normal</h2><ol>"
+    for step in summary.story:
+        yield f"<li><b>{_e(step.step)}</b>: {_e(step.text)}</li>"
+    yield "</ol>"
+    for step in summary.story:
+        if step.figure is not None:
+            figure = go.Figure(step.figure).update_layout(**_LAYOUT)
+            title = f"{figure.layout.title.text}, then {step.step}"
+            yield figures.html(figure.update_layout(title=title))
+    yield (
+        "<div class='note'>Promotions are reversible: <code>observml rollback demo-pump</code>"
+        " serves the previous version again. The rejected fault stays in the fault library"
+        " (<code>observml status demo-pump</code>).</div>"
     )
 
 

@@ -8,9 +8,12 @@ under ``$OBSERVML_HOME`` or ``./.observml``) or on RabbitMQ:
    (process mining, heuristics miner; skipped with a clear line when pm4py is missing);
 2. trains them as jobs from :mod:`observml.datasets` data (each a run and a model version);
 3. streams new rows through ``<name>.predict`` -> ``<name>.predictions`` for every experiment.
-   The pump moves to a new operating point: the detector flags nearly every row, the retrain
-   policy fires, and the challenger (trained on the new regime) is promoted on a holdout;
-   the rows sent after that are scored by the new champion, which still flags real spikes;
+   The pump's story is the retraining flow a plant runs: it moves to a new duty point, the
+   monitor flags nearly every row and raises an alert; the script, acting as a person,
+   confirms the new duty point as normal and retrains; the challenger scores the new rows in
+   shadow beside the champion and is promoted. Later a bearing starts to fail: the alert
+   comes again, and the script rejects that challenger *as a fault*, so the rows stay in the
+   fault library every later challenger must keep flagging;
 4. writes a self-contained HTML report and returns a :class:`DemoSummary`.
 
 The hub config it used is written to ``<home>/demo/hub_config.yaml`` with the experiments in
@@ -33,9 +36,11 @@ import yaml
 
 from observml import datasets
 from observml.errors import ConfigError, ExperimentError, PluginError
-from observml.streaming import predict_queue, predictions_queue, train_queue
+from observml.streaming import experiment_queues, predict_queue, predictions_queue
 
 if TYPE_CHECKING:
+    from plotly.graph_objects import Figure
+
     from observml.hub import ExperimentHub
     from observml.jobs import Job
     from observml.plugins.datastream import DataStreamPlugin
@@ -46,6 +51,7 @@ __all__ = [
     "DemoSize",
     "DemoSummary",
     "ExperimentOutcome",
+    "StoryStep",
     "demo_config",
     "run_demo",
 ]
@@ -61,17 +67,20 @@ _POLL: Final = 0.1
 class DemoSize:
     """How much data the demo generates (rows, or cases for the event log).
 
-    The pump streams ``pump_normal`` rows, then ``pump_shifted`` at its new operating point
-    (the retrain fires once ``pump_normal + pump_window`` rows were scored, and trains on the
-    newest ``pump_window``, all of the new regime), then ``pump_after`` more once the challenger
-    is promoted. ``pump_shifted`` must exceed ``pump_window``.
+    The pump streams ``pump_normal`` rows, then ``pump_shifted`` at its new duty point (the
+    alert), then ``pump_after`` more at that point while a challenger is in shadow, then
+    ``pump_settled`` normal rows for the new champion and ``pump_fault`` rows of a failing
+    bearing (in two halves: the second is scored in shadow before the person decides).
+    ``pump_window`` is the retrain window (``streaming.retrain_rows``).
     """
 
     pump_train: int = 1500
     pump_normal: int = 300
     pump_shifted: int = 600
     pump_after: int = 400
-    pump_window: int = 400
+    pump_settled: int = 300
+    pump_fault: int = 300
+    pump_window: int = 600
     line_train: int = 1500
     line_stream: int = 400
     load_days: int = 45
@@ -87,7 +96,9 @@ class DemoSize:
             pump_normal=200,
             pump_shifted=400,
             pump_after=200,
-            pump_window=300,
+            pump_settled=200,
+            pump_fault=200,
+            pump_window=400,
             line_train=500,
             line_stream=150,
             load_days=21,
@@ -133,6 +144,16 @@ class ExperimentOutcome:
     stream: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
 
+@dataclass(frozen=True)
+class StoryStep:
+    """One step of the pump's retraining story, for the report and the summary."""
+
+    step: str
+    text: str
+    version: int | None = None
+    figure: Figure | None = field(default=None, repr=False, compare=False)
+
+
 @dataclass
 class DemoSummary:
     """What the demo did and where to look."""
@@ -142,7 +163,7 @@ class DemoSummary:
     hub_config: Path
     mlflow_db: Path
     datastream: str
-    retrain: dict[str, Any]
+    story: list[StoryStep]
     seconds: float = 0.0
 
     def outcome(self, name: str) -> ExperimentOutcome:
@@ -184,7 +205,7 @@ def experiment_configs(size: DemoSize) -> dict[str, tuple[str, dict[str, Any]]]:
         PUMP: (
             "fault_detection",
             {
-                "description": "pump sensors; retrains when the anomaly rate stays high",
+                "description": "pump sensors; alerts when the anomaly rate stays high",
                 "setup": {"datetime_column": "ds"},
                 "create_model": {"model": "pca", "params": {"alpha": 0.99}},
                 "retrain": {
@@ -192,8 +213,8 @@ def experiment_configs(size: DemoSize) -> dict[str, tuple[str, dict[str, Any]]]:
                     "threshold": 0.3,
                     "higher_better": False,
                     "window": 3,
-                    "min_samples": size.pump_normal + size.pump_window,
-                    "cooldown": 3600,
+                    "min_samples": size.pump_normal,
+                    "promotion": "approve",
                 },
             },
         ),
@@ -275,24 +296,32 @@ def demo_config(options: DemoOptions, *, experiments: Sequence[str] = ()) -> str
 @dataclass
 class _Data:
     train: pd.DataFrame
-    phases: list[pd.DataFrame]  # streamed in order; the pump waits for its retrain in between
+    phases: list[pd.DataFrame]  # streamed in order; the pump's story acts in between
     per_case: bool = False
+    changes: tuple[str, ...] = ()  # when the pump's duty point moved and its bearing failed
 
 
 def make_data(size: DemoSize) -> dict[str, _Data]:
     """Generate every experiment's training rows and streamed rows."""
-    n = size.pump_train + size.pump_normal + size.pump_shifted + size.pump_after
-    pump = datasets.pump_sensors(n, seed=11, faults=False).drop(columns=["fault", "fault_type"])
-    cut = np.cumsum([size.pump_train, size.pump_normal, size.pump_shifted])
+    parts = [
+        size.pump_train,
+        size.pump_normal,
+        size.pump_shifted,
+        size.pump_after,
+        size.pump_settled,
+        size.pump_fault,
+    ]
+    pump = datasets.pump_sensors(sum(parts), seed=11, faults=False)
+    pump = pump.drop(columns=["fault", "fault_type"])
+    cut = np.cumsum(parts)
     stream = pump.iloc[cut[0] :].reset_index(drop=True)
     moved = np.clip((np.arange(len(stream)) - size.pump_normal) / 12, 0, 1)
     stream["sensor_00"] += 18 * moved  # a new duty point after maintenance
     stream["sensor_01"] -= 12 * moved
-    rng = np.random.default_rng(5)
-    after = np.arange(cut[2] - cut[0], len(stream))
-    spikes = rng.choice(after, size=max(2, len(after) // 80), replace=False)
-    stream.loc[spikes, "sensor_03"] += 45  # real faults the new champion must still catch
-    bounds = [0, size.pump_normal + size.pump_shifted, len(stream)]
+    failing = np.arange(cut[4] - cut[0], len(stream))
+    stream.loc[failing, "sensor_03"] += np.linspace(15, 30, len(failing))  # a bearing wears
+    ends = [0, size.pump_normal + size.pump_shifted, *(cut[3:] - cut[0])]
+    ends.insert(-1, ends[-2] + size.pump_fault // 2)
     line = datasets.fault_table(size.line_train + size.line_stream, seed=3)
     hours = 24 * size.load_days
     load = datasets.seasonal_series(hours, seed=4, n_anomalies=max(3, size.load_days // 5))
@@ -304,7 +333,8 @@ def make_data(size: DemoSize) -> dict[str, _Data]:
     return {
         PUMP: _Data(
             pump.iloc[: cut[0]],
-            [stream.iloc[a:b] for a, b in zip(bounds, bounds[1:], strict=False)],
+            [stream.iloc[a:b] for a, b in zip(ends, ends[1:], strict=False)],
+            changes=(str(stream["ds"].iloc[size.pump_normal]), str(stream["ds"].iloc[ends[3]])),
         ),
         LINE: _Data(line.iloc[: size.line_train], [line.iloc[size.line_train :]]),
         LOAD: _Data(load.iloc[:split].drop(columns="anomaly"), [load.iloc[split:]]),
@@ -333,7 +363,7 @@ class Demo:
         self.data = make_data(options.size)
         self.outcomes: dict[str, ExperimentOutcome] = {}
         self.sent: dict[str, int] = {}
-        self.retrain: dict[str, Any] = {}
+        self.story: list[StoryStep] = []
 
     @property
     def stream(self) -> DataStreamPlugin:
@@ -365,7 +395,7 @@ class Demo:
                 outcome.skipped = str(exc).splitlines()[0]
                 self.say.note(f"skipping {name} ({kind}): {outcome.skipped}")
                 continue
-            for queue in (train_queue(name), predict_queue(name), predictions_queue(name)):
+            for queue in experiment_queues(name):
                 self.hub.flush(queue)
             self.say.note(f"{name}: {kind}, model {model}")
 
@@ -385,7 +415,7 @@ class Demo:
             self.say.note(f"{name}: version {status.version} is the champion")
 
     def stream_and_retrain(self) -> None:
-        """Stream new rows to every experiment; wait for the pump's retrain in between."""
+        """Stream new rows to every experiment; the pump's story acts between its phases."""
         self.say.step("Streaming new data through prediction")
         names = self.active()
         for name in names:
@@ -393,14 +423,103 @@ class Demo:
         for name in names:
             self._publish(name, 0)
         if PUMP in names:
-            self.say.note(
-                f"{PUMP}: moves to a new operating point; waiting for the retrain policy to fire"
-            )
-            self._wait_for_promotion()
-            self._publish(PUMP, 1)
+            self.pump_story()
         self._wait_streamed(names)
         for name in names:
             self.hub.stop_streaming(name)
+
+    def pump_story(self) -> None:
+        """A new duty point approved by a person, then a failing bearing rejected as a fault."""
+        shift_at, fault_at = self.data[PUMP].changes
+        by = "the demo, as the process engineer"
+        self.say.note(f"{PUMP}: moves to a new duty point at {shift_at}; waiting for the alert")
+        alert = self._wait_for_alert("the new duty point")
+        self._tell("alert", str(alert["reason"]))
+        self.hub.feedback(
+            PUMP, label="normal", start=shift_at, reason="new duty point after maintenance", by=by
+        )
+        job = self.hub.retrain(PUMP, wait=True, reason="the new duty point is confirmed normal")
+        if job.status.state != "succeeded" or not job.status.result.get("shadow"):
+            raise ExperimentError(
+                f"demo: the challenger of {PUMP} did not reach shadow: {job.status.error or ''}"
+            )
+        self._tell(
+            "approved",
+            f"rows since {shift_at} confirmed normal; challenger v{job.status.version} trained"
+            " on them runs in shadow beside the champion",
+            version=job.status.version,
+        )
+        self._publish(PUMP, 1)
+        self._wait_shadowed(len(self.data[PUMP].phases[1]))
+        shadow = self.hub.status(PUMP)["shadow"]
+        figure = self.hub.shadow_figure(PUMP)
+        reason = (
+            f"on {shadow['rows']} new rows the champion flags {shadow['champion_flag_rate']:.0%},"
+            f" the challenger {shadow['challenger_flag_rate']:.0%}: the duty point is normal"
+        )
+        version = self.hub.promote(PUMP, reason=reason, by=by)
+        self.outcomes[PUMP].champion_version = version
+        self.outcomes[PUMP].retrains += 1
+        self._tell("promoted", f"v{version} promoted: {reason}", version=version, figure=figure)
+        self._publish(PUMP, 2)
+        self._wait_streamed([PUMP])
+        self._publish(PUMP, 3)
+        self.say.note(f"{PUMP}: a bearing starts to fail at {fault_at}; waiting for the alert")
+        alert = self._wait_for_alert("the failing bearing", shadow=True)
+        self._tell("alert", str(alert["reason"]))
+        self._publish(PUMP, 4)
+        self._wait_shadowed(len(self.data[PUMP].phases[4]))
+        figure = self.hub.shadow_figure(PUMP)
+        outcome = self.hub.reject(
+            PUMP,
+            reason="a bearing is failing: a fault, not a new normal",
+            as_fault=True,
+            by=by,
+        )
+        self._tell(
+            "rejected as a fault",
+            f"challenger v{outcome['version']} rejected; {outcome['fault_rows']} flagged rows"
+            " kept in the fault library, which every later challenger must keep flagging",
+            version=outcome["version"],
+            figure=figure,
+        )
+
+    def _tell(
+        self, step: str, text: str, *, version: int | None = None, figure: Figure | None = None
+    ) -> None:
+        self.story.append(StoryStep(step, text, version, figure))
+        self.say.note(f"{PUMP}: {text}")
+
+    def _wait_for_alert(self, what: str, *, shadow: bool = False) -> dict[str, Any]:
+        """Wait for an open alert with no retrain running (and a challenger in shadow)."""
+        deadline = time.monotonic() + self.options.timeout
+        while time.monotonic() < deadline:
+            status = self.hub.status(PUMP)
+            alert = status["alerts"]["open"]
+            idle = status["state"] == "ready" and not status["retrain_in_flight"]
+            if alert and idle and (status["shadow"] is not None or not shadow):
+                return dict(alert)
+            if status.get("stream_error"):
+                raise ExperimentError(f"demo: streaming {PUMP} failed: {status['stream_error']}")
+            time.sleep(_POLL)
+        status = self.hub.status(PUMP)
+        raise ExperimentError(
+            f"demo: {what} raised no alert on {PUMP} within {self.options.timeout:g} s (last"
+            f" batch metrics {status['metrics']}, {status['counters']['predicted_rows']:.0f}"
+            " rows predicted). Check the retrain block of its config, or raise --timeout."
+        )
+
+    def _wait_shadowed(self, rows: int) -> None:
+        deadline = time.monotonic() + self.options.timeout
+        while time.monotonic() < deadline:
+            shadow = self.hub.status(PUMP)["shadow"]
+            if shadow and shadow["rows"] >= rows:
+                return
+            time.sleep(_POLL)
+        raise ExperimentError(
+            f"demo: the challenger of {PUMP} scored fewer than {rows} rows in shadow within"
+            f" {self.options.timeout:g} s."
+        )
 
     def _publish(self, name: str, phase: int) -> None:
         data = self.data[name]
@@ -411,39 +530,6 @@ class Demo:
         self.sent[name] = self.sent.get(name, 0) + len(bodies)
         rows = len(data.phases[phase])
         self.say.note(f"{name}: sent {rows:,} rows in {len(bodies):,} messages")
-
-    def _wait_for_promotion(self) -> None:
-        before = self.outcomes[PUMP].champion_version
-        deadline = time.monotonic() + self.options.timeout
-        while time.monotonic() < deadline:
-            status = self.hub.status(PUMP)
-            decisions = status["decisions"]
-            for decision in decisions:
-                kind, version = decision["kind"], decision.get("version")
-                if kind == "fired" and "fired" not in self.retrain:
-                    self.retrain["fired"] = decision["reason"]
-                    self.say.note(f"{PUMP}: retrain fired: {decision['reason']}")
-                if kind == "rejected":
-                    raise ExperimentError(
-                        f"demo: the challenger of {PUMP} was rejected: {decision['reason']}."
-                    )
-                if kind == "promoted" and version != before:
-                    self.retrain.update(
-                        promoted=decision["reason"], version=version, previous=before
-                    )
-                    self.say.note(f"{PUMP}: challenger v{version} promoted: {decision['reason']}")
-                    self.outcomes[PUMP].champion_version = version
-                    self.outcomes[PUMP].retrains = int(status["counters"].get("retrains", 1))
-                    return
-            if status.get("stream_error"):
-                raise ExperimentError(f"demo: streaming {PUMP} failed: {status['stream_error']}")
-            time.sleep(_POLL)
-        status = self.hub.status(PUMP)
-        raise ExperimentError(
-            f"demo: no retrain of {PUMP} was promoted within {self.options.timeout:g} s (last"
-            f" batch metrics {status['metrics']}, {status['counters']['predicted_rows']:.0f}"
-            " rows predicted). Check the retrain block of its config, or raise --timeout."
-        )
 
     def _wait_streamed(self, names: Sequence[str]) -> None:
         deadline = time.monotonic() + self.options.timeout
@@ -477,19 +563,16 @@ class Demo:
             outcome = self.outcomes[name]
             outcome.stream = stream
             outcome.predictions = len(stream)
-            outcome.metric = _key_metric(name, stream, self.data[name], self.retrain)
+            outcome.metric = _key_metric(name, stream, self.data[name])
             self.say.note(f"{name}: {len(stream):,} predictions; {outcome.metric}")
 
 
-def _key_metric(name: str, stream: pd.DataFrame, data: _Data, retrain: Mapping[str, Any]) -> str:
+def _key_metric(name: str, stream: pd.DataFrame, data: _Data) -> str:
     """One line: the number that tells whether the experiment works on the streamed rows."""
     if stream.empty:
         return "no predictions"
     if name == PUMP:
-        new = stream[stream["version"] == retrain.get("version")]
-        old = stream[stream["version"] != retrain.get("version")]
-        rate_new = f"{new['anomaly'].mean():.0%}" if len(new) else "-"
-        return f"anomaly rate {old['anomaly'].mean():.0%}, {rate_new} after the retrain"
+        return _pump_metric(stream, data)
     if name == LINE:
         truth = pd.concat(data.phases)["fault"].astype(str).to_numpy()
         return f"accuracy {np.mean(stream['prediction'].astype(str).to_numpy() == truth):.1%}"
@@ -503,6 +586,22 @@ def _key_metric(name: str, stream: pd.DataFrame, data: _Data, retrain: Mapping[s
         others = int(flagged.sum()) - caught
         return f"{caught}/{int(truth.sum())} deviating cases flagged, {others} others"
     return ""
+
+
+def _pump_metric(stream: pd.DataFrame, data: _Data) -> str:
+    """Share flagged in each chapter of the pump's story, with the version that served it."""
+    shift_at, fault_at = (pd.Timestamp(t) for t in data.changes)
+    times = pd.to_datetime(stream["ds"])
+    chapters = [
+        ("before the move", times < shift_at),
+        ("new duty point", (times >= shift_at) & (times < fault_at)),
+        ("failing bearing", times >= fault_at),
+    ]
+    parts = []
+    for label, mask in chapters:
+        for version, rows in stream[mask.to_numpy()].groupby("version", sort=True):
+            parts.append(f"{label} {rows['anomaly'].mean():.0%} (v{version})")
+    return "flagged: " + ", ".join(parts)
 
 
 # -- entry point ---------------------------------------------------------------------------
@@ -535,7 +634,7 @@ def run_demo(options: DemoOptions, reporter: DemoReporter | None = None) -> Demo
             hub_config=config_file,
             mlflow_db=home / "mlflow.db",
             datastream=options.datastream,
-            retrain=dict(demo.retrain),
+            story=list(demo.story),
         )
         write_report(hub, summary)
     config_file.write_text(demo_config(options, experiments=demo.active()), encoding="utf-8")

@@ -1,9 +1,10 @@
 """Decisions about the serving model: recorded, logged, tagged in the store; and the aliases.
 
-Every change of what the plant sees is a :class:`Decision` — ``alert``, ``fired``, ``skipped``,
-``trained``, ``shadow``, ``promoted``, ``rejected``, ``rolled_back``, ``restored``, ``feedback``,
-``retrain_failed`` — kept in ``status()`` and written to the MLOps store as a run tag
-``observml.decision.<kind>`` and a model version tag ``observml.decision``.
+Every step of retraining is a :class:`Decision` — ``alert``, ``fired``, ``skipped``,
+``trained``, ``shadow``, ``promoted``, ``rejected``, ``rolled_back``, ``restored``,
+``feedback`` — kept in ``status()``, logged at INFO, and written to the MLOps store: as a run
+tag ``observml.decision.<kind>`` on the retrain run, and, for the decisions about a version's
+standing (trained, shadow, promoted, rejected, rolled back), as its tag ``observml.decision``.
 
 Aliases in the store are the truth every hub process reads: ``champion`` serves,
 ``challenger`` runs in shadow awaiting a person's decision, ``previous`` is where a rollback goes.
@@ -41,6 +42,9 @@ CHALLENGER: Final = "challenger"
 PREVIOUS: Final = "previous"
 #: Model version tag: ``pending`` while a challenger waits in shadow for a person's decision.
 SHADOW_TAG: Final = "observml.shadow"
+#: Decisions about a version's standing, kept as its ``observml.decision`` tag (an alert or
+#: feedback about the rows it served does not change what the version is).
+_STANDING: Final = frozenset({"trained", "shadow", "promoted", "rejected", "rolled_back"})
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,7 @@ def log_decision(
             metrics = {k: v for k, v in decision.metrics.items() if not math.isnan(v)}
             tags = {f"observml.decision.{decision.kind}": decision.reason[:4000]}
             mlops.log_batch(run_id, tags=tags, metrics=metrics)
-        if decision.version is not None:
+        if decision.version is not None and decision.kind in _STANDING:
             mlops.set_version_tag(
                 managed.name, decision.version, "observml.decision", decision.kind
             )

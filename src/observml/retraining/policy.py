@@ -211,11 +211,13 @@ class RetrainDecision:
         fire: A signal fired (an alert is raised).
         reason: Why, for logs, ``status()`` and the alert.
         retrain: A retrain may start now (retraining enabled, none in flight).
+        held: Why a fired signal starts no retrain (empty when it does).
     """
 
     fire: bool
     reason: str
     retrain: bool = False
+    held: str = ""
 
     def __bool__(self) -> bool:
         return self.fire
@@ -288,9 +290,9 @@ class RetrainTracker:
                 self._samples = 0
                 self._values.clear()
             if not policy.enabled:
-                return RetrainDecision(True, f"{reason} (retrain.enabled: false: alert only)")
+                return RetrainDecision(True, reason, held="retrain.enabled: false: alert only")
             if self._in_flight:
-                return RetrainDecision(True, f"{reason} (a retrain is already in flight)")
+                return RetrainDecision(True, reason, held="a retrain is already in flight")
             return RetrainDecision(True, reason, retrain=True)
 
     def _metric_verdict(self, value: float | None, metrics: Mapping[str, float]) -> RetrainDecision:
@@ -328,6 +330,14 @@ class RetrainTracker:
                 return False
             self._in_flight = True
             return True
+
+    def forget(self) -> None:
+        """Drop the evidence collected so far (a new champion serves: judge it afresh)."""
+        with self._lock:
+            self._samples = 0
+            self._values.clear()
+            if self._drift is not None:
+                self._drift.reset()
 
     def mark_finished(self, *, now: float | None = None) -> None:
         """Release the slot, start the cooldown and reset the sample count and window."""

@@ -116,12 +116,15 @@ class Retrainer:
         decision = managed.tracker.decide(metrics, n_samples=rows, scores=scores)
         if not decision.fire:
             return
+        # claim the retrain slot first, so whoever sees the alert also sees the retrain
+        retrain = (
+            decision.retrain
+            and managed.active_job() is None
+            and managed.shadow is None  # a challenger already waits for a person
+            and managed.tracker.mark_started()
+        )
         self.alert(managed, _signal_kind(decision.reason), decision.reason, metrics=metrics)
-        if not decision.retrain or managed.active_job() is not None:
-            return
-        if managed.shadow is not None:
-            return  # a challenger already waits for a person; the alert says so
-        if not managed.tracker.mark_started():
+        if not retrain:
             return
         try:
             self.start(managed, reason=decision.reason)
@@ -283,6 +286,18 @@ class Retrainer:
             "holdout_metrics": gate.metrics(),
         }
         if policy.promotion == "approve":
+            waiting = managed.shadow
+            if waiting is not None:  # a newer challenger replaces the one nobody decided on
+                self._end_shadow(managed, "superseded")
+                log_decision(
+                    mlops,
+                    managed,
+                    Decision(
+                        "rejected",
+                        f"challenger v{waiting.version} superseded by v{version} before a decision",
+                        waiting.version,
+                    ),
+                )
             mlops.set_alias(managed.name, CHALLENGER, version)
             mlops.set_version_tag(managed.name, version, SHADOW_TAG, "pending")
             champion_version = managed.champion()[1]
@@ -404,7 +419,7 @@ class Retrainer:
             self._end_shadow(managed, "promoted")
             managed.count("retrains")
         why = reason or f"promoted by {by}"
-        managed.alerts.acknowledge(f"{by}: promoted v{version}")
+        self._acknowledge(managed, f"{by}: promoted v{version}")
         log_decision(mlops, managed, Decision("promoted", why, version))
         return version
 
@@ -435,7 +450,7 @@ class Retrainer:
             out["fault_rows"] = len(evidence.rows)
             out["feedback_run"] = evidence.run_id
             why += f"; {len(evidence.rows)} rows the champion flagged kept as a known fault"
-        managed.alerts.acknowledge(f"{by}: rejected v{shadow.version}")
+        self._acknowledge(managed, f"{by}: rejected v{shadow.version}")
         log_decision(self._mlops(), managed, Decision("rejected", why, shadow.version))
         return out
 
@@ -479,7 +494,7 @@ class Retrainer:
         if classes is not None and len(frame):
             frame = frame.assign(**{classes: label})
         evidence = self._store(managed).add(label, frame, reason=reason, source=by)
-        managed.alerts.acknowledge(f"{by}: {len(frame)} rows labelled {label}")
+        self._acknowledge(managed, f"{by}: {len(frame)} rows labelled {label}")
         log_decision(
             self._mlops(),
             managed,
@@ -584,6 +599,12 @@ class Retrainer:
             return self._mlops()
         except Exception:  # decisions are still kept in status() without a store
             return None
+
+    def _acknowledge(self, managed: ManagedExperiment, by: str) -> None:
+        """Close the open alert (a person answered it) and publish that it closed."""
+        closed = managed.alerts.acknowledge(by)
+        if closed is not None:
+            self._publish_alert(managed, closed.to_dict())
 
     def _publish_alert(self, managed: ManagedExperiment, body: Mapping[str, Any]) -> None:
         stream = self._datastream()

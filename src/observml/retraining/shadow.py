@@ -146,33 +146,52 @@ class Shadow:
 
         with self._lock:
             points = list(self._recent)
+            rows, old_flagged, new_flagged = (
+                self.rows,
+                self.champion_flagged,
+                self.challenger_flagged,
+            )
         figure = go.Figure()
         xs = [p.x for p in points]
         old_name = f"champion v{champion_version}" if champion_version is not None else "champion"
         new_name = f"challenger v{self.version}"
-        figure.add_scatter(x=xs, y=[p.champion for p in points], mode="lines", name=old_name)
-        figure.add_scatter(x=xs, y=[p.challenger for p in points], mode="lines", name=new_name)
-        for label, model, dash in (
-            (old_name, champion, "dash"),
-            (new_name, self.experiment, "dot"),
-        ):
+        figure.add_scatter(
+            x=xs,
+            y=[p.champion for p in points],
+            mode="lines",
+            name=old_name,
+            line={"width": 3, "color": "#0b69a3"},
+        )
+        figure.add_scatter(
+            x=xs,
+            y=[p.challenger for p in points],
+            mode="lines",
+            name=new_name,
+            line={"width": 1.5, "color": "#e8833a", "dash": "dot"},
+        )
+        limits: dict[float, list[str]] = {}
+        for label, model in ((old_name, champion), (new_name, self.experiment)):
             for limit in model.score_limits():
-                figure.add_hline(
-                    y=limit,
-                    line={"dash": dash, "width": 1.5},
-                    annotation_text=f"{label} limit {limit:.3g}",
-                    annotation_position="top left",
-                )
+                limits.setdefault(round(limit, 6), []).append(label)
+        for limit, owners in limits.items():
+            whose = "both models" if len(owners) == 2 else owners[0]
+            figure.add_hline(
+                y=limit,
+                line={"dash": "dash", "width": 1.5, "color": "#d64545"},
+                annotation_text=f"limit {limit:.3g} ({whose})",
+                annotation_position="top left",
+            )
         flagged = (
-            f"champion flags {self.champion_flagged / self.rows:.1%}, challenger"
-            f" {self.challenger_flagged / self.rows:.1%} of {self.rows} rows"
-            if self.rows
+            f"champion flags {old_flagged / rows:.1%}, challenger {new_flagged / rows:.1%}"
+            f" of {rows} rows"
+            if rows
             else "no rows scored yet"
         )
+        timed = bool(xs) and not isinstance(xs[0], int | float)
         figure.update_layout(
             title=f"{name}: champion vs challenger in shadow ({flagged})",
-            xaxis_title="row",
-            yaxis_title="score (higher = more anomalous)" if champion.score_limits() else "score",
+            xaxis_title="time" if timed else "row",
+            yaxis_title="score (higher = more anomalous)" if limits else "score",
             legend={"orientation": "h", "y": -0.2},
         )
         return figure

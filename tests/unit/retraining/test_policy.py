@@ -63,7 +63,7 @@ def test_disabled_retraining_still_raises_the_alert_but_starts_nothing() -> None
     decision = policy.decide({"mae": 9}, n_samples=1)
     assert decision.fire
     assert not decision.retrain
-    assert "retrain.enabled: false: alert only" in decision.reason
+    assert decision.held == "retrain.enabled: false: alert only"
 
 
 def test_a_signal_during_a_retrain_is_an_alert_only() -> None:
@@ -72,7 +72,7 @@ def test_a_signal_during_a_retrain_is_an_alert_only() -> None:
     decision = policy.decide({"mae": 2}, n_samples=1)
     assert decision.fire
     assert not decision.retrain
-    assert "already in flight" in decision.reason
+    assert decision.held == "a retrain is already in flight"
 
 
 def test_never_two_at_once() -> None:
