@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
+import pika
 import pytest
+from pika.exceptions import ChannelClosedByBroker
 
 from observml.errors import AuthenticationError, ConfigError, ServiceUnavailableError
 from observml.plugins.datastream import REASON_HEADER, Message, dead_letter_queue
 from observml.plugins.rabbitmq_plugin import RabbitMQPlugin
-from tests.contracts.datastream import WAIT, DataStreamContract, consume_n, eventually
+from tests.contracts.datastream import (
+    WAIT,
+    ConsumerCrash,
+    DataStreamContract,
+    consume_n,
+    eventually,
+    in_background,
+)
 from tests.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq]
@@ -55,6 +71,21 @@ def queue_names(
     yield make
     dead = [dead_letter_queue(name) for name in names]
     rabbitmq_drop_queues([*names, *dead, *map(dead_letter_queue, dead)])
+
+
+@pytest.fixture
+def pika_channel(rabbitmq_config: dict[str, Any]) -> Iterator[Callable[[], Any]]:
+    """Return a function opening a plain pika channel, as another team's producer would."""
+    credentials = pika.PlainCredentials(rabbitmq_config["username"], rabbitmq_config["password"])
+    parameters = pika.ConnectionParameters(
+        rabbitmq_config["host"],
+        rabbitmq_config["port"],
+        rabbitmq_config["virtual_host"],
+        credentials,
+    )
+    connection = pika.BlockingConnection(parameters)
+    yield connection.channel
+    connection.close()
 
 
 def test_rabbitmq_wrong_password_fails_within_5s_without_retrying(
@@ -118,7 +149,7 @@ def test_rabbitmq_queue_declared_with_other_type_raises_config_error(
     quorum = RabbitMQPlugin(**rabbitmq_config, queue_type="quorum")
     quorum.connect()
     try:
-        with pytest.raises(ConfigError, match="already exists with other settings") as info:
+        with pytest.raises(ConfigError, match="already exists as another type") as info:
             quorum.create_queue(name)
         assert info.value.key == "plugins.datastream.config.queue_type"
         quorum.publish(name, "the plugin still works after the channel error")
@@ -126,24 +157,219 @@ def test_rabbitmq_queue_declared_with_other_type_raises_config_error(
         quorum.shutdown()
 
 
-def test_rabbitmq_quorum_queues_have_type_and_delivery_limit(
+#: What a producer declares for each queue_type of the hub (docs/datastream.md says the same).
+PRODUCER_ARGUMENTS = {"classic": None, "quorum": {"x-queue-type": "quorum"}}
+
+
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+@pytest.mark.parametrize("producer_first", [True, False], ids=["producer-first", "hub-first"])
+def test_rabbitmq_producer_declaring_durable_queue_agrees_with_the_plugin(
     rabbitmq_config: dict[str, Any],
-    rabbitmqctl: Callable[..., str],
+    pika_channel: Callable[[], Any],
+    queue_names: Callable[[], str],
+    queue_type: str,
+    producer_first: bool,
+) -> None:
+    name = queue_names()
+    channel = pika_channel()
+    arguments = PRODUCER_ARGUMENTS[queue_type]
+    plugin = RabbitMQPlugin(**rabbitmq_config, queue_type=queue_type)  # type: ignore[arg-type]
+    plugin.connect()
+    try:
+        if producer_first:
+            channel.queue_declare(name, durable=True, arguments=arguments)
+        plugin.create_queue(name)
+        channel.queue_declare(name, durable=True, arguments=arguments)  # 406 if they differ
+        channel.basic_publish("", name, b"reading", pika.BasicProperties(delivery_mode=2))
+        assert eventually(lambda: plugin.pull_data(name) == "reading")
+        dead = dead_letter_queue(name)
+        channel.queue_declare(dead, durable=True, arguments=arguments)
+    finally:
+        plugin.shutdown()
+
+
+def test_rabbitmq_queue_left_with_dead_letter_arguments_is_used_as_it_is(
+    rabbitmq_plugin: RabbitMQPlugin,
+    pika_channel: Callable[[], Any],
+    queue_names: Callable[[], str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    name = queue_names()
+    dead = dead_letter_queue(name)
+    old_arguments = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead}
+    pika_channel().queue_declare(name, durable=True, arguments=old_arguments)  # observml < 0.x
+    with caplog.at_level(logging.WARNING, logger="observml.plugins.rabbitmq_plugin"):
+        rabbitmq_plugin.create_queue(name)
+        rabbitmq_plugin.create_queue(name)
+        rabbitmq_plugin.publish_batch(name, ["good", "bad"])
+
+        def handler(message: Message) -> None:
+            if message.body == b"bad":
+                raise ValueError("no timestamp")
+
+        assert [m.text() for m in consume_n(rabbitmq_plugin, name, 2, handler)] == ["good", "bad"]
+    warnings = [r.getMessage() for r in caplog.records if r.name.startswith("observml")]
+    assert len(warnings) == 1, warnings
+    assert "x-dead-letter-exchange" in warnings[0]
+    assert f"rabbitmqctl delete_queue {name}" in warnings[0]
+    [rejected] = consume_n(rabbitmq_plugin, dead, 1)
+    assert rejected.headers[REASON_HEADER] == "ValueError: no timestamp"
+    assert rabbitmq_plugin.queue_depth(name) == 0
+
+
+def test_rabbitmq_queue_that_is_not_durable_raises_config_error(
+    rabbitmq_plugin: RabbitMQPlugin,
+    pika_channel: Callable[[], Any],
     queue_names: Callable[[], str],
 ) -> None:
     name = queue_names()
-    plugin = RabbitMQPlugin(**rabbitmq_config, queue_type="quorum", delivery_limit=7)
+    pika_channel().queue_declare(name, durable=False)
+    with pytest.raises(ConfigError, match="settings the hub cannot use.*durable=True"):
+        rabbitmq_plugin.create_queue(name)
+    with pytest.raises(ChannelClosedByBroker, match="inequivalent arg 'durable'"):
+        pika_channel().queue_declare(name, durable=True)
+
+
+def consume_until(
+    plugin: RabbitMQPlugin,
+    queue: str,
+    handler: Callable[[Sequence[Message]], None],
+    done: Callable[[], bool],
+    **kwargs: Any,
+) -> BaseException | None:
+    """Consume batches until ``done()`` or the consumer ends; return what ended it, if anything."""
+    stop = threading.Event()
+    thread, errors = in_background(
+        lambda: plugin.consume_batch(queue, handler, stop=stop, **kwargs)
+    )
+    eventually(lambda: done() or not thread.is_alive())
+    stop.set()
+    thread.join(WAIT)
+    return errors[0] if errors else None
+
+
+def test_rabbitmq_message_that_crashes_every_consumer_ends_in_dead_letters_alone(
+    rabbitmq_config: dict[str, Any], queue_names: Callable[[], str]
+) -> None:
+    name = queue_names()
+    dead = dead_letter_queue(name)
+    plugin = RabbitMQPlugin(**rabbitmq_config, delivery_limit=3)
     plugin.connect()
+    handled: list[str] = []
+
+    def handler(batch: Sequence[Message]) -> None:
+        if any(m.body == b"poison" for m in batch):
+            raise ConsumerCrash("the model's native code died on this row")
+        handled.extend(m.text() for m in batch)
+
     try:
-        plugin.create_queue(name)
+        plugin.publish_batch(name, ["good-0", "good-1", "poison", "good-2", "good-3"])
+        crashes = 0
+        for _ in range(10):
+            ended = consume_until(
+                plugin,
+                name,
+                handler,
+                lambda: len(handled) == 4 and plugin.queue_depth(dead) == 1,
+                batch_size=5,
+                max_wait=WAIT / 4,
+            )
+            if ended is None:
+                break
+            assert isinstance(ended, ConsumerCrash)
+            crashes += 1
+        [poison] = consume_n(plugin, dead, 1)
     finally:
         plugin.shutdown()
-    listing = rabbitmqctl("list_queues", "name", "type", "durable", "arguments", "-q")
-    rows = {line.split("\t")[0]: line for line in listing.splitlines()}
-    assert "quorum" in rows[name]
-    assert "x-delivery-limit" in rows[name]
-    assert "7" in rows[name]
-    assert "quorum" in rows[dead_letter_queue(name)]
+    assert crashes == 3
+    assert sorted(handled) == ["good-0", "good-1", "good-2", "good-3"]  # each exactly once
+    assert poison.body == b"poison"
+    assert poison.headers[REASON_HEADER].startswith("delivered 3 times without an ack")
+    assert "x-observml-redeliveries" not in poison.headers
+
+
+#: A consumer process that dies (SIGKILL) on a poison message and logs the others it handled.
+KILLED_CONSUMER = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    from observml.plugins.rabbitmq_plugin import RabbitMQPlugin
+
+    queue, log = sys.argv[1:3]
+    plugin = RabbitMQPlugin(**json.loads(os.environ["OBSERVML_TEST_CONFIG"]), delivery_limit=2)
+    plugin.connect()
+    out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+
+    def handler(message):
+        if message.body == b"poison":
+            os.kill(os.getpid(), signal.SIGKILL)
+        os.write(out, message.body + b"\\n")
+
+    plugin.consume(queue, handler, prefetch=1)  # holds only the message in hand
+    """
+)
+
+
+def test_rabbitmq_message_that_kills_the_consumer_process_ends_in_dead_letters(
+    rabbitmq_plugin: RabbitMQPlugin,
+    rabbitmq_config: dict[str, Any],
+    queue_names: Callable[[], str],
+    tmp_path: Path,
+) -> None:
+    name = queue_names()
+    dead = dead_letter_queue(name)
+    log = tmp_path / "handled.log"
+    env = {**os.environ, "OBSERVML_TEST_CONFIG": json.dumps(rabbitmq_config)}
+    rabbitmq_plugin.publish_batch(name, ["good-0", "poison", "good-1", "good-2"])
+
+    def finished() -> bool:
+        lines = log.read_text().splitlines() if log.exists() else []
+        return len(lines) == 3 and rabbitmq_plugin.queue_depth(dead) == 1
+
+    def run_consumer_process() -> int:
+        child = subprocess.Popen([sys.executable, "-c", KILLED_CONSUMER, name, str(log)], env=env)
+        try:
+            eventually(lambda: finished() or child.poll() is not None, WAIT * 2)
+        finally:
+            if child.poll() is None:
+                child.terminate()
+            child.wait(WAIT)
+        return child.returncode
+
+    kills = 0
+    for _ in range(6):
+        if run_consumer_process() == -signal.SIGKILL:
+            kills += 1
+        if finished():
+            break
+    assert kills == 2
+    assert sorted(log.read_text().splitlines()) == ["good-0", "good-1", "good-2"]
+    [poison] = consume_n(rabbitmq_plugin, dead, 1)
+    assert poison.headers[REASON_HEADER].startswith("delivered 2 times without an ack")
+
+
+def test_rabbitmq_requeues_and_clean_stops_do_not_count_towards_delivery_limit(
+    rabbitmq_config: dict[str, Any], queue_names: Callable[[], str]
+) -> None:
+    name = queue_names()
+    plugin = RabbitMQPlugin(**rabbitmq_config, delivery_limit=1)
+    plugin.connect()
+    try:
+        plugin.publish_batch(name, [f"m{i}" for i in range(5)])
+        firsts = [consume_n(plugin, name, 1, prefetch=10)[0] for _ in range(3)]  # 3 clean stops
+        calls: list[str] = []
+
+        def flaky(batch: Sequence[Message]) -> None:
+            calls.append(batch[0].text())
+            if len(calls) <= 3:
+                raise ServiceUnavailableError("tracking server down")
+
+        consume_until(plugin, name, flaky, lambda: len(calls) == 3 + 2, batch_size=1)
+        assert eventually(lambda: plugin.queue_depth(name) == 0)
+        dead_depth = plugin.queue_depth(dead_letter_queue(name))
+    finally:
+        plugin.shutdown()
+    assert sorted([m.text() for m in firsts] + calls[3:]) == [f"m{i}" for i in range(5)]
+    assert dead_depth == 0
 
 
 def test_rabbitmq_publish_batch_confirms_every_message_with_many_in_flight(

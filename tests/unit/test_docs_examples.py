@@ -25,3 +25,13 @@ def test_docs_python_examples_run(path: Path, capsys: pytest.CaptureFixture[str]
             continue
         exec(compile(block, str(path), "exec"), namespace)  # our own docs
     capsys.readouterr()
+
+
+def test_docs_producer_example_uses_plain_pika_only() -> None:
+    """The outside producer of datastream.md must not need observml (another team runs it)."""
+    text = (DOCS / "datastream.md").read_text(encoding="utf-8")
+    [producer] = [block for block in BLOCK.findall(text) if "def publish_readings" in block]
+    imports = re.findall(r"^(?:import|from) (\w+)", producer, re.MULTILINE)
+    assert sorted(imports) == ["json", "pika", "uuid"]
+    assert "queue_declare(queue, durable=True)" in producer
+    assert "delivery_mode=pika.DeliveryMode.Persistent" in producer

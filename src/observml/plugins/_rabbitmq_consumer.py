@@ -23,12 +23,12 @@ from observml.plugins._rabbitmq_link import (
     describe,
     message_of,
     noop,
+    returns_of,
 )
 from observml.plugins.datastream import (
     BatchHandler,
     Message,
     Settlement,
-    dead_letter_queue,
     settle,
 )
 
@@ -45,15 +45,34 @@ class Delivery:
     generation: int  # which connection delivered it; its tag is meaningless on another
     tag: int
     message: Message
+    returns: int  # earlier deliveries of the message that ended unsettled
+
+
+def too_many_returns(returns: int) -> str:
+    """The dead-letter reason of a message whose consumers kept dying while holding it."""
+    return (
+        f"delivered {returns} times without an ack (its consumers died or lost their connection"
+        " while holding it)"
+    )
 
 
 class Consumer:
     """One ``consume`` call: the calling thread drives the connection, a worker runs handlers.
 
     The worker posts each batch's :class:`Settlement`; the connection's thread applies it
-    (dead letters confirmed first, then one ``multiple`` ack for the run), woken through
-    ``add_callback_threadsafe``. Deliveries are handled in order, so every tag up to the
-    highest settled one is settled.
+    (dead letters and requeued copies confirmed first, then one ``multiple`` ack for the run),
+    woken through ``add_callback_threadsafe``. Deliveries are handled in order, so every tag up
+    to the highest settled one is settled.
+
+    A delivery the broker flags ``redelivered`` never reaches the handler: the connection's
+    thread publishes a copy counting the return (or dead-letters it once the count reaches the
+    plugin's ``delivery_limit``) and acks it, before any ``multiple`` ack that could cover it.
+    This bounds a message that kills every consumer on queues declared without arguments.
+
+    A message with returns is handed to the handler alone, so a message that crashes the
+    handler takes no batch neighbours with it; on a clean stop or a crash the deliveries no
+    handler took are handed back uncounted. A process that dies still charges every message it
+    held (up to ``prefetch``), as RabbitMQ's own delivery limit does.
     """
 
     def __init__(
@@ -76,6 +95,7 @@ class Consumer:
         self._stops = (plugin._closing,) if stop is None else (plugin._closing, stop)
         self._cond = threading.Condition()
         self._buffer: collections.deque[Delivery] = collections.deque()
+        self._returned: list[Delivery] = []  # the connection's thread only
         self._wanted = 1  # deliveries the waiting worker needs before it is worth waking
         self._settled: list[tuple[list[Delivery], Settlement]] = []
         self._generation = 0
@@ -151,15 +171,15 @@ class Consumer:
                 with self._cond:  # unacked deliveries come back from the broker
                     self._generation += 1
                     self._buffer.clear()
+                self._returned.clear()
             finally:
                 self._connection = None
                 link.close()
 
     def _serve(self, link: Link, worker: threading.Thread) -> None:
         connection = link.connection
+        self._plugin._declare(link, self._queue)
         channel = connection.channel()
-        self._plugin._declare(channel, self._queue)
-        link.known_queues.update((self._queue, dead_letter_queue(self._queue)))
         channel.basic_qos(prefetch_count=self._prefetch)
         cancelled: list[object] = []
         channel.add_on_cancel_callback(cancelled.append)  # queue deleted, node failed over
@@ -170,8 +190,8 @@ class Consumer:
             self._apply(link, channel)
             if cancelled:
                 raise AMQPChannelError(f"the broker cancelled the consumer of {self._queue!r}")
+        channel.basic_cancel(consumer_tag)
         if self._crash is None:  # stop cleanly: let the running handler finish and ack it
-            channel.basic_cancel(consumer_tag)
             with self._cond:
                 self._halt = True
                 self._cond.notify_all()
@@ -180,15 +200,37 @@ class Consumer:
                 connection.process_data_events(time_limit=0.05)
                 self._apply(link, channel)
         self._apply(link, channel)
+        self._hand_back(link, channel)  # after a crash too: only the batch in hand died with it
+
+    def _hand_back(self, link: Link, channel: Any) -> None:
+        """Return the deliveries no handler took as confirmed copies, their count unchanged.
+
+        Left unacked, the broker would flag them ``redelivered`` and a clean stop would count as
+        a consumer's death towards ``delivery_limit``.
+        """
+        with self._cond:
+            left = [d for d in self._buffer if d.generation == self._generation]
+            self._buffer.clear()
+        if left:
+            self._plugin._publish_again(link, self._queue, [(d.message, d.returns) for d in left])
+            for delivery in left:
+                channel.basic_ack(delivery.tag)
 
     def _on_message(self, _channel: Any, method: Any, properties: Any, body: bytes) -> None:
         message = message_of(self._queue, method, properties, body)
+        delivery = Delivery(
+            self._generation, method.delivery_tag, message, returns_of(method, properties)
+        )
+        if method.redelivered:  # its last delivery ended unsettled: count that first
+            self._returned.append(delivery)
+            return
         with self._cond:
-            self._buffer.append(Delivery(self._generation, method.delivery_tag, message))
+            self._buffer.append(delivery)
             if len(self._buffer) >= self._wanted:  # not once per message: a batch at a time
                 self._cond.notify()
 
     def _apply(self, link: Link, channel: Any) -> None:
+        self._recount(link, channel)  # first: the ``multiple`` ack below may cover their tags
         with self._cond:
             entries, self._settled = self._settled, []
             self._wake_pending = False
@@ -199,12 +241,44 @@ class Consumer:
         dead = [(batch[i].message, why) for batch, out in entries for i, why in out.dead.items()]
         if dead:
             self._plugin._dead_letter(link, self._queue, dead)
-        for batch, outcome in entries:
-            for index in outcome.requeue:
-                channel.basic_nack(batch[index].tag, requeue=True)
-        done = [batch[i].tag for batch, out in entries for i in (*out.ack, *out.dead)]
+        # A requeue is a confirmed copy at the tail, not a nack: the broker flags a nacked
+        # message redelivered, which would count as a consumer's death.
+        again = [
+            (batch[i].message, batch[i].returns) for batch, out in entries for i in out.requeue
+        ]
+        if again:
+            self._plugin._publish_again(link, self._queue, again)
+        done = [batch[i].tag for batch, out in entries for i in (*out.ack, *out.dead, *out.requeue)]
         if done:
             channel.basic_ack(max(done), multiple=True)
+
+    def _recount(self, link: Link, channel: Any) -> None:
+        """Publish returned deliveries again with their count, or dead-letter them; ack them.
+
+        Copies and dead letters are confirmed before the ack, so a crash in between leaves a
+        duplicate (flagged as a redelivery), never a loss.
+        """
+        limit = self._plugin.delivery_limit
+        while self._returned:  # publishing reads frames: more returns may arrive meanwhile
+            returned, self._returned = self._returned, []
+            over = [
+                (d.message, too_many_returns(d.returns)) for d in returned if d.returns >= limit
+            ]
+            again = [(d.message, d.returns) for d in returned if d.returns < limit]
+            if over:
+                logger.warning(
+                    "%s: %d message(s) of %r reached delivery_limit=%d without an ack; moved to"
+                    " the dead-letter queue",
+                    self._plugin._where,
+                    len(over),
+                    self._queue,
+                    limit,
+                )
+                self._plugin._dead_letter(link, self._queue, over)
+            if again:
+                self._plugin._publish_again(link, self._queue, again)
+            for delivery in returned:
+                channel.basic_ack(delivery.tag)
 
     # -- the worker thread: the handler ---------------------------------------------------
     def _work(self) -> None:
@@ -234,10 +308,13 @@ class Consumer:
                     return None
                 batch = [self._buffer.popleft()]
                 deadline = time.monotonic() + self._max_wait
-                while len(batch) < self._batch_size and not self._halt:
+                # A message whose consumer died while holding it is handled in a batch of its
+                # own: if it kills this consumer too, it does not take its neighbours along.
+                while len(batch) < self._batch_size and not self._halt and not batch[0].returns:
                     if self._buffer:
-                        take = min(len(self._buffer), self._batch_size - len(batch))
-                        batch.extend(self._buffer.popleft() for _ in range(take))
+                        if self._buffer[0].returns:
+                            break
+                        batch.append(self._buffer.popleft())
                         continue
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:

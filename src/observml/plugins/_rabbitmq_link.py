@@ -4,6 +4,10 @@ A :class:`Link` is one connection with its channel and, on demand, a :class:`Con
 keeps up to ``window`` published messages in flight and raises when the broker nacks or returns
 one. The helpers turn pika's frames into :class:`~observml.plugins.datastream.Message` objects
 and errors into messages without secrets.
+
+A message the broker hands back (``redelivered``: its consumer died or lost the connection
+before settling it) is published again by the consumer with :data:`REDELIVERIES_HEADER` counting
+such returns, so the count survives the death of any process; queues need no arguments for it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from observml.redact import mask_text
 __all__ = [
     "PERMANENT_CODES",
     "POLL",
+    "REDELIVERIES_HEADER",
     "Confirmer",
     "Link",
     "Stopped",
@@ -32,6 +37,7 @@ __all__ = [
     "message_of",
     "noop",
     "properties_of",
+    "returns_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -39,6 +45,9 @@ logger = logging.getLogger(__name__)
 #: Channel errors a reconnect cannot fix.
 PERMANENT_CODES: Final = frozenset({403, 406})
 POLL: Final = 0.2  # seconds a consumer's loop waits for I/O before checking stop requests
+#: On a copy the consumer published again: how many earlier deliveries of the message ended
+#: unsettled. Its presence marks the copy as a redelivery; handlers never see it.
+REDELIVERIES_HEADER: Final = "x-observml-redeliveries"
 
 
 def noop() -> None:
@@ -61,14 +70,27 @@ def properties_of(out: OutgoingMessage) -> Any:
 
 
 def message_of(queue: str, method: Any, properties: Any, body: bytes) -> Message:
+    headers = dict(properties.headers or {})
+    copied = headers.pop(REDELIVERIES_HEADER, None) is not None
     return Message(
         body=bytes(body),
-        headers=dict(properties.headers or {}),
+        headers=headers,
         message_id=properties.message_id,
-        redelivered=bool(method.redelivered),
+        redelivered=bool(method.redelivered) or copied,
         content_type=properties.content_type,
         queue=queue,
     )
+
+
+def returns_of(method: Any, properties: Any) -> int:
+    """Return how many deliveries of this message ended unsettled, counting this one's past.
+
+    That is the count a copy carries, plus one when the broker flags this delivery
+    ``redelivered`` (the delivery before it was not settled).
+    """
+    counted = (properties.headers or {}).get(REDELIVERIES_HEADER, 0)
+    earlier = counted if isinstance(counted, int) and counted > 0 else 0
+    return earlier + (1 if method.redelivered else 0)
 
 
 class Stopped(Exception):

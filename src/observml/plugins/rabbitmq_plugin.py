@@ -2,13 +2,18 @@
 
 The only module that imports pika. What it guarantees:
 
-- Queues are durable; ``create_queue(q)`` also declares ``q.dead``. Messages are persistent and
+- Queues are durable and carry no arguments (quorum queues: only ``x-queue-type``), so a
+  producer that declares ``queue_declare(q, durable=True)``, before or after the hub, declares
+  the same queue. ``create_queue(q)`` also declares ``q.dead``. Messages are persistent and
   published with ``mandatory`` and publisher confirms: ``publish`` returns once the broker holds
   the message; ``publish_batch`` keeps up to ``confirm_window`` messages in flight.
 - A consumer acks a message only after its handler returned. A rejected message is first
   published (confirmed) to ``q.dead`` with the reason in a header, then acked, so nothing is lost
   between the two. Handlers run off the connection's thread, which keeps heartbeats going; acks
   travel back through ``add_callback_threadsafe``.
+- A message whose consumers keep dying while holding it goes to ``q.dead`` after
+  ``delivery_limit`` such deliveries: the consumer counts them in a header of a confirmed copy
+  (see :mod:`observml.plugins._rabbitmq_link`), so no broker argument or policy is needed.
 - Connecting retries with bounded exponential backoff and jitter; wrong credentials fail at
   once. A consumer whose connection drops reconnects, re-declares its queue and resumes;
   messages it had not acked come back with ``redelivered=True``.
@@ -17,6 +22,7 @@ The only module that imports pika. What it guarantees:
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -43,13 +49,13 @@ from observml.errors import (
 from observml.plugins._rabbitmq_consumer import Consumer
 from observml.plugins._rabbitmq_link import (
     PERMANENT_CODES,
+    REDELIVERIES_HEADER,
     Link,
     describe,
     message_of,
 )
 from observml.plugins.base import HealthReport
 from observml.plugins.datastream import (
-    DEAD_SUFFIX,
     REASON_HEADER,
     BatchHandler,
     Handler,
@@ -78,6 +84,10 @@ _AUTH_ERRORS: Final = (
 _LINK_ERRORS: Final = (AMQPConnectionError, ChannelWrongStateError)
 _MAX_REASON: Final = 2000
 _IDLE: Final = 10.0  # seconds after which the main link is checked before it is used again
+#: The setting a 406 on ``queue.declare`` names: "inequivalent arg 'x-queue-type' for queue ...".
+_INEQUIVALENT: Final = re.compile(r"inequivalent arg '([^']+)'")
+#: Differences a queue cannot be used with: it would lose messages or is not the type asked for.
+_FATAL_DIFFERENCES: Final = frozenset({"durable", "exclusive", "auto_delete", "x-queue-type"})
 
 
 class RabbitMQPlugin:
@@ -89,8 +99,9 @@ class RabbitMQPlugin:
         heartbeat: Seconds between AMQP heartbeats (0 disables them).
         prefetch: Default number of unacked messages a consumer holds.
         queue_type: ``"classic"`` or ``"quorum"`` (replicated; needs a RabbitMQ cluster to pay).
-        delivery_limit: For quorum queues, deliveries after which the broker dead-letters a
-            message that keeps crashing its consumers.
+            Producers of a quorum hub declare ``arguments={"x-queue-type": "quorum"}``.
+        delivery_limit: Deliveries that end without an ack (the consumer died or lost its
+            connection) after which a message goes to the dead-letter queue.
         connection_attempts: Tries when connecting before giving up.
         retry_interval, retry_interval_max: First and longest wait between tries.
         reconnect_timeout: How long a consumer keeps trying to reconnect after losing the broker.
@@ -155,6 +166,7 @@ class RabbitMQPlugin:
         self._consumers: set[Consumer] = set()
         self._consumers_lock = threading.Lock()
         self._tag = uuid.uuid4().hex[:8]  # names this plugin's connections on the broker
+        self._reported: set[str] = set()  # queues in use whose unexpected arguments were logged
 
     # -- lifecycle ------------------------------------------------------------------------
     def initialize(self) -> None:
@@ -237,13 +249,15 @@ class RabbitMQPlugin:
     def create_queue(self, queue_name: str) -> None:
         """Declare the durable queue ``queue_name`` and its dead-letter queue. Idempotent.
 
+        A queue that exists with arguments this plugin does not set (dead-letter settings left by
+        an older observml, a length limit) is used as it is, and logged once.
+
         Raises:
-            ConfigError: The queue exists with other arguments (e.g. another ``queue_type``).
+            ConfigError: The queue exists as another type, or not durable.
         """
 
         def declare(link: Link) -> None:
-            self._declare(link.channel(), queue_name)
-            link.known_queues.add(queue_name)
+            self._declare(link, queue_name)
 
         self._call(declare, f"declaring queue {queue_name!r}")
 
@@ -546,31 +560,54 @@ class RabbitMQPlugin:
             f"{self._where}: the broker refused {action} ({exc.reply_code} {exc.reply_text})."
         )
 
-    def _arguments(self, queue: str) -> dict[str, Any]:
-        arguments: dict[str, Any] = {}
-        if self.queue_type == "quorum":
-            arguments["x-queue-type"] = "quorum"
-        if not queue.endswith(DEAD_SUFFIX):
-            arguments["x-dead-letter-exchange"] = ""
-            arguments["x-dead-letter-routing-key"] = dead_letter_queue(queue)
-            if self.queue_type == "quorum":
-                arguments["x-delivery-limit"] = self.delivery_limit
-        return arguments
+    def _declare(self, link: Link, queue: str) -> None:
+        """Declare ``queue`` and its dead-letter queue: durable, no arguments but the type.
 
-    def _declare(self, channel: Any, queue: str) -> None:
-        """Declare ``queue`` and its dead-letter queue (durable, with this plugin's arguments)."""
-        try:
-            for name in (dead_letter_queue(queue), queue):
-                channel.queue_declare(name, durable=True, arguments=self._arguments(name))
-        except ChannelClosedByBroker as exc:
-            if exc.reply_code != 406:
-                raise
+        These are the arguments a producer declares too (none for classic queues), so neither
+        side gets ``406 PRECONDITION_FAILED`` whoever comes first.
+        """
+        arguments = {"x-queue-type": "quorum"} if self.queue_type == "quorum" else None
+        for name in (dead_letter_queue(queue), queue):
+            try:
+                link.channel().queue_declare(name, durable=True, arguments=arguments)
+            except ChannelClosedByBroker as exc:
+                if exc.reply_code != 406:
+                    raise
+                self._use_as_is(link, name, exc)
+            link.known_queues.add(name)
+
+    def _use_as_is(self, link: Link, queue: str, refused: ChannelClosedByBroker) -> None:
+        """Use a queue that exists with other arguments, unless it could lose messages."""
+        found = _INEQUIVALENT.search(str(refused.reply_text))
+        setting = found.group(1) if found else None
+        if setting == "x-queue-type":
             raise ConfigError(
-                f"{self._where}: queue {queue!r} or {dead_letter_queue(queue)!r} already exists"
-                f" with other settings ({exc.reply_text}). Set queue_type to match it, or move"
-                " its messages elsewhere and delete it (rabbitmqctl delete_queue NAME).",
+                f"{self._where}: queue {queue!r} already exists as another type"
+                f" ({refused.reply_text}). Set queue_type to the queue's type, or move its"
+                f" messages elsewhere and delete it (rabbitmqctl delete_queue {queue}). Producers"
+                " of a quorum hub declare arguments={'x-queue-type': 'quorum'}.",
                 key="plugins.datastream.config.queue_type",
-            ) from exc
+            ) from refused
+        if setting is None or setting in _FATAL_DIFFERENCES:
+            raise ConfigError(
+                f"{self._where}: queue {queue!r} already exists with settings the hub cannot use"
+                f" ({refused.reply_text}). Have its producers declare it with durable=True and"
+                f" no other flags, and delete this one (rabbitmqctl delete_queue {queue}) once it"
+                " is empty."
+            ) from refused
+        link.channel().queue_declare(queue, passive=True)
+        if queue not in self._reported:
+            self._reported.add(queue)
+            logger.warning(
+                "%s: queue %r exists with arguments observml no longer sets (%s); using it as it"
+                " is. Producers that declare it with durable=True alone get the same error:"
+                " once it is empty, delete it (rabbitmqctl delete_queue %s) and let either side"
+                " declare it again.",
+                self._where,
+                queue,
+                refused.reply_text,
+                queue,
+            )
 
     def _ensure_queue(self, link: Link, queue: str) -> None:
         if queue in link.known_queues:
@@ -580,28 +617,46 @@ class RabbitMQPlugin:
         except ChannelClosedByBroker as exc:
             if exc.reply_code != 404:
                 raise
-            self._declare(link.channel(), queue)
+            self._declare(link, queue)
         link.known_queues.add(queue)
 
     def _dead_letter(self, link: Link, queue: str, items: Sequence[tuple[Message, str]]) -> None:
         """Publish ``items`` to ``queue``'s dead-letter queue and wait for the confirms."""
-        outs = [
-            OutgoingMessage(
-                message.body,
-                {**message.headers, REASON_HEADER: reason[:_MAX_REASON]},
-                message.message_id or uuid.uuid4().hex,
-                message.content_type,
-            )
-            for message, reason in items
-        ]
         dead = dead_letter_queue(queue)
         self._ensure_queue(link, dead)
-        failed = link.confirmer().publish(dead, outs, set())
+        copies = [(message, {REASON_HEADER: reason[:_MAX_REASON]}) for message, reason in items]
+        failed = self._publish_copies(link, dead, copies)
         if failed:
             raise ServiceUnavailableError(
                 f"{self._where}: could not dead-letter {len(failed)} message(s) to {dead!r}"
                 f" ({next(iter(failed.values()))}); they stay in {queue!r}. Check the broker."
             )
+
+    def _publish_again(self, link: Link, queue: str, items: Sequence[tuple[Message, int]]) -> None:
+        """Publish copies of ``items`` to the tail of ``queue``, each with its count of returns."""
+        copies = [(message, {REDELIVERIES_HEADER: returns}) for message, returns in items]
+        failed = self._publish_copies(link, queue, copies)
+        if failed:
+            raise ServiceUnavailableError(
+                f"{self._where}: could not publish {len(failed)} returned message(s) again to"
+                f" {queue!r} ({next(iter(failed.values()))}); the broker keeps them unacked."
+                " Check the broker."
+            )
+
+    def _publish_copies(
+        self, link: Link, queue: str, items: Sequence[tuple[Message, Mapping[str, Any]]]
+    ) -> dict[str, str]:
+        """Publish copies of messages with extra headers; return the failures after confirms."""
+        outs = [
+            OutgoingMessage(
+                message.body,
+                {**message.headers, **extra},
+                message.message_id or uuid.uuid4().hex,
+                message.content_type,
+            )
+            for message, extra in items
+        ]
+        return link.confirmer().publish(queue, outs, set())
 
     def _run(self, consumer: Consumer) -> None:
         if not self._connected:
