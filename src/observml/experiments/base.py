@@ -54,6 +54,7 @@ from observml.errors import (
 )
 from observml.experiments.drift import FloatArray, ScoreSample, check_drift_test
 from observml.experiments.policy import RetrainDecision, RetrainPolicy, RetrainTracker
+from observml.legacy import modernize
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
@@ -208,7 +209,7 @@ class Experiment(abc.ABC):
 
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:
         self.name = name
-        self.config = config
+        self.config = modernize(config, self.experiment_type, where=f"experiment {name!r}")
         self._tracker: RetrainTracker | None = None
         self._tracker_lock = threading.Lock()
 
