@@ -42,7 +42,7 @@ EXPECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
     "arima": ("time_series", "arima", {"confidence": 0.99085}),
     "es": ("time_series", "exponential_smoothing", {"trend": "mul", "confidence": 0.9788}),
     "ssa": ("time_series", "ssa", {"window_size": 10, "confidence": 0.9973}),
-    "prophet": ("time_series", "prophet", {"confidence": 0.98962}),
+    "prophet": ("time_series", "prophet", {"confidence": 0.9896}),
     "heuristics": ("process_mining", "heuristics_miner", {}),
 }
 
