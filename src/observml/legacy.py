@@ -391,14 +391,16 @@ def translate(
     problems: list[ConfigProblem] = []
     changes: list[str] = []
     kind = _legacy_type(config.get("load_object"), problems)
-    if kind is not None and experiment_type is not None and kind != experiment_type:
-        problems.append(
-            ConfigProblem(
-                "load_object.name",
-                f"{config['load_object']['name']} is a {kind} experiment, not {experiment_type}."
-                f" Create it as type {kind}, or fix load_object.name.",
+    for wanted in (config.get("type"), experiment_type):
+        if kind is not None and wanted is not None and kind != wanted:
+            problems.append(
+                ConfigProblem(
+                    "load_object.name",
+                    f"{config['load_object']['name']} is a {kind} experiment, not {wanted}."
+                    f" Create it as type {kind}, or fix load_object.name.",
+                )
             )
-        )
+            break
     if kind is None or problems:
         raise ConfigError(problems=problems, source=source)
     changes.append(f"load_object -> type: {kind} (its module is not imported)")

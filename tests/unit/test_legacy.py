@@ -306,6 +306,11 @@ def test_legacy_module_is_never_imported(tmp_path: Path, monkeypatch: pytest.Mon
 def test_legacy_type_must_agree_with_the_class() -> None:
     with pytest.raises(ConfigError, match=r"FaultIsolationExperiment is a fault_isolation"):
         FaultDetectionExperiment("x", old("fault_isolation", "dt"))
+    with pytest.raises(ConfigError, match=r"experiment, not time_series. Create it as type"):
+        translate(old("fault_isolation", "dt", type="time_series"))
+    assert translate(old("fault_isolation", "dt", type="fault_isolation")).config["type"] == (
+        "fault_isolation"
+    )
 
 
 def test_legacy_setup_eda_and_retrain() -> None:

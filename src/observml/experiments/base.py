@@ -209,7 +209,9 @@ class Experiment(abc.ABC):
 
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:
         self.name = name
-        self.config = modernize(config, self.experiment_type, where=f"experiment {name!r}")
+        self.config = modernize(
+            config, getattr(self, "experiment_type", None), where=f"experiment {name!r}"
+        )
         self._tracker: RetrainTracker | None = None
         self._tracker_lock = threading.Lock()
 
