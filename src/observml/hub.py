@@ -194,7 +194,7 @@ class ExperimentHub(PluginHost):
             name,
             experiment_type,
             spec.target,
-            config,
+            template.config,  # an ObservML 1.0 config is kept in its translated form
             template,
             retrain_rows=self.config.streaming.retrain_rows,
         )

@@ -1,19 +1,28 @@
-"""``observml plugins``, ``observml config check`` and ``observml health``."""
+"""``observml plugins``, ``observml config check|migrate`` and ``observml health``."""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 import click
+import yaml
 
 from observml.config import DEFAULT_PLUGINS, find_config_file, load_config
+from observml.errors import ConfigError, UnknownPluginError
 from observml.hub import ExperimentHub
+from observml.legacy import MODERN_ORDER, config_type, is_legacy, modernize, ordered, translate
 from observml.registry import PluginRegistry
 
 __all__ = ["config_group", "health_command", "plugins_command", "table"]
+
+#: Top-level keys that only an experiment config has (``load_object`` is ObservML 1.0's).
+_EXPERIMENT_KEYS: Final = frozenset({*MODERN_ORDER, "load_object"}) - {"description"}
+#: Top-level keys of a hub config.
+_HUB_KEYS: Final = ("version", "global", "plugins", "experiments", "streaming", "api")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -54,13 +63,27 @@ def plugins_command(config_path: str | None, as_json: bool) -> None:
 
 @click.group("config")
 def config_group() -> None:
-    """Check hub configuration files."""
+    """Check hub and experiment configs; migrate ObservML 1.0 experiment configs."""
 
 
 @config_group.command("check")
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
-def config_check(path: str | None) -> None:
-    """Validate PATH (default ./hub_config.yaml); exit 2 listing every problem."""
+@click.option(
+    "--type",
+    "experiment_type",
+    default=None,
+    help="Type of an experiment config that names none (no 'type:' or 'load_object:').",
+)
+def config_check(path: str | None, experiment_type: str | None) -> None:
+    """Validate PATH, a hub config (default ./hub_config.yaml) or an experiment config.
+
+    Exits 2 listing every problem.
+    """
+    experiment = _experiment_config(path) if path is not None else None
+    if experiment is not None:
+        assert path is not None
+        _check_experiment(path, experiment, experiment_type)
+        return
     found = find_config_file(path)
     config = load_config(path)
     if found is None:
@@ -82,6 +105,68 @@ def config_check(path: str | None) -> None:
     for entry in config.experiments:
         state = "enabled" if entry.enabled else "disabled"
         click.echo(f"  experiments: {entry.name} -> {entry.target} [{state}]")
+
+
+@config_group.command("migrate")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def config_migrate(path: str) -> None:
+    """Print the modern form of experiment config PATH (ObservML 1.0 files are translated)."""
+    from observml.cli.experiments import read_experiment_config
+
+    raw = read_experiment_config(path)
+    if not _is_experiment(raw):
+        raise ConfigError(
+            "this is not an experiment config (setup, create_model, ... or ObservML 1.0's"
+            " load_object). 'observml config check' validates hub configs.",
+            source=path,
+        )
+    if is_legacy(raw):
+        result = translate(raw, source=path)
+        click.echo(f"# {path}, migrated from ObservML 1.0 by 'observml config migrate':")
+        for change in result.changes:
+            click.echo(f"#   {change}")
+        click.echo(_yaml(result.config), nl=False)
+        return
+    click.echo(_yaml(ordered(raw)), nl=False)
+    click.echo(f"{path}: already in the modern form; printed unchanged.", err=True)
+
+
+def _is_experiment(raw: Any) -> bool:
+    """Whether a YAML document is an experiment config rather than a hub config."""
+    keys = set(raw) if isinstance(raw, dict) else set()
+    return bool(keys & _EXPERIMENT_KEYS) and not keys & set(_HUB_KEYS)
+
+
+def _experiment_config(path: str) -> dict[str, Any] | None:
+    """Return PATH's mapping when it is an experiment config; None leaves it to the hub check."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None  # the hub config check reports it
+    return raw if _is_experiment(raw) else None
+
+
+def _check_experiment(path: str, raw: dict[str, Any], experiment_type: str | None) -> None:
+    kind = experiment_type or config_type(raw, source=path)
+    if kind is None:
+        raise click.UsageError(
+            f"{path}: the experiment config names no type. Add 'type: <type>' or pass --type"
+            " (fault_detection, fault_isolation, time_series, process_mining)."
+        )
+    try:
+        cls = PluginRegistry().resolve("experiment", kind, where="type")
+        config = modernize(raw, kind, where=path)
+        settings = cls(Path(path).stem, config).validate_config()
+    except ConfigError as exc:
+        raise ConfigError(problems=exc.problems, source=path) from exc
+    except UnknownPluginError as exc:
+        raise ConfigError(str(exc).removeprefix("type: "), key="type", source=path) from exc
+    click.echo(f"{path}: OK ({kind} experiment, model {settings.model})")
+
+
+def _yaml(config: dict[str, Any]) -> str:
+    text: str = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+    return text
 
 
 @click.command("health")

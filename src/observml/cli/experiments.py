@@ -28,6 +28,7 @@ from observml.cli.client import (
 )
 from observml.cli.core import table
 from observml.errors import ConfigError, DataError, ExperimentError, PluginNotConfiguredError
+from observml.legacy import config_type
 
 __all__ = [
     "predict_command",
@@ -209,8 +210,8 @@ def train_command(
 ) -> None:
     """Train experiment NAME (created if new) and make the model its champion."""
     config = read_experiment_config(config_file) if config_file else None
-    if experiment_type is None and config is not None and isinstance(config.get("type"), str):
-        experiment_type = config["type"]
+    if experiment_type is None and config is not None:
+        experiment_type = config_type(config, source=config_file)
     data = read_rows(data_file) if data_file else None
     with backend(url, token, hub_config) as ops:
         train_config = ops.prepare_training(name, experiment_type, config)

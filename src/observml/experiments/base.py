@@ -51,6 +51,7 @@ from observml.errors import (
     ExperimentError,
     ModelNotTrainedError,
 )
+from observml.legacy import modernize
 from observml.retraining.drift import FloatArray, ScoreSample
 from observml.retraining.policy import RetrainPolicy, check_policy
 
@@ -215,7 +216,9 @@ class Experiment(abc.ABC):
 
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:
         self.name = name
-        self.config = config
+        self.config = modernize(
+            config, getattr(self, "experiment_type", None), where=f"experiment {name!r}"
+        )
 
     # -- configuration --------------------------------------------------------------------
     def validate_config(self) -> ExperimentSettings:
