@@ -312,7 +312,11 @@ def print_false_alarms(label: str, run: Run, start: int) -> None:
         "{:.0%}/{:.0%}".format(*run.false_alarms(a, b))
         for a, b in zip(edges, edges[1:], strict=False)
     ]
-    print(f"  {label:36} {served:6.1%} ({base:.1%})  by eighths {' '.join(parts)}  [{_kinds(run)}]")
+    first, first_base = run.false_alarms(start, start + 500)
+    print(
+        f"  {label:36} {served:6.1%} ({base:.1%}); first 500 rows {first:.1%}"
+        f" ({first_base:.1%}); by eighths {' '.join(parts)}  [{_kinds(run)}]"
+    )
 
 
 def _kinds(run: Run) -> str:
