@@ -53,7 +53,7 @@ from observml.experiments.process_mining import ProcessMiningExperiment
 from observml.experiments.store import load_experiment_from_store, save_experiment
 from observml.experiments.time_series import TimeSeriesExperiment
 from observml.plugins.memory import InMemoryMLOpsPlugin
-from tests.services import read_dataset
+from tests.services import read_dataset, require_module
 
 pytestmark = pytest.mark.integration
 
@@ -166,7 +166,7 @@ PRODUCTION: dict[
 
 @pytest.mark.parametrize("model", [pytest.param(m, id=m) for m in PRODUCTION])
 def test_production_log_discovery_and_conformance(model: str, mlops: InMemoryMLOpsPlugin) -> None:
-    pytest.importorskip("pm4py", reason="pm4py is not installed (the 'process-mining' extra)")
+    require_module("pm4py", "process-mining")
     log = read_dataset("production_event_log_4cols.csv")
     start = pd.to_datetime(log["Start Timestamp"], format="%Y/%m/%d %H:%M:%S.%f")
     first = start.groupby(log["Case ID"]).min().sort_values(kind="stable")
