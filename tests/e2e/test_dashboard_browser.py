@@ -1,4 +1,4 @@
-"""The dashboard in headless Chromium (Debian's, driven by Playwright) during a streaming run.
+"""The dashboard in headless Chromium (the one kaleido finds, driven by Playwright) while streaming.
 
 The app is served by uvicorn in a thread on a free port, with the in-memory plugins. While the
 page is open, rows are published to ``pump.predict``; the predictions chart must grow. Then a
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -25,11 +24,10 @@ import pytest
 
 from observml import ExperimentHub, InMemoryDataStreamPlugin, InMemoryMLOpsPlugin
 from observml.api import ApiSettings, create_app
-from tests.services import free_port, service_missing
+from tests.services import free_port, require_chromium, require_module
 
 pytestmark = [pytest.mark.integration]
 
-CHROMIUM = os.environ.get("OBSERVML_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -60,7 +58,7 @@ def sensors(n: int, *, shift: float = 0.0, seed: int = 0) -> pd.DataFrame:
 @contextlib.contextmanager
 def serving(hub: ExperimentHub, settings: ApiSettings) -> Iterator[str]:
     """Serve ``hub`` with uvicorn in a thread on a free port; yield the base URL."""
-    uvicorn = pytest.importorskip("uvicorn")
+    uvicorn = require_module("uvicorn", "api")
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -94,13 +92,15 @@ def memory_hub() -> ExperimentHub:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, driven by Playwright (never a downloaded browser)."""
-    if not Path(CHROMIUM).exists():
-        service_missing(f"Chromium is not at {CHROMIUM} (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    """Debian's Chromium (or what ``BROWSER_PATH`` names), headless, driven by Playwright.
+
+    Never Playwright's own browser download.
+    """
+    chromium = require_chromium()
+    sync_api = require_module("playwright.sync_api", "dev")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+            executable_path=chromium, args=CHROMIUM_ARGS, headless=True
         )
         try:
             yield browser

@@ -26,11 +26,11 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.services import free_port
+from tests.services import free_port, require_module
 
 pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq, pytest.mark.mlflow]
 
-httpx = pytest.importorskip("httpx")
+httpx = require_module("httpx", "cli")
 
 TOKEN = "e2e-token"
 CONFIG: dict[str, Any] = {

@@ -10,7 +10,7 @@ import pytest
 
 from observml.cli import main
 from observml.config import load_config
-from tests.services import port_open, service_missing
+from tests.services import port_open, require_module, service_missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq]
 
@@ -29,7 +29,7 @@ def test_demo_runs_on_rabbitmq(
 ) -> None:
     if not port_open("127.0.0.1", 5672):
         service_missing("RabbitMQ is not reachable at 127.0.0.1:5672")
-    pytest.importorskip("pika")
+    require_module("pika", "rabbitmq")
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     monkeypatch.delenv("RABBITMQ_PASSWORD", raising=False)
     try:

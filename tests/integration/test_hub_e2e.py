@@ -1,13 +1,15 @@
 """The hub's loop end to end on a real RabbitMQ broker and a real MLflow server.
 
-Figures seen on this machine (2 cores), pump data, ``fault_detection``/``pca`` trained on
-``pump_test_0.csv`` (2,240 rows published as one-row messages):
+Figures seen on this machine (2 cores), pump data shipped in ``tests/data`` (every 4th hour of
+``pump_test_0..3.csv``), ``fault_detection``/``pca`` trained on ``pump_test_0_4h.csv`` (560
+rows published as one-row messages):
 
-* streaming ``pump_test_1..3.csv`` (6,721 one-row messages): exactly one result per message,
-  0 duplicates; anomaly rates 0.99 / 0.96 / 0.65 (the later windows hold the pump failure and a
+* streaming ``pump_test_1..3_4h.csv`` (1,681 one-row messages): exactly one result per message,
+  0 duplicates; anomaly rates 0.74 / 0.81 / 1.00 (the later windows hold the pump failure and a
   changed operating point, far outside the training window);
-* a hub killed with SIGKILL mid-stream and started again restores champion version 1 and
-  finishes the stream: 0 messages without a result, duplicates only redeliveries;
+* a hub killed with SIGKILL mid-stream (the same 1,681 messages) and started again restores
+  champion version 1 and finishes the stream: 0 messages without a result, duplicates only
+  redeliveries;
 * two hub processes on the same queues: every message predicted once after deduplication.
 """
 
@@ -33,7 +35,7 @@ import yaml
 
 from observml import ExperimentHub
 from observml.plugins.datastream import Message, OutgoingMessage
-from tests.services import DATASETS
+from tests.services import read_dataset
 
 pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq, pytest.mark.mlflow, pytest.mark.slow]
 
@@ -82,10 +84,7 @@ def hub_config(
 
 
 def pump(i: int) -> pd.DataFrame:
-    path = DATASETS / f"pump_test_{i}.csv"
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: the shared datasets must sit beside the repo")
-    return pd.read_csv(path)
+    return read_dataset(f"pump_test_{i}_4h.csv")
 
 
 def one_row_messages(frame: pd.DataFrame, prefix: str) -> list[OutgoingMessage]:
@@ -158,7 +157,7 @@ def test_pump_train_stream_one_result_per_message(
 ) -> None:
     with ExperimentHub.from_config(hub_config()) as hub:
         version = train_pump(hub, name)
-        assert hub.get_train_data(name).shape[0] == 2240
+        assert hub.get_train_data(name).shape[0] == 560
         mlops = hub.require_plugin("mlops")
         assert mlops.get_version_by_alias(name, "champion").version == version  # type: ignore[attr-defined]
         collector = ResultCollector(rabbitmq_config, f"{name}.predictions")
@@ -305,7 +304,7 @@ def test_killed_hub_restarts_with_champion_and_loses_nothing(
 ) -> None:
     with ExperimentHub.from_config(hub_config()) as hub:
         version = train_pump(hub, name)
-        messages = one_row_messages(pump(1), "kill")
+        messages = one_row_messages(pd.concat([pump(1), pump(2), pump(3)]), "kill")
         publish(hub, f"{name}.predict", messages)
     config = hub_config(
         [{"name": name, "type": "fault_detection", "config": PCA, "streaming": True}],

@@ -20,11 +20,11 @@ import pytest
 from observml.config import HOME_ENV_VAR
 from observml.errors import ConfigError, ServiceUnavailableError
 from tests.contracts.mlops import MLOpsContract
-from tests.services import free_port
+from tests.services import free_port, require_module
 
-pytest.importorskip("mlflow")
+require_module("mlflow", "mlflow")
 
-from observml.plugins.mlflow_plugin import (
+from observml.plugins.mlflow_plugin import (  # noqa: E402 - after the import check
     EMBEDDED_ARTIFACT_DIR,
     EMBEDDED_DB_FILE,
     MLflowPlugin,

@@ -9,6 +9,7 @@ from fastapi import Body, Path, Query, Request, Response
 from observml.api.deps import Hub, Name, errors, make_router, objs, records
 from observml.api.figures import FigureFormat, figure_response
 from observml.api.schemas import (
+    ErrorOut,
     LoadRequest,
     PlotList,
     RunOut,
@@ -31,6 +32,14 @@ _FIGURE_CONTENT: Final[dict[int | str, dict[str, Any]]] = {
         },
     },
     **errors(404, 409),
+    503: {
+        "model": ErrorOut,
+        "description": (
+            "For ?format=png: PNG export has no Chromium to render with (install Debian's"
+            " chromium: apt-get install chromium) or rendering timed out; json and html need"
+            " no browser. For any format: a plugin's service is unreachable."
+        ),
+    },
 }
 
 

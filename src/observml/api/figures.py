@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
@@ -97,6 +98,7 @@ class PngRenderer:
                 return self._kaleido
             try:
                 from kaleido import Kaleido
+                from kaleido.errors import ChromeNotFoundError
             except ImportError as exc:
                 raise ServiceUnavailableError(
                     f"kaleido is not installed. {_CHROMIUM_HINT}"
@@ -119,6 +121,8 @@ class PngRenderer:
                 self._loop = self._thread = None
                 loop.call_soon_threadsafe(loop.stop)
                 thread.join(5)
+                if isinstance(exc, ChromeNotFoundError):
+                    raise ServiceUnavailableError(_no_browser_message()) from exc
                 reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}"
                 raise ServiceUnavailableError(
                     f"PNG export could not start its browser ({reason}: {exc}). {_CHROMIUM_HINT}"
@@ -136,6 +140,20 @@ class PngRenderer:
         except TimeoutError:
             future.cancel()
             raise
+
+
+def _no_browser_message() -> str:
+    """Say which browser kaleido did not find and what to install."""
+    path = os.environ.get("BROWSER_PATH")
+    looked = (
+        f"BROWSER_PATH={path!r} is not a browser"
+        if path
+        else "no chromium or chrome on PATH or in /usr/bin"
+    )
+    return (
+        f"PNG export: no Chromium to render with ({looked}). Install Debian's chromium"
+        " (apt-get install chromium), or ask for ?format=json or ?format=html instead."
+    )
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from fastapi.testclient import TestClient
 from observml import ExperimentHub, InMemoryDataStreamPlugin
 from observml.jobs import Job
 from observml.plugins.base import HealthReport
-from tests.services import service_missing
+from tests.services import find_chromium, require_chromium, require_module
 from tests.unit.api.conftest import FD_CONFIG, finish, sensor_rows, wait_for
 
 
@@ -473,11 +474,7 @@ def test_plots_before_training_is_409(client: TestClient) -> None:
 
 
 def test_plot_as_png(client: TestClient, trained: str) -> None:
-    pytest.importorskip("kaleido")
-    import shutil
-
-    if shutil.which("chromium") is None:
-        service_missing("PNG export needs Debian's chromium (apt-get install chromium)")
+    require_chromium()
     png = client.get("/experiments/pump/plots/scores?format=png&width=640&height=360")
     assert png.status_code == 200, png.text
     assert png.headers["content-type"] == "image/png"
@@ -485,6 +482,29 @@ def test_plot_as_png(client: TestClient, trained: str) -> None:
     width = int.from_bytes(png.content[16:20], "big")
     height = int.from_bytes(png.content[20:24], "big")
     assert (width, height) == (640, 360)
+
+
+def test_plot_as_png_without_chromium_is_a_documented_503(
+    client: TestClient, trained: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_module("kaleido", "api")
+    missing = tmp_path / "no-chromium"
+    monkeypatch.setenv("BROWSER_PATH", str(missing))
+    if find_chromium() is not None:
+        pytest.skip("a browser fetched with kaleido_get_chrome comes before BROWSER_PATH")
+    body = assert_error(
+        client.get("/experiments/pump/eda/correlation?format=png"),
+        503,
+        "ServiceUnavailableError",
+        "apt-get install chromium",
+    )
+    assert body["message"].startswith("PNG export: no Chromium to render with"), body
+    assert f"BROWSER_PATH={str(missing)!r}" in body["message"]
+    assert client.get("/experiments/pump/eda/correlation?format=html").status_code == 200
+    schema = client.get("/openapi.json").json()
+    for path in ("/experiments/{name}/plots/{plot}", "/experiments/{name}/eda/{plot}"):
+        documented = schema["paths"][path]["get"]["responses"]["503"]
+        assert "apt-get install chromium" in documented["description"], path
 
 
 # -- queues, docs, dashboard ---------------------------------------------------------------

@@ -19,8 +19,9 @@ from observml.errors import ConfigError, DataError
 from observml.experiments.process_mining import MODELS, ProcessMiningExperiment
 from observml.experiments.store import load_experiment_from_store, save_experiment
 from observml.plugins.memory import InMemoryMLOpsPlugin
+from tests.services import require_module
 
-pytest.importorskip("pm4py", reason="pm4py is not installed (the 'process-mining' extra)")
+require_module("pm4py", "process-mining")
 
 
 def config(model: str, **params: Any) -> dict[str, Any]:
