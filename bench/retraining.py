@@ -214,11 +214,11 @@ def stream_through(
             stream.publish(f"{name}.predict", body, message_id=f"r{start}")  # type: ignore[attr-defined]
             sent += 1
             if (start - a) // pace != (stop - a) // pace:
-                _settle(hub, name, sent, timeout)  # a plant's rows come slower than a retrain
-        _settle(hub, name, sent, timeout)
+                settle(hub, name, sent, timeout)  # a plant's rows come slower than a retrain
+        settle(hub, name, sent, timeout)
         if person is not None and phase == 0:
             person(hub, name, scenario)
-            _settle(hub, name, sent, timeout)
+            settle(hub, name, sent, timeout)
     hub.stop_streaming(name)
     served = _collect(stream, name, len(scenario.stream))
     return Run(
@@ -230,7 +230,7 @@ def stream_through(
     )
 
 
-def _settle(hub: ExperimentHub, name: str, sent: int, timeout: float) -> None:
+def settle(hub: ExperimentHub, name: str, sent: int, timeout: float) -> None:
     """Wait until every message was answered and no retrain runs (three checks in a row)."""
     deadline = time.monotonic() + timeout
     quiet = 0

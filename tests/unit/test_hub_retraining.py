@@ -114,7 +114,8 @@ def test_a_challenger_in_shadow_scores_every_live_row_and_changes_nothing(
     assert [trace.name for trace in figure.data] == ["champion v1", "challenger v2"]
     assert len(figure.data[0].y) == 300
     limits = [shape.y0 for shape in figure.layout.shapes]
-    assert limits == [1.0, 1.0]  # the PCA score's limit, for both models
+    assert limits == [1.0]  # the PCA score's limit, the same for both models
+    assert figure.layout.annotations[0].text == "limit 1 (both models)"
     assert "champion vs challenger in shadow" in figure.layout.title.text
 
 

@@ -115,7 +115,7 @@ class RetrainPolicy:
         drift: The drift test on the scores; ``None`` tests no drift.
         promotion: ``approve`` or ``auto``; ``None`` = the experiment type's default.
         window_rows: ``in_control`` or ``all``; ``None`` = the experiment type's default.
-        min_rows: Fewest rows a challenger may be trained on.
+        min_rows: Fewest new rows (not learnt by the champion) a challenger needs.
         alarm_episode: When flagged rows form an alarm episode.
         gate: The gate for ``auto`` promotion of unsupervised types.
     """

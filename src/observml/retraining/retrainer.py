@@ -207,9 +207,10 @@ class Retrainer:
                 raise DataError(f"experiment {managed.name!r}: {message}")
             log_decision(self._mlops_or_none(), managed, Decision("skipped", message))
             return None
-        if len(selection.train) < policy.min_rows:
+        if len(selection.train) - selection.carried < policy.min_rows:
             message = (
-                f"only {selection.summary}: fewer than retrain.min_rows {policy.min_rows}."
+                f"only {selection.summary}: fewer new rows than retrain.min_rows"
+                f" {policy.min_rows}."
                 " A persistent fault leaves nothing in control to learn from, and the alarm"
                 " stands. If this is a new normal, label its rows normal (feedback) and retrain."
             )

@@ -19,6 +19,7 @@ from observml.errors import ConfigError, DataError
 from observml.experiments.process_mining import MODELS, ProcessMiningExperiment
 from observml.experiments.store import load_experiment_from_store, save_experiment
 from observml.plugins.memory import InMemoryMLOpsPlugin
+from observml.retraining import RetrainTracker
 from tests.services import require_module
 
 require_module("pm4py", "process-mining")
@@ -166,11 +167,15 @@ def test_process_map_draws_model_arcs(train_log: pd.DataFrame) -> None:
     assert "process map" in figure.layout.title.text
 
 
-def test_should_retrain_on_fitness() -> None:
+def test_retrain_policy_watches_fitness_and_waits_for_a_person() -> None:
     cfg = {**config("sequential_rules"), "retrain": {"threshold": 0.9}}
     experiment = ProcessMiningExperiment("retrain", cfg)
-    assert experiment.should_retrain({"fitness": 0.95}, n_samples=10).fire is False
-    assert experiment.should_retrain({"fitness": 0.8}, n_samples=10).fire is True
+    settings = experiment.validate_config()
+    assert settings.metric == "fitness"
+    assert settings.retrain.promotion == "approve"  # conformance has no ground truth
+    policy = RetrainTracker(settings.retrain, settings.metric)
+    assert policy.decide({"fitness": 0.95}, n_samples=10).fire is False
+    assert policy.decide({"fitness": 0.8}, n_samples=10).fire is True
 
 
 @pytest.mark.parametrize(

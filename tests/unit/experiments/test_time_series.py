@@ -19,6 +19,7 @@ from observml.errors import ConfigError, DataError, ModelNotTrainedError
 from observml.experiments.store import load_experiment_from_store, save_experiment
 from observml.experiments.time_series import MODELS, TimeSeriesExperiment
 from observml.plugins.memory import InMemoryMLOpsPlugin
+from observml.retraining import RetrainTracker
 
 HAS_PROPHET = importlib.util.find_spec("prophet") is not None
 
@@ -250,12 +251,15 @@ def test_eda_adds_histogram_and_autocorrelation(series: pd.DataFrame) -> None:
     assert list(experiment.reports()) == names
 
 
-def test_should_retrain_on_mape(trained: dict[str, TimeSeriesExperiment]) -> None:
+def test_retrain_policy_watches_mape_and_judges_by_the_actuals() -> None:
     cfg = {**config("ssa"), "retrain": {"threshold": 5.0}}
     experiment = TimeSeriesExperiment("retrain", cfg)
-    assert experiment.retrain_policy.threshold == 5.0
-    assert experiment.should_retrain({"mape": 2.0}, n_samples=10).fire is False
-    assert experiment.should_retrain({"mape": 9.0}, n_samples=10).fire is True
+    policy = experiment.retrain_policy
+    assert policy.threshold == 5.0
+    assert policy.promotion == "auto"  # the stream carries the actuals
+    tracker = RetrainTracker(policy, "mape")
+    assert tracker.decide({"mape": 2.0}, n_samples=10).fire is False
+    assert tracker.decide({"mape": 9.0}, n_samples=10).fire is True
 
 
 @pytest.mark.parametrize(
