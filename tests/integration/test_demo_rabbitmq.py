@@ -40,8 +40,9 @@ def test_demo_runs_on_rabbitmq(
     out, err = capsys.readouterr()
     assert code == 0, out + err
     assert "RabbitMQ" in out
-    assert "retrain fired" in out
-    assert "promoted" in out
+    assert "confirmed normal; challenger" in out
+    assert "promoted: v" in out
+    assert "rejected as a fault: challenger" in out
     for name in ("demo-pump", "demo-line", "demo-load", "demo-orders"):
         assert name in out
     assert (tmp_path / "report.html").stat().st_size > 1_000_000

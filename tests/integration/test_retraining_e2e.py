@@ -27,7 +27,6 @@ import yaml
 from bench import retraining as bench
 
 from observml import ExperimentHub
-from observml.plugins.datastream import OutgoingMessage
 from tests.integration.test_hub_e2e import ResultCollector, batches_of_20, publish
 from tests.services import service_missing
 
@@ -92,8 +91,7 @@ def test_a_drift_alert_puts_a_challenger_in_shadow_and_a_person_promotes_it(
         served = ResultCollector(rabbitmq_config, f"{name}.predictions")
         shadow = ResultCollector(rabbitmq_config, f"{name}.shadow")
         try:
-            live = batches_of_20(sensors(400, shift=0.5, seed=2))
-            live = [OutgoingMessage(m.body, message_id=f"live-{i}") for i, m in enumerate(live)]
+            live = batches_of_20(sensors(400, shift=0.5, seed=2), "live")
             publish(hub, f"{name}.predict", live)
             ids = {f"live-{i}" for i in range(len(live))}
             served.wait_for(ids, timeout=120)
