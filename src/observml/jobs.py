@@ -11,6 +11,7 @@ callback.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -19,8 +20,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent import futures
-from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, TypeAlias
 
@@ -45,11 +44,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Jobs whose fit runs in a child process now; interpreter exit stops them.
+_LIVE_JOBS: set[Job] = set()
+_LIVE_LOCK = threading.Lock()
+_EXIT_HOOK = False
+
 JobState: TypeAlias = Literal["queued", "running", "succeeded", "failed", "stopped"]
 Isolation: TypeAlias = Literal["process", "thread"]
 _FINAL: tuple[JobState, ...] = ("succeeded", "failed", "stopped")
-#: How often a job waiting on its child checks whether the interpreter is exiting.
-_POLL_SECONDS: Final = 0.5
 #: loky names a dead worker's exit status like ``{SIGKILL(-9)}`` or ``{EXIT(3)}``.
 _EXIT_CODE: Final = re.compile(r"exit codes of the workers are \{\w+\((-?\d+)\)")
 _CRASH: Final = (
@@ -231,25 +233,27 @@ def run_isolated(job: Job, func: Callable[..., Any], *args: Any, isolation: Isol
         return func(*args)
     executor = ProcessPoolExecutor(max_workers=1)
     job.attach_child(executor)
+    with _LIVE_LOCK:
+        _LIVE_JOBS.add(job)
     returned = False
     try:
-        job.child_pid = _outcome(job, executor.submit(os.getpid))
-        result = _outcome(job, executor.submit(func, *args))
+        job.child_pid = _call(job, executor, os.getpid)
+        _stop_live_jobs_at_exit()  # after loky registered its own exit hook (see there)
+        result = _call(job, executor, func, *args)
         returned = True
     finally:
+        with _LIVE_LOCK:
+            _LIVE_JOBS.discard(job)
         job.attach_child(None)
         job.child_pid = None
         executor.shutdown(wait=True, kill_workers=not returned)
     return result
 
 
-def _outcome(job: Job, future: Future[Any]) -> Any:
-    """Wait for ``future``; turn a dead or killed child into the job's error."""
-    while not futures.wait([future], timeout=_POLL_SECONDS).done:
-        if not threading.main_thread().is_alive():
-            job.stop()  # the interpreter is exiting: do not make it wait for the fit
+def _call(job: Job, executor: ProcessPoolExecutor, func: Callable[..., Any], *args: Any) -> Any:
+    """Run one call in the child; turn a dead or killed child into the job's error."""
     try:
-        return future.result()
+        return executor.submit(func, *args).result()
     except ShutdownExecutorError:  # Job.stop() killed the child
         job.check_stopped()
         raise ExperimentError(
@@ -268,6 +272,33 @@ def _outcome(job: Job, future: Future[Any]) -> Any:
             f" data with the hub: {exc} Keep the experiment type in an importable module or"
             " in __main__, or set global.job_isolation: thread."
         ) from exc
+
+
+def _stop_live_jobs_at_exit() -> None:
+    """Make interpreter exit stop the jobs still fitting instead of waiting for them.
+
+    At exit, before joining threads, loky joins each executor, which waits for the running
+    call: a script that ends while a job trains would wait for the whole fit. Hooks in that
+    list run newest first, so this one, registered after loky's, stops the jobs before loky
+    waits. ``threading._register_atexit`` is the hook ``concurrent.futures`` and loky use.
+    """
+    global _EXIT_HOOK
+    with _LIVE_LOCK:
+        if _EXIT_HOOK:
+            return
+        _EXIT_HOOK = True
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:  # pragma: no cover - another Python implementation
+        return
+    with contextlib.suppress(RuntimeError):  # already shutting down
+        register(_stop_live_jobs)
+
+
+def _stop_live_jobs() -> None:
+    with _LIVE_LOCK:
+        jobs = list(_LIVE_JOBS)
+    for job in jobs:
+        job.stop()
 
 
 def describe_exit(experiment: str, exitcode: int | None) -> str:
