@@ -26,6 +26,7 @@ from observml.config import ExperimentInstanceSection
 from observml.dataio import DataLike, to_frame
 from observml.draining import drain, drain_training_rows
 from observml.errors import (
+    ConfigError,
     DataError,
     ExperimentError,
     ExperimentExistsError,
@@ -35,7 +36,7 @@ from observml.errors import (
     TrainingInProgressError,
 )
 from observml.experiments.store import load_experiment_from_store, save_experiment
-from observml.jobs import Job
+from observml.jobs import Isolation, Job
 from observml.managed import Decision, ManagedExperiment
 from observml.messages import encode_result, frame_from_message
 from observml.plugin_host import PluginHost
@@ -79,13 +80,21 @@ class ExperimentHub(PluginHost):
         config: The validated configuration (``from_config`` reads one from YAML).
         registry: Plugin and experiment-type table; by default built from ``config``.
         health_timeout: Seconds each plugin's ``health_check`` may take.
-        job_isolation: ``"process"`` (default: training runs in a child process that
-            ``stop_training`` terminates) or ``"thread"``.
+        job_isolation: ``"process"`` (default: each fit runs in a fresh child process that
+            ``stop_training`` kills and that never re-runs your script) or ``"thread"`` (the
+            fit runs in this process: faster to start, a stop waits for the fit).
     """
 
     def __init__(self, *, job_isolation: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.job_isolation = cast("Any", job_isolation or self.config.global_.job_isolation)
+        isolation = job_isolation or self.config.global_.job_isolation
+        if isolation not in ("process", "thread"):
+            raise ConfigError(
+                f"expected 'process' or 'thread', got {isolation!r}. 'process' runs each fit in"
+                " a child process that stop_training can kill; 'thread' runs it in this process.",
+                key="global.job_isolation",
+            )
+        self.job_isolation = cast(Isolation, isolation)
         self._experiments: dict[str, ManagedExperiment] = {}
         self._jobs: dict[str, Job] = {}
         self._streams: dict[str, StreamWorker] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -44,3 +45,19 @@ class ZScoreDetector(Experiment):
 
     def _model_reports(self) -> dict[str, Any]:
         return {}
+
+
+class SleepyDetector(ZScoreDetector):
+    """A ZScoreDetector whose fit first sleeps ``seconds``: a long fit to stop or kill."""
+
+    MODELS: ClassVar[Mapping[str, ModelSpec]] = {
+        "scaler": ModelSpec(
+            "sklearn.preprocessing:StandardScaler",
+            options={"limit": 3.0, "seconds": 600.0},
+            summary="largest |z|, after a nap",
+        )
+    }
+
+    def _fit(self, frame: pd.DataFrame) -> None:
+        time.sleep(float(self.settings_.options["seconds"]))
+        super()._fit(frame)
