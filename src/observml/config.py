@@ -116,7 +116,7 @@ class GlobalSection:
 
     log_level: str = "INFO"
     health_timeout: float = 5.0
-    job_isolation: Literal["process", "thread"] = "process"
+    job_isolation: Literal["auto", "process", "thread"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -353,7 +353,7 @@ def _parse_global(raw: Any, problems: list[ConfigProblem]) -> GlobalSection:
         problems.append(
             ConfigProblem("global.health_timeout", "must be a positive number of seconds.")
         )
-    isolation = values.get("job_isolation", "process")
+    isolation = values.get("job_isolation", "auto")
     return GlobalSection(log_level=level, health_timeout=timeout, job_isolation=isolation)
 
 

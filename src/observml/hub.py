@@ -36,7 +36,7 @@ from observml.errors import (
     TrainingInProgressError,
 )
 from observml.experiments.store import load_experiment_from_store, save_experiment
-from observml.jobs import Isolation, Job
+from observml.jobs import IsolationSetting, Job, choose_isolation
 from observml.managed import Decision, ManagedExperiment
 from observml.messages import encode_result, frame_from_message
 from observml.plugin_host import PluginHost
@@ -80,21 +80,23 @@ class ExperimentHub(PluginHost):
         config: The validated configuration (``from_config`` reads one from YAML).
         registry: Plugin and experiment-type table; by default built from ``config``.
         health_timeout: Seconds each plugin's ``health_check`` may take.
-        job_isolation: ``"process"`` (default: each fit runs in a fresh child process that
-            ``stop_training`` kills and that never re-runs your script) or ``"thread"`` (the
-            fit runs in this process: faster to start, a stop waits for the fit).
+        job_isolation: Where each fit runs. ``"auto"`` (default): a job you wait for
+            (``wait=True``) in this process, a background job in a fresh child process that
+            ``stop_training`` kills and that never re-runs your script. ``"process"`` or
+            ``"thread"``: always there. See :func:`observml.jobs.choose_isolation`.
     """
 
     def __init__(self, *, job_isolation: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         isolation = job_isolation or self.config.global_.job_isolation
-        if isolation not in ("process", "thread"):
+        if isolation not in ("auto", "process", "thread"):
             raise ConfigError(
-                f"expected 'process' or 'thread', got {isolation!r}. 'process' runs each fit in"
-                " a child process that stop_training can kill; 'thread' runs it in this process.",
+                f"expected 'auto', 'process' or 'thread', got {isolation!r}. 'auto' runs a job"
+                " you wait for in this process and a background job in a child process that"
+                " stop_training can kill.",
                 key="global.job_isolation",
             )
-        self.job_isolation = cast(Isolation, isolation)
+        self.job_isolation = cast(IsolationSetting, isolation)
         self._experiments: dict[str, ManagedExperiment] = {}
         self._jobs: dict[str, Job] = {}
         self._streams: dict[str, StreamWorker] = {}
@@ -263,7 +265,9 @@ class ExperimentHub(PluginHost):
                 managed.tracker = replacement.tracker
         self._ensure_idle(managed)
         frame, spool = self._training_frame(managed, data)
-        job = self._start_job(managed, "train", frame, self._promote_always, on_success=spool)
+        job = self._start_job(
+            managed, "train", frame, self._promote_always, on_success=spool, wait=wait
+        )
         if wait:
             job.wait()
         return job
@@ -341,8 +345,10 @@ class ExperimentHub(PluginHost):
         *,
         finally_: Any = None,
         on_success: Path | None = None,
+        wait: bool = False,
     ) -> Job:
         mlops = self._mlops()
+        isolation = choose_isolation(self.job_isolation, wait=wait)
 
         def body(job: Job) -> dict[str, Any]:
             try:
@@ -351,7 +357,7 @@ class ExperimentHub(PluginHost):
                     mlops,
                     managed,
                     frame,
-                    isolation=self.job_isolation,
+                    isolation=isolation,
                     kind=kind,
                     on_trained=lambda exp, version, run_id: on_trained(
                         managed, exp, version, run_id
@@ -417,7 +423,12 @@ class ExperimentHub(PluginHost):
             return decision_fields(ok, reason, metrics)
 
         job = self._start_job(
-            managed, "retrain", train_part, decide, finally_=managed.tracker.mark_finished
+            managed,
+            "retrain",
+            train_part,
+            decide,
+            finally_=managed.tracker.mark_finished,
+            wait=wait,
         )
         if wait:
             job.wait()

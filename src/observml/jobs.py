@@ -34,10 +34,12 @@ from observml.errors import ExperimentError, ObservMLError
 
 __all__ = [
     "Isolation",
+    "IsolationSetting",
     "Job",
     "JobState",
     "JobStatus",
     "JobStoppedError",
+    "choose_isolation",
     "describe_exit",
     "run_isolated",
 ]
@@ -51,6 +53,8 @@ _EXIT_HOOK = False
 
 JobState: TypeAlias = Literal["queued", "running", "succeeded", "failed", "stopped"]
 Isolation: TypeAlias = Literal["process", "thread"]
+#: The ``global.job_isolation`` setting: ``auto`` picks per job (see :func:`choose_isolation`).
+IsolationSetting: TypeAlias = Literal["auto", "process", "thread"]
 _FINAL: tuple[JobState, ...] = ("succeeded", "failed", "stopped")
 #: loky names a dead worker's exit status like ``{SIGKILL(-9)}`` or ``{EXIT(3)}``.
 _EXIT_CODE: Final = re.compile(r"exit codes of the workers are \{\w+\((-?\d+)\)")
@@ -213,6 +217,22 @@ class Job:
             )
         finally:
             self._done.set()
+
+
+def choose_isolation(setting: IsolationSetting, *, wait: bool) -> Isolation:
+    """Return where a job's fit runs.
+
+    ``auto``: a job the caller waits for runs in this process, since the caller is blocked
+    and nobody else stops it, and it skips a fresh interpreter's imports; a background job
+    runs in a child process, which ``stop_training`` kills and whose crash leaves the hub up.
+
+    Args:
+        setting: ``global.job_isolation``.
+        wait: Whether the caller blocks until the job ends (``train(..., wait=True)``).
+    """
+    if setting == "auto":
+        return "thread" if wait else "process"
+    return setting
 
 
 def run_isolated(job: Job, func: Callable[..., Any], *args: Any, isolation: Isolation) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -48,7 +49,10 @@ class ZScoreDetector(Experiment):
 
 
 class SleepyDetector(ZScoreDetector):
-    """A ZScoreDetector whose fit first sleeps ``seconds``: a long fit to stop or kill."""
+    """A ZScoreDetector whose fit sleeps ``seconds`` first (a long fit to stop or kill).
+
+    ``fit_pid_`` records which process fitted it.
+    """
 
     MODELS: ClassVar[Mapping[str, ModelSpec]] = {
         "scaler": ModelSpec(
@@ -61,3 +65,4 @@ class SleepyDetector(ZScoreDetector):
     def _fit(self, frame: pd.DataFrame) -> None:
         time.sleep(float(self.settings_.options["seconds"]))
         super()._fit(frame)
+        self.fit_pid_ = os.getpid()

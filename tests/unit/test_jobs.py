@@ -18,7 +18,7 @@ import pytest
 
 from observml import ExperimentHub, InMemoryDataStreamPlugin, InMemoryMLOpsPlugin
 from observml.errors import ConfigError
-from observml.jobs import Job, describe_exit, run_isolated
+from observml.jobs import IsolationSetting, Job, choose_isolation, describe_exit, run_isolated
 from tests.unit import jobs_for_tests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +51,12 @@ def in_child(func: Callable[..., Any], *args: Any) -> Job:
     return Job(
         "pump", "train", lambda job: {"value": run_isolated(job, func, *args, isolation="process")}
     ).start()
+
+
+def fitted_in(hub: ExperimentHub, name: str) -> int:
+    """Return the process id that fitted the champion of a SleepyDetector experiment."""
+    champion, _ = hub._get(name).champion()
+    return int(champion.fit_pid_)  # type: ignore[union-attr]
 
 
 @pytest.fixture
@@ -149,8 +155,37 @@ def test_describe_exit_names_what_happened(exitcode: int | None, text: str) -> N
 
 
 def test_an_unknown_job_isolation_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"global.job_isolation: expected 'process' or 'thread'"):
+    with pytest.raises(ConfigError, match=r"global.job_isolation: expected 'auto', 'process' or"):
         ExperimentHub(job_isolation="proces")
+
+
+@pytest.mark.parametrize(
+    ("setting", "wait", "where"),
+    [
+        pytest.param("auto", True, "thread", id="auto-waited"),
+        pytest.param("auto", False, "process", id="auto-background"),
+        pytest.param("process", True, "process", id="process"),
+        pytest.param("thread", False, "thread", id="thread"),
+    ],
+)
+def test_choose_isolation_runs_only_background_jobs_in_a_child_by_default(
+    setting: IsolationSetting, wait: bool, where: str
+) -> None:
+    assert choose_isolation(setting, wait=wait) == where
+
+
+def test_auto_trains_a_waited_job_here_and_a_background_job_in_a_child() -> None:
+    with ExperimentHub() as hub:
+        assert hub.job_isolation == "auto"
+        hub.register_plugin(InMemoryMLOpsPlugin())
+        hub.register_plugin(InMemoryDataStreamPlugin())
+        hub.create_experiment("nap", SLEEPY, {"create_model": {"params": {"seconds": 0}}})
+        waited = hub.train("nap", data=sensors(50), wait=True)
+        assert waited.status.state == "succeeded", waited.status.error
+        assert fitted_in(hub, "nap") == os.getpid()
+        background = hub.train("nap", data=sensors(50))
+        assert background.wait(60).state == "succeeded", background.status.error
+        assert fitted_in(hub, "nap") != os.getpid()
 
 
 def test_a_script_that_ends_while_a_job_trains_exits_and_the_child_dies(tmp_path: Path) -> None:
