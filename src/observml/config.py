@@ -322,6 +322,7 @@ def _parse(raw: dict[str, Any], problems: list[ConfigProblem], base_dir: Path) -
     if not isinstance(api, dict):
         problems.append(ConfigProblem("api", f"expected a mapping, got {_kind(api)}."))
         api = {}
+    _check_api(api, problems)
     types, instances = _parse_experiments(raw.get("experiments"), problems, base_dir)
     return HubConfig(
         plugins=_parse_plugins(raw.get("plugins"), problems),
@@ -332,6 +333,13 @@ def _parse(raw: dict[str, Any], problems: list[ConfigProblem], base_dir: Path) -
         api=api,
         version=version if isinstance(version, int) else 1,
     )
+
+
+def _check_api(raw: Mapping[str, Any], problems: list[ConfigProblem]) -> None:
+    """Check the ``api:`` section as ``observml serve`` will read it (imports no fastapi)."""
+    from observml.api.settings import ApiSettings  # the api layer builds on this module
+
+    ApiSettings.check(raw, problems)
 
 
 def _parse_global(raw: Any, problems: list[ConfigProblem]) -> GlobalSection:

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from observml.api.settings import ApiSettings
 from observml.config import DEFAULT_PLUGINS, find_config_file, load_config
 from observml.hub import ExperimentHub
 from observml.registry import PluginRegistry
@@ -82,6 +83,8 @@ def config_check(path: str | None) -> None:
     for entry in config.experiments:
         state = "enabled" if entry.enabled else "disabled"
         click.echo(f"  experiments: {entry.name} -> {entry.target} [{state}]")
+    api = ApiSettings.from_config(config.api, source=config.source)  # checked by load_config
+    click.echo(f"  api: {api.url}, token {'set' if api.token else 'none'}")
 
 
 @click.command("health")
