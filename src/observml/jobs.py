@@ -1,12 +1,13 @@
 """Training jobs: run a fit off the caller's thread, report status, and really stop it.
 
-A job's body runs in a worker thread. With ``isolation="process"`` (the default) the fit itself
-runs in a fresh child process, so :meth:`Job.stop` can kill a fit that is deep inside a library
-call, a crash or an out-of-memory kill takes only the child down, and the job ends ``failed``
-with the exit code or signal. The child never re-runs the caller's ``__main__`` (see
-:func:`run_isolated`). ``isolation="thread"`` runs the fit in the worker thread: faster to
-start, but a stop takes effect only when the fit returns. Jobs never run inside a broker
-callback.
+A job's body runs in a worker thread. With ``isolation="process"`` the fit itself runs in a
+fresh child process, so :meth:`Job.stop` can kill a fit that is deep inside a library call, a
+crash or an out-of-memory kill takes only the child down, and the job ends ``failed`` with the
+exit code or signal. The child never re-runs the caller's ``__main__`` (see
+:func:`run_isolated`). ``isolation="thread"`` runs the fit in the worker thread: no child to
+start, but a stop takes effect only when the fit returns. :func:`choose_isolation` turns the
+``global.job_isolation`` setting (default ``auto``) into one of the two for each job. Jobs never
+run inside a broker callback.
 """
 
 from __future__ import annotations
@@ -289,8 +290,8 @@ def _call(job: Job, executor: ProcessPoolExecutor, func: Callable[..., Any], *ar
         job.check_stopped()
         raise ExperimentError(
             f"experiment {job.status.experiment!r}: the training process could not exchange"
-            f" data with the hub: {exc} Keep the experiment type in an importable module or"
-            " in __main__, or set global.job_isolation: thread."
+            f" data with the hub: {exc} Check that the experiment type and what it keeps can"
+            " be pickled, or set global.job_isolation: thread."
         ) from exc
 
 

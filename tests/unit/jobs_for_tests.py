@@ -28,3 +28,24 @@ def sleep(seconds: float) -> str:
 def raise_data_error(column: str) -> None:
     """Fail the way a fit on bad data fails."""
     raise DataError(f"training data: column {column!r} holds text. Fix the data.")
+
+
+class Unloadable:
+    """A result that pickles in the child but cannot be loaded back in process ``home``."""
+
+    def __init__(self, home: int) -> None:
+        self.home = home
+
+    def __reduce__(self) -> tuple[object, tuple[int]]:
+        return _load, (self.home,)
+
+
+def _load(home: int) -> Unloadable:
+    if os.getpid() == home:
+        raise RuntimeError("this object cannot be loaded in the hub")
+    return Unloadable(home)
+
+
+def unloadable_result(home: int) -> Unloadable:
+    """Return a fitted object the hub's process cannot unpickle."""
+    return Unloadable(home)

@@ -106,6 +106,18 @@ def test_a_child_that_dies_fails_the_job_saying_how_and_what_to_do(
     assert status.error.endswith("set global.job_isolation: thread.")
 
 
+def test_a_result_the_hub_cannot_load_fails_the_job_saying_so() -> None:
+    status = in_child(jobs_for_tests.unloadable_result, os.getpid()).wait(60)
+    assert status.state == "failed"
+    assert status.error_type == "ExperimentError"
+    assert status.error is not None
+    assert status.error.startswith(
+        "experiment 'pump': the training process could not exchange data with the hub: A result"
+        " has failed to un-serialize."
+    )
+    assert status.error.endswith("or set global.job_isolation: thread.")
+
+
 def test_stop_kills_the_child_and_the_job_ends_stopped() -> None:
     job = in_child(jobs_for_tests.sleep, 600)
     wait_for(lambda: job.child_pid is not None)
