@@ -11,10 +11,17 @@ from importlib import metadata as _metadata
 from observml.config import HubConfig, load_config
 from observml.errors import (
     ConfigError,
+    DataError,
+    ExperimentError,
+    ExperimentExistsError,
     ExperimentNotFoundError,
+    ModelNotTrainedError,
+    NotFoundError,
     ObservMLError,
     PluginError,
+    PluginNotConfiguredError,
     ServiceUnavailableError,
+    TrainingInProgressError,
 )
 from observml.hub import ExperimentHub
 from observml.plugins.base import Plugin
@@ -30,7 +37,10 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
 
 __all__ = [
     "ConfigError",
+    "DataError",
     "DataStreamPlugin",
+    "ExperimentError",
+    "ExperimentExistsError",
     "ExperimentHub",
     "ExperimentNotFoundError",
     "HubConfig",
@@ -38,11 +48,15 @@ __all__ = [
     "InMemoryMLOpsPlugin",
     "MLOpsPlugin",
     "Message",
+    "ModelNotTrainedError",
+    "NotFoundError",
     "ObservMLError",
     "Plugin",
     "PluginError",
+    "PluginNotConfiguredError",
     "PluginRegistry",
     "ServiceUnavailableError",
+    "TrainingInProgressError",
     "__version__",
     "load_config",
 ]

@@ -116,7 +116,7 @@ class GlobalSection:
 
     log_level: str = "INFO"
     health_timeout: float = 5.0
-    job_isolation: Literal["process", "thread"] = "process"
+    job_isolation: Literal["auto", "process", "thread"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -322,6 +322,7 @@ def _parse(raw: dict[str, Any], problems: list[ConfigProblem], base_dir: Path) -
     if not isinstance(api, dict):
         problems.append(ConfigProblem("api", f"expected a mapping, got {_kind(api)}."))
         api = {}
+    _check_api(api, problems)
     types, instances = _parse_experiments(raw.get("experiments"), problems, base_dir)
     return HubConfig(
         plugins=_parse_plugins(raw.get("plugins"), problems),
@@ -332,6 +333,13 @@ def _parse(raw: dict[str, Any], problems: list[ConfigProblem], base_dir: Path) -
         api=api,
         version=version if isinstance(version, int) else 1,
     )
+
+
+def _check_api(raw: Mapping[str, Any], problems: list[ConfigProblem]) -> None:
+    """Check the ``api:`` section as ``observml serve`` will read it (imports no fastapi)."""
+    from observml.api.settings import ApiSettings  # the api layer builds on this module
+
+    ApiSettings.check(raw, problems)
 
 
 def _parse_global(raw: Any, problems: list[ConfigProblem]) -> GlobalSection:
@@ -353,7 +361,7 @@ def _parse_global(raw: Any, problems: list[ConfigProblem]) -> GlobalSection:
         problems.append(
             ConfigProblem("global.health_timeout", "must be a positive number of seconds.")
         )
-    isolation = values.get("job_isolation", "process")
+    isolation = values.get("job_isolation", "auto")
     return GlobalSection(log_level=level, health_timeout=timeout, job_isolation=isolation)
 
 

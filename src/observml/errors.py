@@ -12,12 +12,13 @@ The tree (each class carries the HTTP status the REST API answers with)::
     ├── ServiceUnavailableError         503  broker / tracking server unreachable after retries
     │   └── AuthenticationError         503  the service refused the credentials
     ├── NotFoundError                   404  a run, artifact, model version or queue is missing
+    │   └── ExperimentNotFoundError     404  (also an ExperimentError) no experiment of that name
     ├── DataError                       422  input data does not fit (names the column)
     ├── UnauthorizedError               401  the REST API needs a bearer token (api.token)
     ├── ForbiddenError                  403  a cookie-signed-in request came from another origin
     ├── PayloadTooLargeError            413  a request body over api.max_body_bytes
     └── ExperimentError                 409
-        ├── ExperimentNotFoundError     404
+        ├── ExperimentNotFoundError     404  (also a NotFoundError, above)
         ├── ExperimentExistsError       409
         ├── ModelNotTrainedError        409  "Call train() first"
         └── TrainingInProgressError     409
@@ -169,8 +170,8 @@ class ExperimentError(ObservMLError):
     http_status = 409
 
 
-class ExperimentNotFoundError(ExperimentError):
-    """No experiment of that name exists in the hub."""
+class ExperimentNotFoundError(NotFoundError, ExperimentError):
+    """No experiment of that name exists in the hub (``except NotFoundError`` catches it)."""
 
     http_status = 404
 

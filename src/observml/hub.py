@@ -26,6 +26,7 @@ from observml.config import ExperimentInstanceSection
 from observml.dataio import DataLike, to_frame
 from observml.draining import drain, drain_training_rows
 from observml.errors import (
+    ConfigError,
     ExperimentError,
     ExperimentExistsError,
     ExperimentNotFoundError,
@@ -34,7 +35,7 @@ from observml.errors import (
     TrainingInProgressError,
 )
 from observml.experiments.store import load_experiment_from_store, save_experiment
-from observml.jobs import Job
+from observml.jobs import IsolationSetting, Job, choose_isolation
 from observml.managed import ManagedExperiment
 from observml.messages import encode_result, frame_from_message
 from observml.plugin_host import PluginHost
@@ -70,13 +71,23 @@ class ExperimentHub(PluginHost):
         config: The validated configuration (``from_config`` reads one from YAML).
         registry: Plugin and experiment-type table; by default built from ``config``.
         health_timeout: Seconds each plugin's ``health_check`` may take.
-        job_isolation: ``"process"`` (default: training runs in a child process that
-            ``stop_training`` terminates) or ``"thread"``.
+        job_isolation: Where each fit runs. ``"auto"`` (default): a job you wait for
+            (``wait=True``) in this process, a background job in a fresh child process that
+            ``stop_training`` kills and that never re-runs your script. ``"process"`` or
+            ``"thread"``: always there. See :func:`observml.jobs.choose_isolation`.
     """
 
     def __init__(self, *, job_isolation: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.job_isolation = cast("Any", job_isolation or self.config.global_.job_isolation)
+        isolation = job_isolation or self.config.global_.job_isolation
+        if isolation not in ("auto", "process", "thread"):
+            raise ConfigError(
+                f"expected 'auto', 'process' or 'thread', got {isolation!r}. 'auto' runs a job"
+                " you wait for in this process and a background job in a child process that"
+                " stop_training can kill.",
+                key="global.job_isolation",
+            )
+        self.job_isolation = cast(IsolationSetting, isolation)
         self._experiments: dict[str, ManagedExperiment] = {}
         self._jobs: dict[str, Job] = {}
         self._streams: dict[str, StreamWorker] = {}
@@ -254,7 +265,9 @@ class ExperimentHub(PluginHost):
                 managed.tracker = replacement.tracker
         self._ensure_idle(managed)
         frame, spool = self._training_frame(managed, data)
-        job = self._start_job(managed, "train", frame, self._promote_always, on_success=spool)
+        job = self._start_job(
+            managed, "train", frame, self._promote_always, on_success=spool, wait=wait
+        )
         if wait:
             job.wait()
         return job
@@ -427,8 +440,10 @@ class ExperimentHub(PluginHost):
         finally_: Any = None,
         on_error: Any = None,
         on_success: Path | None = None,
+        wait: bool = False,
     ) -> Job:
         mlops = self._mlops()
+        isolation = choose_isolation(self.job_isolation, wait=wait)
 
         def body(job: Job) -> dict[str, Any]:
             try:
@@ -437,7 +452,7 @@ class ExperimentHub(PluginHost):
                     mlops,
                     managed,
                     frame,
-                    isolation=self.job_isolation,
+                    isolation=isolation,
                     kind=kind,
                     on_trained=lambda exp, version, run_id: on_trained(
                         managed, exp, version, run_id

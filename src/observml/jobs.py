@@ -1,33 +1,79 @@
 """Training jobs: run a fit off the caller's thread, report status, and really stop it.
 
-A job runs its work in a child process by default, so :meth:`Job.stop` can terminate a fit
-that is deep inside a library call; ``isolation="thread"`` runs it in a thread instead (faster
-to start, stop takes effect when the work returns). Jobs never run inside a broker callback.
+A job's body runs in a worker thread. With ``isolation="process"`` the fit itself runs in a
+fresh child process, so :meth:`Job.stop` can kill a fit that is deep inside a library call, a
+crash or an out-of-memory kill takes only the child down, and the job ends ``failed`` with the
+exit code or signal. The child never re-runs the caller's ``__main__`` (see
+:func:`run_isolated`). ``isolation="thread"`` runs the fit in the worker thread: no child to
+start, but a stop takes effect only when the fit returns. :func:`choose_isolation` turns the
+``global.job_isolation`` setting (default ``auto``) into one of the two for each job. Jobs never
+run inside a broker callback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import multiprocessing
-import pickle
+import os
+import re
+import signal
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from multiprocessing.connection import Connection
-from typing import Any, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
+
+from loky import ProcessPoolExecutor
+from loky.process_executor import (
+    BrokenProcessPool,
+    ShutdownExecutorError,
+    TerminatedWorkerError,
+)
 
 from observml.errors import ExperimentError, ObservMLError
 
-__all__ = ["Isolation", "Job", "JobState", "JobStatus", "JobStoppedError", "run_isolated"]
+__all__ = [
+    "Isolation",
+    "IsolationSetting",
+    "Job",
+    "JobState",
+    "JobStatus",
+    "JobStoppedError",
+    "choose_isolation",
+    "describe_exit",
+    "run_isolated",
+]
 
 logger = logging.getLogger(__name__)
 
+#: Jobs whose fit runs in a child process now; interpreter exit stops them.
+_LIVE_JOBS: set[Job] = set()
+_LIVE_LOCK = threading.Lock()
+_EXIT_HOOK = False
+
 JobState: TypeAlias = Literal["queued", "running", "succeeded", "failed", "stopped"]
 Isolation: TypeAlias = Literal["process", "thread"]
+#: The ``global.job_isolation`` setting: ``auto`` picks per job (see :func:`choose_isolation`).
+IsolationSetting: TypeAlias = Literal["auto", "process", "thread"]
 _FINAL: tuple[JobState, ...] = ("succeeded", "failed", "stopped")
+#: loky names a dead worker's exit status like ``{SIGKILL(-9)}`` or ``{EXIT(3)}``.
+_EXIT_CODE: Final = re.compile(r"exit codes of the workers are \{\w+\((-?\d+)\)")
+_CRASH: Final = (
+    "A native library crashed; its crash report (faulthandler) is on the hub's stderr."
+    " Try another model, or update the library the report names."
+)
+_SIGNAL_FIXES: Final = {
+    "SIGKILL": "That is usually the out-of-memory killer (see `dmesg`): train on fewer rows"
+    " or give the hub more memory.",
+    "SIGSEGV": _CRASH,
+    "SIGBUS": _CRASH,
+    "SIGILL": _CRASH,
+    "SIGFPE": _CRASH,
+    "SIGABRT": _CRASH,
+    "SIGTERM": "Something outside the hub stopped it; use stop_training() to stop a job.",
+    "SIGINT": "Something outside the hub stopped it; use stop_training() to stop a job.",
+}
 
 
 class JobStoppedError(ExperimentError):
@@ -86,7 +132,9 @@ class Job:
         self._lock = threading.Lock()
         self._done = threading.Event()
         self.stop_requested = threading.Event()
-        self._child: multiprocessing.process.BaseProcess | None = None
+        self._child: ProcessPoolExecutor | None = None
+        #: The process id of the child running the fit (``None`` for a thread job).
+        self.child_pid: int | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"observml-job-{experiment}-{kind}", daemon=True
         )
@@ -123,13 +171,13 @@ class Job:
             self._status = replace(self._status, **changes)
 
     def stop(self) -> bool:
-        """Ask the job to stop; terminates its child process. Return False if already done."""
+        """Ask the job to stop; kills its child process. Return False if already done."""
         if self.done:
             return False
         self.stop_requested.set()
         child = self._child
-        if child is not None and child.is_alive():
-            child.terminate()
+        if child is not None:
+            child.shutdown(wait=False, kill_workers=True)
         return True
 
     def check_stopped(self) -> None:
@@ -137,11 +185,11 @@ class Job:
         if self.stop_requested.is_set():
             raise JobStoppedError(f"{self._status.experiment}: training was stopped.")
 
-    def attach_child(self, child: multiprocessing.process.BaseProcess | None) -> None:
-        """Record the child process doing the work so :meth:`stop` can terminate it."""
+    def attach_child(self, child: ProcessPoolExecutor | None) -> None:
+        """Record the executor whose child does the work so :meth:`stop` can kill it."""
         self._child = child
         if child is not None and self.stop_requested.is_set():
-            child.terminate()
+            child.shutdown(wait=False, kill_workers=True)
 
     def _run(self) -> None:
         self.update(state="running", stage="starting", started_at=time.time())
@@ -172,60 +220,128 @@ class Job:
             self._done.set()
 
 
-def _child_main(conn: Connection, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    try:
-        result = func(*args)
-        conn.send_bytes(pickle.dumps(("ok", result), protocol=pickle.HIGHEST_PROTOCOL))
-    except BaseException as exc:  # sent back to the parent as data
-        payload: tuple[str, Any]
-        try:
-            pickle.dumps(exc)
-            payload = ("error", exc)
-        except Exception:  # an unpicklable error travels as text
-            payload = ("error", ExperimentError(f"{type(exc).__name__}: {exc}"))
-        conn.send_bytes(pickle.dumps((*payload, traceback.format_exc())))
-    finally:
-        conn.close()
+def choose_isolation(setting: IsolationSetting, *, wait: bool) -> Isolation:
+    """Return where a job's fit runs.
+
+    ``auto``: a job the caller waits for runs in this process, since the caller is blocked
+    and nobody else stops it, and it skips a fresh interpreter's imports; a background job
+    runs in a child process, which ``stop_training`` kills and whose crash leaves the hub up.
+
+    Args:
+        setting: ``global.job_isolation``.
+        wait: Whether the caller blocks until the job ends (``train(..., wait=True)``).
+    """
+    if setting == "auto":
+        return "thread" if wait else "process"
+    return setting
 
 
 def run_isolated(job: Job, func: Callable[..., Any], *args: Any, isolation: Isolation) -> Any:
-    """Run ``func(*args)`` in a child process (or inline for ``"thread"``) and return its result.
+    """Run ``func(*args)`` in a fresh child process (or inline for ``"thread"``); return its result.
+
+    The child is a new interpreter started by loky: it imports what ``func`` and ``args`` need
+    and never runs the caller's ``__main__``, so a script needs no ``if __name__ ==
+    "__main__":`` guard. Objects defined in ``__main__`` (a script, ``python -c``, a notebook)
+    travel by value (cloudpickle). The job records the child so :meth:`Job.stop` can kill it.
 
     Raises:
         JobStoppedError: The job was stopped while ``func`` ran.
+        ExperimentError: The child process died (exit code or signal, and what to do).
         Exception: Whatever ``func`` raised, re-raised in this process.
     """
     job.check_stopped()
     if isolation == "thread":
         return func(*args)
-    ctx = multiprocessing.get_context("spawn")
-    parent, child_end = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child_main, args=(child_end, func, args), daemon=True)
-    child.start()
-    child_end.close()
-    job.attach_child(child)
+    executor = ProcessPoolExecutor(max_workers=1)
+    job.attach_child(executor)
+    with _LIVE_LOCK:
+        _LIVE_JOBS.add(job)
+    returned = False
     try:
-        while not parent.poll(0.2):
-            if not child.is_alive():
-                if parent.poll(0):  # the result arrived as the child exited
-                    break
-                job.check_stopped()
-                raise ExperimentError(
-                    f"{job.status.experiment}: the training process died (exit code"
-                    f" {child.exitcode}). Check memory limits and the logs."
-                )
-        message = pickle.loads(parent.recv_bytes())
-    except EOFError:
+        job.child_pid = _call(job, executor, os.getpid)
+        _stop_live_jobs_at_exit()  # after loky registered its own exit hook (see there)
+        result = _call(job, executor, func, *args)
+        returned = True
+    finally:
+        with _LIVE_LOCK:
+            _LIVE_JOBS.discard(job)
+        job.attach_child(None)
+        job.child_pid = None
+        executor.shutdown(wait=True, kill_workers=not returned)
+    return result
+
+
+def _call(job: Job, executor: ProcessPoolExecutor, func: Callable[..., Any], *args: Any) -> Any:
+    """Run one call in the child; turn a dead or killed child into the job's error."""
+    try:
+        return executor.submit(func, *args).result()
+    except ShutdownExecutorError:  # Job.stop() killed the child
         job.check_stopped()
         raise ExperimentError(
-            f"{job.status.experiment}: the training process ended without a result."
+            f"experiment {job.status.experiment!r}: the training process was shut down."
+            " Train again."
         ) from None
-    finally:
-        parent.close()
-        child.join(timeout=5)
-        job.attach_child(None)
-    job.check_stopped()
-    if message[0] == "ok":
-        return message[1]
-    logger.debug("training failed in the child process:\n%s", message[2])
-    raise message[1]
+    except TerminatedWorkerError as exc:
+        job.check_stopped()
+        found = _EXIT_CODE.search(str(exc))
+        exitcode = int(found.group(1)) if found else None
+        raise ExperimentError(describe_exit(job.status.experiment, exitcode)) from None
+    except BrokenProcessPool as exc:  # the task or its result could not be (un)pickled
+        job.check_stopped()
+        raise ExperimentError(
+            f"experiment {job.status.experiment!r}: the training process could not exchange"
+            f" data with the hub: {exc} Check that the experiment type and what it keeps can"
+            " be pickled, or set global.job_isolation: thread."
+        ) from exc
+
+
+def _stop_live_jobs_at_exit() -> None:
+    """Make interpreter exit stop the jobs still fitting instead of waiting for them.
+
+    At exit, before joining threads, loky joins each executor, which waits for the running
+    call: a script that ends while a job trains would wait for the whole fit. Hooks in that
+    list run newest first, so this one, registered after loky's, stops the jobs before loky
+    waits. ``threading._register_atexit`` is the hook ``concurrent.futures`` and loky use.
+    """
+    global _EXIT_HOOK
+    with _LIVE_LOCK:
+        if _EXIT_HOOK:
+            return
+        _EXIT_HOOK = True
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:  # pragma: no cover - another Python implementation
+        return
+    with contextlib.suppress(RuntimeError):  # already shutting down
+        register(_stop_live_jobs)
+
+
+def _stop_live_jobs() -> None:
+    with _LIVE_LOCK:
+        jobs = list(_LIVE_JOBS)
+    for job in jobs:
+        job.stop()
+
+
+def describe_exit(experiment: str, exitcode: int | None) -> str:
+    """Say how a training process ended without a result, and what to do about it.
+
+    Args:
+        experiment: The experiment's name.
+        exitcode: The process's exit code; negative for the signal that killed it.
+    """
+    where = f"experiment {experiment!r}: the training process"
+    debug = " To see the failure in this process, set global.job_isolation: thread."
+    if exitcode is None:
+        return f"{where} died without a result. Check the hub's log for its output.{debug}"
+    if exitcode >= 0:
+        return (
+            f"{where} exited with code {exitcode} before it returned a model: the training"
+            " code called sys.exit() or os._exit(), or the interpreter aborted. Check the"
+            f" hub's log for its output.{debug}"
+        )
+    try:
+        name = signal.Signals(-exitcode).name
+    except ValueError:
+        name = f"signal {-exitcode}"
+    fix = _SIGNAL_FIXES.get(name, "Check what sent that signal.")
+    return f"{where} was killed by {name} before it returned a model. {fix}{debug}"

@@ -15,7 +15,6 @@ import pandas as pd
 from observml.experiments.store import save_experiment
 from observml.jobs import Isolation, Job, JobStoppedError, run_isolated
 from observml.plugins.mlops import MLOpsPlugin, ModelVersion
-from observml.registry import load_object
 
 if TYPE_CHECKING:
     from observml.experiments.base import Experiment
@@ -29,9 +28,15 @@ logger = logging.getLogger(__name__)
 TrainingOutcome = tuple["Experiment", ModelVersion]
 
 
-def fit_experiment(target: str, name: str, config: Mapping[str, Any], data: pd.DataFrame) -> Any:
-    """Build the experiment from ``module:Class`` and train it (runs in the child process)."""
-    cls = load_object(target, where=f"experiment {name!r}")
+def fit_experiment(
+    cls: type[Experiment], name: str, config: Mapping[str, Any], data: pd.DataFrame
+) -> Experiment:
+    """Build an experiment of ``cls`` and train it (runs in the training process).
+
+    The class itself is passed, not its ``module:Class`` name: a class from an importable
+    module travels by reference, one defined in ``__main__`` by value, so both train in a
+    child process.
+    """
     experiment = cls(name, dict(config))
     experiment.train(data)
     return experiment
@@ -86,7 +91,7 @@ def run_training(
         experiment = run_isolated(
             job,
             fit_experiment,
-            managed.target,
+            type(managed.template),
             managed.name,
             managed.config,
             data,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -44,3 +46,23 @@ class ZScoreDetector(Experiment):
 
     def _model_reports(self) -> dict[str, Any]:
         return {}
+
+
+class SleepyDetector(ZScoreDetector):
+    """A ZScoreDetector whose fit sleeps ``seconds`` first (a long fit to stop or kill).
+
+    ``fit_pid_`` records which process fitted it.
+    """
+
+    MODELS: ClassVar[Mapping[str, ModelSpec]] = {
+        "scaler": ModelSpec(
+            "sklearn.preprocessing:StandardScaler",
+            options={"limit": 3.0, "seconds": 600.0},
+            summary="largest |z|, after a nap",
+        )
+    }
+
+    def _fit(self, frame: pd.DataFrame) -> None:
+        time.sleep(float(self.settings_.options["seconds"]))
+        super()._fit(frame)
+        self.fit_pid_ = os.getpid()

@@ -50,6 +50,16 @@ class HangingPlugin(RecordingPlugin):
         return True, {"status": "late"}
 
 
+class UnhealthyPlugin(RecordingPlugin):
+    """A datastream plugin that keeps the contract and reports its broker down."""
+
+    def __init__(self) -> None:
+        super().__init__("datastream")
+
+    def health_check(self) -> HealthReport:
+        return False, {"status": "error", "message": "broker at example:5672 is down"}
+
+
 class RaisingHealthPlugin(RecordingPlugin):
     """A plugin that breaks the contract: its health check raises."""
 

@@ -54,6 +54,43 @@ def test_cli_config_check_lists_every_error(
     assert "Traceback" not in err
 
 
+def test_cli_config_check_reports_a_bad_api_section_with_the_rest(
+    write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(
+        "plugins:\n  mlops: {type: mlfow}\n  datastream: {type: memory}\n"
+        "api: {port: 70000, tokn: x}\n"
+    )
+    code, out, err = run(["config", "check", str(path)], capsys)
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 3, err
+    unknown = (
+        "error: hub_config.yaml: api.tokn: unknown key. ApiSettings accepts: host, port, token,"
+        " max_body_bytes, cors_origins."
+    )
+    assert unknown in lines
+    assert "error: hub_config.yaml: api.port: expected 1-65535, got 70000." in lines
+    assert any(
+        line.startswith("error: hub_config.yaml: plugins.mlops.type: no mlops plugin named")
+        for line in lines
+    )
+
+
+def test_cli_config_check_shows_the_api_settings(
+    write_config: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OBSERVML_API_TOKEN", raising=False)
+    write_config(MEMORY + "api: {port: 8123, token: s3cret}\n")
+    code, out, _ = run(["config", "check"], capsys)
+    assert code == 0
+    assert "  api: http://127.0.0.1:8123, token set" in out.splitlines()
+    assert "s3cret" not in out
+
+
 def test_cli_health_table_and_json(
     write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -67,7 +104,43 @@ def test_cli_health_table_and_json(
     assert "latency_ms" in report["datastream"]["details"]
 
 
+@pytest.mark.parametrize(
+    ("datastream", "details"),
+    [
+        pytest.param(
+            "{type: 'tests.unit.plugins_for_tests:UnhealthyPlugin'}",
+            "status=error, message=broker at example:5672 is down",
+            id="reports-unhealthy",
+        ),
+        pytest.param(
+            "{type: 'tests.unit.plugins_for_tests:RaisingHealthPlugin',"
+            " config: {plugin_type: datastream}}",
+            "status=error, message=health_check raised RuntimeError: boom",
+            id="check-raises",
+        ),
+    ],
+)
 def test_cli_health_exit_1_when_unhealthy(
+    write_config: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    datastream: str,
+    details: str,
+) -> None:
+    write_config(f"plugins:\n  mlops: {{type: memory}}\n  datastream: {datastream}\n")
+    code, out, _ = run(["health"], capsys)
+    assert code == 1
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert rows["mlops"].split()[1] == "healthy"
+    assert rows["datastream"].split()[1] == "UNHEALTHY"
+    assert details in rows["datastream"]
+    code, out, _ = run(["health", "--json"], capsys)
+    assert code == 1
+    report = json.loads(out)
+    assert report["mlops"]["healthy"] is True
+    assert report["datastream"]["healthy"] is False
+
+
+def test_cli_health_names_a_plugin_configured_in_the_wrong_slot(
     write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     write_config(

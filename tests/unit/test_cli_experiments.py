@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -370,6 +371,11 @@ def test_cli_url_mode_errors(
     code, _, err = run(["predict", "valve", *authed, "--data", str(files["new"])], capsys)
     assert code == 1
     assert "no champion in the MLOps store. Train it first." in err
+    # the server does not know 'valve' (a 404 NotFoundError): as in-process, it needs a type
+    code, _, err = run(["train", "valve", *authed, "--data", str(files["train"])], capsys)
+    assert code == 2
+    assert "experiment 'valve' is new" in err
+    assert "give its type with --type" in err
     down = f"http://127.0.0.1:{free_port()}"
     code, _, err = run(["status", "--url", down], capsys)
     assert code == 1
@@ -400,3 +406,13 @@ def test_status_text_shows_the_last_drift_test() -> None:
         " (200 streamed vs 1000 training scores)" in _describe(status)
     )
     assert "drift:" not in _describe({**status, "drift": None})
+
+
+def test_cli_url_mode_without_httpx_names_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "httpx", None)  # as if the cli extra were not installed
+    code, _, err = run(["status", "--url", f"http://127.0.0.1:{free_port()}"], capsys)
+    assert code == 1
+    assert "talking to a server needs httpx, which is not installed" in err
+    assert "pip install 'observml[cli]'" in err

@@ -276,6 +276,15 @@ BROKEN = [
         id="experiment-unknown-key",
     ),
     pytest.param(MEMORY + "api: [1]\n", "api", "expected a mapping", id="api-not-mapping"),
+    pytest.param(MEMORY + "api: {prot: 1}\n", "api.prot", "accepts: host, port", id="api-key"),
+    pytest.param(MEMORY + "api: {port: 70000}\n", "api.port", "1-65535", id="api-port-range"),
+    pytest.param(MEMORY + "api: {port: web}\n", "api.port", "an integer", id="api-port-type"),
+    pytest.param(
+        MEMORY + "api: {max_body_bytes: 10}\n", "api.max_body_bytes", "at least", id="api-body"
+    ),
+    pytest.param(
+        MEMORY + "api: {cors_origins: ['']}\n", "api.cors_origins", "origins", id="api-cors"
+    ),
 ]
 
 

@@ -157,6 +157,8 @@ def test_unknown_experiment_lists_known(hub: ExperimentHub) -> None:
         hub.status("valve")
     with pytest.raises(ExperimentExistsError, match="already exists"):
         hub.create_experiment("pump", "fault_detection", FD_CONFIG)
+    with pytest.raises(NotFoundError, match=r"'valve' does not exist"):  # one except for 404s
+        hub.predict("valve", data=sensors(3))
 
 
 def test_streaming_one_result_per_message_and_dead_letters(hub: ExperimentHub) -> None:

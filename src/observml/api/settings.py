@@ -55,6 +55,34 @@ class ApiSettings:
             ConfigError: Unknown keys or bad values, every problem listed with its key.
         """
         problems: list[ConfigProblem] = []
+        settings = cls.check(raw, problems)
+        if problems:
+            raise ConfigError(source=source, problems=problems)
+        env_token = os.environ.get(API_TOKEN_ENV_VAR)
+        if env_token:
+            settings = replace(settings, token=env_token)
+        elif not settings.token:
+            settings = replace(settings, token=None)
+        return settings
+
+    @property
+    def url(self) -> str:
+        """The base URL the API answers on (an IPv6 address in brackets)."""
+        host = self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @classmethod
+    def check(cls, raw: Mapping[str, Any] | None, problems: list[ConfigProblem]) -> ApiSettings:
+        """Validate the ``api:`` mapping, appending what is wrong to ``problems``.
+
+        ``observml.config`` calls this while it reads the file, so a bad ``api:`` section is
+        reported with the rest (``observml config check``), without importing fastapi.
+
+        Returns:
+            The settings from the valid values (defaults where a value is wrong).
+        """
         values = check_arguments(cls, dict(raw or {}), "api", problems)
         if "cors_origins" in values:
             origins = values["cors_origins"]
@@ -68,13 +96,6 @@ class ApiSettings:
             values["cors_origins"] = tuple(str(o) for o in origins)
         settings = cls(**values)
         problems.extend(settings.problems())
-        if problems:
-            raise ConfigError(source=source, problems=problems)
-        env_token = os.environ.get(API_TOKEN_ENV_VAR)
-        if env_token:
-            settings = replace(settings, token=env_token)
-        elif not settings.token:
-            settings = replace(settings, token=None)
         return settings
 
     def problems(self) -> list[ConfigProblem]:

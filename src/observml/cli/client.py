@@ -84,10 +84,10 @@ class ApiClient:
     def __init__(self, url: str, *, token: str | None = None, timeout: float = 60.0) -> None:
         try:
             import httpx
-        except ImportError as exc:  # pragma: no cover - httpx ships with the api extra
+        except ImportError as exc:
             raise ServiceUnavailableError(
-                "--url needs httpx, which is not installed. Install it with:"
-                " pip install 'observml[api]'"
+                "--url: talking to a server needs httpx, which is not installed. Install it"
+                " with: pip install 'observml[cli]'."
             ) from exc
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}

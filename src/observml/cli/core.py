@@ -11,6 +11,7 @@ from typing import Any, Final
 import click
 import yaml
 
+from observml.api.settings import ApiSettings
 from observml.config import DEFAULT_PLUGINS, find_config_file, load_config
 from observml.errors import ConfigError, UnknownPluginError
 from observml.hub import ExperimentHub
@@ -105,6 +106,8 @@ def config_check(path: str | None, experiment_type: str | None) -> None:
     for entry in config.experiments:
         state = "enabled" if entry.enabled else "disabled"
         click.echo(f"  experiments: {entry.name} -> {entry.target} [{state}]")
+    api = ApiSettings.from_config(config.api, source=config.source)  # checked by load_config
+    click.echo(f"  api: {api.url}, token {'set' if api.token else 'none'}")
 
 
 @config_group.command("migrate")

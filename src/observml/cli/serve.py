@@ -74,7 +74,7 @@ def serve_command(
         app = create_app(hub, settings=settings, owns_hub=True)
         auth = "token required" if settings.token else "no token"
         click.echo(
-            f"observml API on http://{_url_host(settings.host)}:{settings.port}"
+            f"observml API on {settings.url}"
             f" ({auth}); dashboard at /, docs at /docs. Ctrl-C stops.",
             err=True,
         )
@@ -88,7 +88,3 @@ def serve_command(
         )
     finally:
         hub.shutdown()
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host

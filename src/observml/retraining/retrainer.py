@@ -72,8 +72,9 @@ class StartJob(Protocol):
         *,
         finally_: Callable[[], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        wait: bool = False,
     ) -> Job:
-        """Start the job and return it."""
+        """Start the job (``wait``: the caller waits for it) and return it."""
         ...
 
 
@@ -253,6 +254,7 @@ class Retrainer:
             on_error=lambda exc: self.alert(
                 managed, "retrain_failed", f"retrain failed: {type(exc).__name__}: {exc}"
             ),
+            wait=wait,
         )
         if wait:
             job.wait()
