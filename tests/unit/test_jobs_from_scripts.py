@@ -20,25 +20,15 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.mlflow]
 
-#: The README's Python block, made complete: ``history`` defined, predictions printed.
-README_SCRIPT = textwrap.dedent(
-    """
-    import numpy as np
-    import pandas as pd
+#: The README's Python block, as the README shows it.
+README = Path(__file__).resolve().parents[2] / "README.md"
 
-    from observml import ExperimentHub
 
-    print("the script body ran")
-    history = pd.DataFrame(
-        np.random.default_rng(0).normal(0, 1, (500, 3)), columns=["temp", "pressure", "flow"]
-    )
-    with ExperimentHub.from_config() as hub:          # ./hub_config.yaml or the embedded defaults
-        hub.create_experiment("pump", "fault_detection", {"create_model": {"model": "pca"}})
-        hub.train("pump", data=history, wait=True)    # or rows published to the queue pump.train
-        hub.start_streaming("pump")                   # pump.predict -> pump.predictions
-        print(hub.predict("pump", data=history.tail(3))[["score", "anomaly"]])
-    """
-)
+def readme_block() -> str:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("```python\n") + len("```python\n")
+    return text[start : text.index("```", start)]
+
 
 #: docs/models.md's ZScoreDetector, defined in the script and used by its ``__main__`` name,
 #: trained as a background job so that its fit runs in a child process.
@@ -138,14 +128,17 @@ def _assert_trained_in_a_child(stdout: str, cwd: Path) -> None:
 
 def test_the_readme_block_runs_as_a_script_without_a_main_guard(tmp_path: Path) -> None:
     script = tmp_path / "s.py"
-    script.write_text(README_SCRIPT, encoding="utf-8")
+    script.write_text(readme_block(), encoding="utf-8")
+    assert "__main__" not in script.read_text(encoding="utf-8")
     done = _run([str(script)], tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("the script body ran") == 1
     assert "bootstrapping phase" not in done.stderr
     lines = done.stdout.splitlines()
-    assert lines[-4].split() == ["score", "anomaly"]
-    assert [line.split()[0] for line in lines[-3:]] == ["497", "498", "499"]
+    assert lines[-5].split() == ["ds", "score", "anomaly"]
+    assert [line.split()[0] for line in lines[-4:-1]] == ["1997", "1998", "1999"]
+    flagged, _, total = lines[-1].partition(" of ")
+    assert total == "1000 new rows flagged by version 1"
+    assert 200 < int(flagged) < 600  # the second half holds a drift, a step and spikes
     assert (tmp_path / "home" / "mlflow.db").is_file()
 
 
