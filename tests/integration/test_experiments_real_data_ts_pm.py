@@ -158,7 +158,9 @@ def test_monthly_electricity_is_seasonal(model: str) -> None:
 PRODUCTION: dict[
     str, tuple[tuple[float, float, float | None], tuple[float, float, float | None]]
 ] = {
-    "heuristics_miner": ((0.9444, 0.1465, 1.0), (0.9062, 0.1765, 0.6279)),
+    # pm4py's heuristics net varies with the process's string hashing: later-case fitness
+    # measured 0.9042-0.9062 over runs, so the figure is the middle of that range
+    "heuristics_miner": ((0.9444, 0.1465, 1.0), (0.9052, 0.1765, 0.6279)),
     "inductive_miner": ((1.0, 1.0, 0.4044), (0.9861, 0.9265, 0.2159)),
     "sequential_rules": ((1.0, 1.0, None), (0.8578, 0.75, None)),
 }
