@@ -526,7 +526,9 @@ def _check_plugin_configs(config: HubConfig, *, skip: set[str]) -> list[ConfigPr
         if section.plugin_type in skip:
             continue
         try:
-            cls = registry.resolve(section.plugin_type, section.name, where=f"{section.where}.type")
+            cls = registry.resolve(
+                section.plugin_type, section.name, where=f"{section.where}.type", trusted=True
+            )
         except PluginError as exc:
             message = str(exc).removeprefix(f"{section.where}.type: ")
             problems.append(ConfigProblem(f"{section.where}.type", message))

@@ -3,7 +3,7 @@
 The tree (each class carries the HTTP status the REST API answers with)::
 
     ObservMLError                       500  base of everything raised on purpose
-    ├── ConfigError                     400  .key, .source, .problems
+    ├── ConfigError                     422  .key, .source, .problems
     ├── PluginError                     500  .plugin_type, .name
     │   ├── UnknownPluginError          400  lists known names + closest match
     │   ├── PluginLoadError             500  chained from the import / entry-point failure
@@ -76,7 +76,7 @@ class ConfigProblem:
 class ConfigError(ObservMLError):
     """The configuration is invalid; ``problems`` lists every issue found, each with its key."""
 
-    http_status = 400
+    http_status = 422
 
     def __init__(
         self,

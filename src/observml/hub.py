@@ -153,9 +153,24 @@ class ExperimentHub(PluginHost):
         return self.registry.names("experiment")
 
     def create_experiment(
-        self, name: str, experiment_type: str, config: Mapping[str, Any] | None = None
+        self,
+        name: str,
+        experiment_type: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        trusted: bool = True,
     ) -> dict[str, Any]:
         """Create an experiment of ``experiment_type`` (e.g. ``"fault_detection"``).
+
+        The config is validated completely here (every model parameter against its
+        signature and the library's own parameter constraints), not when training starts.
+
+        Args:
+            name: The experiment's name.
+            experiment_type: A registered type; with ``trusted`` also ``package.module:Class``.
+            config: The ``setup``/``eda``/``create_model``/``retrain`` mapping.
+            trusted: The caller is the operator (Python, hub config, the local CLI). The REST
+                API passes ``False``: a request may only name registered types.
 
         Raises:
             ExperimentExistsError: The name is taken.
@@ -172,7 +187,7 @@ class ExperimentHub(PluginHost):
                 raise ExperimentExistsError(
                     f"experiment {name!r} already exists. Delete it first or pick another name."
                 )
-        managed = self._build(name, experiment_type, dict(config or {}))
+        managed = self._build(name, experiment_type, dict(config or {}), trusted=trusted)
         with self._exp_lock:
             if name in self._experiments:
                 raise ExperimentExistsError(f"experiment {name!r} already exists.")
@@ -184,10 +199,12 @@ class ExperimentHub(PluginHost):
                 datastream.create_queue(queue)
         return managed.status()
 
-    def _build(self, name: str, experiment_type: str, config: dict[str, Any]) -> ManagedExperiment:
+    def _build(
+        self, name: str, experiment_type: str, config: dict[str, Any], *, trusted: bool
+    ) -> ManagedExperiment:
         where = f"experiment {name!r}: type"
-        spec = self.registry.spec("experiment", experiment_type, where=where)
-        cls = self.registry.resolve("experiment", experiment_type, where=where)
+        spec = self.registry.spec("experiment", experiment_type, where=where, trusted=trusted)
+        cls = self.registry.resolve("experiment", experiment_type, where=where, trusted=trusted)
         template = cls(name, config)
         template.validate_config()
         return ManagedExperiment(
@@ -248,7 +265,8 @@ class ExperimentHub(PluginHost):
         """
         managed = self._get(name)
         if config is not None:
-            replacement = self._build(name, managed.experiment_type, dict(config))
+            # the type was accepted when the experiment was created; only the config is new
+            replacement = self._build(name, managed.experiment_type, dict(config), trusted=True)
             with managed.lock:
                 managed.config, managed.template = replacement.config, replacement.template
                 managed.tracker = replacement.tracker

@@ -137,8 +137,12 @@ def list_experiments(hub: Hub) -> list[dict[str, Any]]:
     responses=errors(400, 409),
 )
 def create_experiment(hub: Hub, body: CreateExperiment, response: Response) -> dict[str, Any]:
-    """Create an experiment of a registered type; its queues are declared."""
-    status = hub.create_experiment(body.name, body.type, body.config)
+    """Create an experiment of a registered type (GET /experiment-types); its queues are declared.
+
+    The type is a registered name, never a module path (400 naming the accepted types); the
+    config is validated completely now (422 naming the key path).
+    """
+    status = hub.create_experiment(body.name, body.type, body.config, trusted=False)
     response.headers["Location"] = f"/experiments/{body.name}"
     return obj(status)
 

@@ -153,6 +153,25 @@ class ModelSpec:
                 key=where,
             ) from exc
 
+    def check(self, raw: Mapping[str, Any], where: str = "create_model.params") -> list[ConfigProblem]:
+        """Return a problem for each value of ``raw`` its target or adapter does not take.
+
+        Types (and, for scikit-learn estimators and our adapters, ranges) come from the
+        target's ``_parameter_constraints``, else its annotations, else its defaults (see
+        :mod:`observml.experiments.param_check`). Unknown names are not checked here.
+        """
+        from observml.experiments.param_check import check_params
+
+        adapter = self._resolve(self.adapter, "create_model.model") if self.adapter else None
+        return check_params(
+            raw,
+            target=self.load(),
+            adapter=adapter,
+            options=self.options,
+            defaults=self.defaults,
+            where=where,
+        )
+
     def accepted(self, where: str = "create_model.model") -> dict[str, Any]:
         """Return ``{param: default}`` of every accepted parameter (options first)."""
         target = self.load(where)
@@ -312,6 +331,7 @@ class Experiment(abc.ABC):
                         f"not a parameter of {model!r}. Accepted: {', '.join(accepted)}.",
                     )
                 )
+        problems.extend(spec.check({k: v for k, v in raw.items() if k in accepted}))
         options = {k: raw.get(k, v) for k, v in spec.options.items()}
         params = {**spec.defaults, **{k: v for k, v in raw.items() if k not in spec.options}}
         return model, spec, params, options
