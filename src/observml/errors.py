@@ -20,7 +20,8 @@ The tree (each class carries the HTTP status the REST API answers with)::
         ├── ExperimentNotFoundError     404
         ├── ExperimentExistsError       409
         ├── ModelNotTrainedError        409  "Call train() first"
-        └── TrainingInProgressError     409
+        ├── TrainingInProgressError     409
+        └── UntrustedModelError         409  a stored model is unsigned, altered or foreign
 
 Messages read ``<where>: <what is wrong>. <what to do>.`` and never contain a password.
 """
@@ -51,6 +52,7 @@ __all__ = [
     "TrainingInProgressError",
     "UnauthorizedError",
     "UnknownPluginError",
+    "UntrustedModelError",
 ]
 
 
@@ -185,3 +187,7 @@ class ModelNotTrainedError(ExperimentError):
 
 class TrainingInProgressError(ExperimentError):
     """A training job for the experiment is already running."""
+
+
+class UntrustedModelError(ExperimentError):
+    """A stored model folder is unsigned, was altered, or was signed by another hub key."""

@@ -51,6 +51,7 @@ from observml.retraining import (
     promote,
     split_holdout,
 )
+from observml.signing import ModelSigner
 from observml.streaming import (
     StreamWorker,
     predict_queue,
@@ -90,6 +91,7 @@ class ExperimentHub(PluginHost):
         self._jobs: dict[str, Job] = {}
         self._streams: dict[str, StreamWorker] = {}
         self._exp_lock = threading.RLock()
+        self._signer: ModelSigner | None = None
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -362,6 +364,7 @@ class ExperimentHub(PluginHost):
                     frame,
                     isolation=self.job_isolation,
                     kind=kind,
+                    signer=self.model_signer,
                     on_trained=lambda exp, version, run_id: on_trained(
                         managed, exp, version, run_id
                     ),
@@ -535,7 +538,7 @@ class ExperimentHub(PluginHost):
         if managed.active_job() is not None:
             return  # our own retrain is about to move it
         experiment = load_experiment_from_store(
-            mlops, managed.name, version=found.version, registry=self.registry
+            mlops, managed.name, version=found.version, registry=self.registry, **self._trust()
         )
         managed.swap(experiment, found.version)
         managed.record(Decision("restored", "champion moved in the MLOps store", found.version))
@@ -550,7 +553,7 @@ class ExperimentHub(PluginHost):
             mlops.create_experiment(name), run_name="save", tags={"observml.kind": "save"}
         )
         try:
-            version = save_experiment(mlops, experiment, run_id=run_id)
+            version = save_experiment(mlops, experiment, run_id=run_id, signer=self.model_signer)
         except BaseException:
             mlops.end_run(run_id, "FAILED")
             raise
@@ -580,7 +583,7 @@ class ExperimentHub(PluginHost):
                 )
             version = found.version
         experiment = load_experiment_from_store(
-            mlops, name, version=version, run_id=run_id, registry=self.registry
+            mlops, name, version=version, run_id=run_id, registry=self.registry, **self._trust()
         )
         with self._exp_lock:
             managed = self._experiments.get(name)
@@ -609,7 +612,7 @@ class ExperimentHub(PluginHost):
                 " promotion or a second training first."
             )
         experiment = load_experiment_from_store(
-            mlops, name, version=previous, registry=self.registry
+            mlops, name, version=previous, registry=self.registry, **self._trust()
         )
         promote(mlops, managed, experiment, previous)
         log_decision(
@@ -671,6 +674,26 @@ class ExperimentHub(PluginHost):
     def flush(self, queue: str) -> int:
         """Purge ``queue`` and return how many messages were removed."""
         return self._datastream().flush_queue(queue)
+
+    # -- model files ----------------------------------------------------------------------
+    @property
+    def model_signer(self) -> ModelSigner:
+        """The key this hub signs and checks model folders with (see :mod:`observml.signing`).
+
+        ``global.model_key``, else ``$OBSERVML_MODEL_KEY``, else ``$OBSERVML_HOME/model.key``
+        (created on first use).
+        """
+        with self._exp_lock:
+            if self._signer is None:
+                self._signer = ModelSigner.from_settings(self.config.global_.model_key)
+            return self._signer
+
+    def _trust(self) -> dict[str, Any]:
+        """How this hub loads model folders: its key, and whether unsigned ones are allowed."""
+        return {
+            "signer": self.model_signer,
+            "trust_unsigned": self.config.global_.trust_unsigned_models,
+        }
 
     # -- internals ------------------------------------------------------------------------
     def _get(self, name: str) -> ManagedExperiment:

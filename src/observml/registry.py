@@ -208,11 +208,11 @@ class PluginRegistry:
         """
         where = where or f"plugins.{plugin_type}.type"
         if not isinstance(name, str) or not name:
-            raise self._unknown(plugin_type, str(name), where)
+            raise self._unknown(plugin_type, str(name), where, trusted=trusted)
         if ":" in name:
             if trusted:
                 return PluginSpec(plugin_type, name, name, "path")
-            raise self._unknown(plugin_type, name, where, path=True)
+            raise self._unknown(plugin_type, name, where, trusted=False, path=True)
         found = self.snapshot().get(plugin_type, {}).get(name)
         if found is not None:
             return found
@@ -221,7 +221,7 @@ class PluginRegistry:
                 raise PluginLoadError(
                     f"{where}: {problem.partition(': ')[2]}", plugin_type=plugin_type, name=name
                 )
-        raise self._unknown(plugin_type, name, where)
+        raise self._unknown(plugin_type, name, where, trusted=trusted)
 
     def resolve(
         self, plugin_type: str, name: str, *, where: str | None = None, trusted: bool = False
@@ -243,7 +243,7 @@ class PluginRegistry:
 
     # -- internals ------------------------------------------------------------------------
     def _unknown(
-        self, plugin_type: str, name: str, where: str, *, path: bool = False
+        self, plugin_type: str, name: str, where: str, *, trusted: bool, path: bool = False
     ) -> UnknownPluginError:
         """The error for a name that is not registered (or a module path from a request)."""
         known = self.names(plugin_type)
@@ -265,7 +265,7 @@ class PluginRegistry:
             )
             more = (
                 f" Packages add more through the '{ENTRY_POINT_PREFIX}{plugin_type}' entry-point"
-                " group; hub_config.yaml and Python may also give 'package.module:Class'."
+                + (" group, or give 'package.module:Class'." if trusted else " group.")
             )
         return UnknownPluginError(
             f"{what} Known: {', '.join(known) or 'none'}.{more}",

@@ -150,7 +150,11 @@ def _parameter(owner: Callable[..., Any], name: str) -> inspect.Parameter | None
 
 
 def _annotation(owner: Callable[..., Any], name: str) -> Any:
-    target = owner.__init__ if isinstance(owner, type) else owner
+    target: Any = owner
+    if isinstance(owner, type):
+        target = vars(owner).get("__init__") or next(
+            (vars(base)["__init__"] for base in owner.__mro__ if "__init__" in vars(base)), owner
+        )
     try:
         hints = typing.get_type_hints(target)
     except Exception:  # unresolvable forward references: fall back to the default's type
