@@ -38,9 +38,7 @@ def test_registry_unknown_name_lists_known_and_closest() -> None:
 
 
 def test_registry_path_type_loads_local_class() -> None:
-    cls = PluginRegistry().resolve(
-        "mlops", "tests.unit.plugins_for_tests:NeedsToken", trusted=True
-    )
+    cls = PluginRegistry().resolve("mlops", "tests.unit.plugins_for_tests:NeedsToken", trusted=True)
     assert cls.__name__ == "NeedsToken"
 
 
