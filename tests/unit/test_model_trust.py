@@ -6,7 +6,6 @@ import importlib
 import json
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,7 @@ def hub_with(mlops: InMemoryMLOpsPlugin, key: str | None, *, trust: bool = False
 
 
 @pytest.fixture
-def trained_store() -> Iterator[tuple[InMemoryMLOpsPlugin, pd.DataFrame]]:
+def trained_store() -> tuple[InMemoryMLOpsPlugin, pd.DataFrame]:
     """A store whose 'pump' champion hub A (KEY_A) trained; yields it and its predictions."""
     mlops = InMemoryMLOpsPlugin()
     with hub_with(mlops, KEY_A) as hub:
@@ -54,7 +53,7 @@ def trained_store() -> Iterator[tuple[InMemoryMLOpsPlugin, pd.DataFrame]]:
         hub.create_experiment("pump", "fault_detection", FD_CONFIG)
         hub.train("pump", data=sensors(300), wait=True)
         expected = hub.predict("pump", data=sensors(20, seed=5))
-    yield mlops, expected
+    return mlops, expected
 
 
 def champion_run(mlops: InMemoryMLOpsPlugin) -> str:
