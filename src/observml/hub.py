@@ -32,6 +32,7 @@ from observml.errors import (
     ExperimentNotFoundError,
     ModelNotTrainedError,
     NotFoundError,
+    ObservMLError,
     TrainingInProgressError,
 )
 from observml.experiments.store import load_experiment_from_store, save_experiment
@@ -467,12 +468,22 @@ class ExperimentHub(PluginHost):
 
         Raises:
             ModelNotTrainedError: No champion yet; says whether a training job is running.
+            DataError: The rows do not fit the model (a missing column, a value it refuses).
         """
         managed = self._get(name)
         experiment, version = self._champion(managed)
-        if data is not None:
+        if data is None:
+            return self._predict_from_queue(managed)
+        try:
             return experiment.predict(data)
-        return self._predict_from_queue(managed)
+        except ObservMLError:
+            raise
+        except Exception as exc:  # the model refused these rows: the rows are at fault
+            raise DataError(
+                f"experiment {name!r} predict data: the model cannot score these rows"
+                f" ({type(exc).__name__}: {str(exc)[:300]}). Send finite numbers in the columns"
+                " it was trained on."
+            ) from exc
 
     def _predict_from_queue(self, managed: ManagedExperiment) -> pd.DataFrame:
         stream = self._datastream()

@@ -2,6 +2,8 @@
 
 Each value is checked against what its target declares, in this order:
 
+Values nested deeper than 8 levels, integers past 64 bits and NaN/Infinity are refused first.
+
 1. the target's own ``_parameter_constraints`` (every scikit-learn estimator since 1.2, and our
    adapters in :mod:`observml.experiments.detectors`), with scikit-learn's
    ``validate_parameter_constraints``, so the library's own rule and wording are used;
@@ -57,6 +59,13 @@ def check_params(
         key = f"{where}.{name}"
         if _too_deep(value, _MAX_DEPTH):
             problems.append(ConfigProblem(key, f"nested deeper than {_MAX_DEPTH} levels."))
+            continue
+        if _too_big(value):
+            problems.append(
+                ConfigProblem(
+                    key, f"{_show(value)} holds an integer past 64 bits; no model takes one."
+                )
+            )
             continue
         if name in defaults and _same(value, defaults[name]):
             continue
@@ -181,6 +190,17 @@ def _too_deep(value: Any, depth: int) -> bool:
         return any(_too_deep(v, depth - 1) for v in value.values())
     if isinstance(value, list | tuple):
         return any(_too_deep(v, depth - 1) for v in value)
+    return False
+
+
+def _too_big(value: Any) -> bool:
+    """Whether ``value`` holds an integer numpy cannot hold (JSON allows any length)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return not -(2**63) <= value < 2**63
+    if isinstance(value, Mapping):
+        return any(_too_big(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_too_big(v) for v in value)
     return False
 
 
