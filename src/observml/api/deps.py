@@ -23,6 +23,7 @@ __all__ = [
     "Name",
     "errors",
     "get_hub",
+    "links",
     "make_router",
     "obj",
     "objs",
@@ -49,6 +50,23 @@ _ERRORS: Final[Mapping[int, str]] = {
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """Return the ``responses=`` entries documenting these error statuses."""
     return {code: {"model": ErrorOut, "description": _ERRORS[code]} for code in codes}
+
+
+def links(description: str, source: str, **targets: str) -> dict[str, Any]:
+    """Return a response entry with OpenAPI links: ``{link name: operation id}``.
+
+    Each link passes ``source`` (e.g. ``$response.body#/name``) as the target's one path
+    parameter, so clients and stateful API fuzzers (schemathesis) can chain the calls:
+    create -> train -> poll the job -> predict -> delete.
+    """
+    parameter = source.rsplit("/", 1)[-1]
+    return {
+        "description": description,
+        "links": {
+            name: {"operationId": operation, "parameters": {parameter: source}}
+            for name, operation in targets.items()
+        },
+    }
 
 
 def make_router() -> APIRouter:
