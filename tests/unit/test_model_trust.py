@@ -131,6 +131,28 @@ def test_skops_saved_model_round_trips_with_identical_predictions(
     pd.testing.assert_frame_equal(loaded.get_train_data(), experiment.get_train_data())
 
 
+def test_arima_is_saved_as_parameters_and_restored_exactly(tmp_path: Path) -> None:
+    from observml import datasets
+    from observml.experiments.time_series import TimeSeriesExperiment
+
+    series = datasets.seasonal_series(200, period=24, seed=3)
+    config = {
+        "setup": {"target": "y", "datetime_column": "ds", "forecast_horizon": 6},
+        "create_model": {"model": "arima", "params": {"order": [1, 0, 1]}},
+    }
+    experiment = TimeSeriesExperiment("ts", config).train(series.iloc[:150])
+    experiment.predict(series.iloc[150:170])  # takes the actuals in: a 'known' Kalman state
+    root = experiment.save(tmp_path / "arima")
+    assert (root / "parts" / "forecaster_.skops").is_file()
+    assert not (root / "model.pkl").exists()
+    loaded = load_experiment(root, PluginRegistry())
+    assert isinstance(loaded, TimeSeriesExperiment)
+    new_rows = series.iloc[170:]
+    expected = experiment.predict(new_rows, update=False)
+    pd.testing.assert_frame_equal(loaded.predict(new_rows, update=False), expected)
+    pd.testing.assert_frame_equal(loaded.forecast(12), experiment.forecast(12))
+
+
 def test_trusted_types_cover_every_model_class_of_ours() -> None:
     ours = set()
     for target in BUILTIN_PLUGINS["experiment"].values():
@@ -139,10 +161,9 @@ def test_trusted_types_cover_every_model_class_of_ours() -> None:
             for path in (spec.target, spec.adapter):
                 if path and path.startswith("observml."):
                     ours.add(path.replace(":", "."))
-    # these hold objects skops cannot express (statsmodels results, a Prophet model, pandas
-    # tables): they stay a pickle, which is signed and read only after the signature check
+    # these hold objects skops cannot express (a Prophet model, pandas tables): they stay a
+    # pickle, which is signed and read only after the signature check
     pickled = {
-        "observml.experiments._forecasters.ArimaForecaster",
         "observml.experiments._prophet.ProphetForecaster",
         "observml.experiments._rules.SequentialRules",
     }

@@ -66,6 +66,7 @@ TRUSTED_TYPES: Final[tuple[str, ...]] = (
     "collections.deque",
     "hmmlearn.base.ConvergenceMonitor",
     "hmmlearn.hmm.GaussianHMM",
+    "observml.experiments._forecasters.ArimaForecaster",
     "observml.experiments._holt_winters.HoltWintersForecaster",
     "observml.experiments._process_models.HeuristicsMiner",
     "observml.experiments._process_models.InductiveMiner",
