@@ -18,6 +18,7 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep embedded stores and config lookups inside the test's temp dir."""
     monkeypatch.setenv("OBSERVML_HOME", str(tmp_path / ".observml"))
     monkeypatch.delenv("OBSERVML_CONFIG", raising=False)
+    monkeypatch.delenv("OBSERVML_MODEL_KEY", raising=False)
     monkeypatch.chdir(tmp_path)
 
 

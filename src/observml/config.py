@@ -117,6 +117,11 @@ class GlobalSection:
     log_level: str = "INFO"
     health_timeout: float = 5.0
     job_isolation: Literal["auto", "process", "thread"] = "auto"
+    #: The key model folders are signed with (HMAC-SHA256); else ``$OBSERVML_MODEL_KEY``, else
+    #: ``$OBSERVML_HOME/model.key`` (see :mod:`observml.signing`).
+    model_key: str | None = field(default=None, repr=False)
+    #: Load model folders no hub key signed (e.g. from an older observml). Off by default.
+    trust_unsigned_models: bool = False
 
 
 @dataclass(frozen=True)
@@ -362,7 +367,13 @@ def _parse_global(raw: Any, problems: list[ConfigProblem]) -> GlobalSection:
             ConfigProblem("global.health_timeout", "must be a positive number of seconds.")
         )
     isolation = values.get("job_isolation", "auto")
-    return GlobalSection(log_level=level, health_timeout=timeout, job_isolation=isolation)
+    return GlobalSection(
+        log_level=level,
+        health_timeout=timeout,
+        job_isolation=isolation,
+        model_key=values.get("model_key") or None,
+        trust_unsigned_models=bool(values.get("trust_unsigned_models", False)),
+    )
 
 
 def _parse_streaming(raw: Any, problems: list[ConfigProblem]) -> StreamingSection:
@@ -534,7 +545,9 @@ def _check_plugin_configs(config: HubConfig, *, skip: set[str]) -> list[ConfigPr
         if section.plugin_type in skip:
             continue
         try:
-            cls = registry.resolve(section.plugin_type, section.name, where=f"{section.where}.type")
+            cls = registry.resolve(
+                section.plugin_type, section.name, where=f"{section.where}.type", trusted=True
+            )
         except PluginError as exc:
             message = str(exc).removeprefix(f"{section.where}.type: ")
             problems.append(ConfigProblem(f"{section.where}.type", message))

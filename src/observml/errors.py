@@ -3,7 +3,7 @@
 The tree (each class carries the HTTP status the REST API answers with)::
 
     ObservMLError                       500  base of everything raised on purpose
-    ├── ConfigError                     400  .key, .source, .problems
+    ├── ConfigError                     422  .key, .source, .problems
     ├── PluginError                     500  .plugin_type, .name
     │   ├── UnknownPluginError          400  lists known names + closest match
     │   ├── PluginLoadError             500  chained from the import / entry-point failure
@@ -21,7 +21,8 @@ The tree (each class carries the HTTP status the REST API answers with)::
         ├── ExperimentNotFoundError     404  (also a NotFoundError, above)
         ├── ExperimentExistsError       409
         ├── ModelNotTrainedError        409  "Call train() first"
-        └── TrainingInProgressError     409
+        ├── TrainingInProgressError     409
+        └── UntrustedModelError         409  a stored model is unsigned, altered or foreign
 
 Messages read ``<where>: <what is wrong>. <what to do>.`` and never contain a password.
 """
@@ -52,6 +53,7 @@ __all__ = [
     "TrainingInProgressError",
     "UnauthorizedError",
     "UnknownPluginError",
+    "UntrustedModelError",
 ]
 
 
@@ -77,7 +79,7 @@ class ConfigProblem:
 class ConfigError(ObservMLError):
     """The configuration is invalid; ``problems`` lists every issue found, each with its key."""
 
-    http_status = 400
+    http_status = 422
 
     def __init__(
         self,
@@ -186,3 +188,7 @@ class ModelNotTrainedError(ExperimentError):
 
 class TrainingInProgressError(ExperimentError):
     """A training job for the experiment is already running."""
+
+
+class UntrustedModelError(ExperimentError):
+    """A stored model folder is unsigned, was altered, or was signed by another hub key."""

@@ -27,11 +27,13 @@ from observml.dataio import DataLike, to_frame
 from observml.draining import drain, drain_training_rows
 from observml.errors import (
     ConfigError,
+    DataError,
     ExperimentError,
     ExperimentExistsError,
     ExperimentNotFoundError,
     ModelNotTrainedError,
     NotFoundError,
+    ObservMLError,
     TrainingInProgressError,
 )
 from observml.experiments.store import load_experiment_from_store, save_experiment
@@ -43,6 +45,7 @@ from observml.plugins.datastream import DataStreamPlugin, Message
 from observml.plugins.mlops import MLOpsPlugin, ModelVersion
 from observml.retraining.decisions import CHAMPION, PREVIOUS, Decision, log_decision, promote
 from observml.retraining.retrainer import Retrainer
+from observml.signing import ModelSigner
 from observml.streaming import (
     StreamWorker,
     experiment_queues,
@@ -92,11 +95,12 @@ class ExperimentHub(PluginHost):
         self._jobs: dict[str, Job] = {}
         self._streams: dict[str, StreamWorker] = {}
         self._exp_lock = threading.RLock()
+        self._signer: ModelSigner | None = None
         self._retrainer = Retrainer(
             mlops=self._mlops,
             datastream=lambda: cast(DataStreamPlugin | None, self.get_plugin("datastream")),
             load_version=lambda name, version: load_experiment_from_store(
-                self._mlops(), name, version=version, registry=self.registry
+                self._mlops(), name, version=version, registry=self.registry, **self._trust()
             ),
             start_job=self._start_job,
             holdout_fraction=self.config.streaming.holdout_fraction,
@@ -164,9 +168,24 @@ class ExperimentHub(PluginHost):
         return self.registry.names("experiment")
 
     def create_experiment(
-        self, name: str, experiment_type: str, config: Mapping[str, Any] | None = None
+        self,
+        name: str,
+        experiment_type: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        trusted: bool = True,
     ) -> dict[str, Any]:
         """Create an experiment of ``experiment_type`` (e.g. ``"fault_detection"``).
+
+        The config is validated completely here (every model parameter against its
+        signature and the library's own parameter constraints), not when training starts.
+
+        Args:
+            name: The experiment's name.
+            experiment_type: A registered type; with ``trusted`` also ``package.module:Class``.
+            config: The ``setup``/``eda``/``create_model``/``retrain`` mapping.
+            trusted: The caller is the operator (Python, hub config, the local CLI). The REST
+                API passes ``False``: a request may only name registered types.
 
         Raises:
             ExperimentExistsError: The name is taken.
@@ -183,7 +202,7 @@ class ExperimentHub(PluginHost):
                 raise ExperimentExistsError(
                     f"experiment {name!r} already exists. Delete it first or pick another name."
                 )
-        managed = self._build(name, experiment_type, dict(config or {}))
+        managed = self._build(name, experiment_type, dict(config or {}), trusted=trusted)
         with self._exp_lock:
             if name in self._experiments:
                 raise ExperimentExistsError(f"experiment {name!r} already exists.")
@@ -195,10 +214,12 @@ class ExperimentHub(PluginHost):
                 datastream.create_queue(queue)
         return managed.status()
 
-    def _build(self, name: str, experiment_type: str, config: dict[str, Any]) -> ManagedExperiment:
+    def _build(
+        self, name: str, experiment_type: str, config: dict[str, Any], *, trusted: bool
+    ) -> ManagedExperiment:
         where = f"experiment {name!r}: type"
-        spec = self.registry.spec("experiment", experiment_type, where=where)
-        cls = self.registry.resolve("experiment", experiment_type, where=where)
+        spec = self.registry.spec("experiment", experiment_type, where=where, trusted=trusted)
+        cls = self.registry.resolve("experiment", experiment_type, where=where, trusted=trusted)
         template = cls(name, config)
         template.validate_config()
         return ManagedExperiment(
@@ -259,7 +280,8 @@ class ExperimentHub(PluginHost):
         """
         managed = self._get(name)
         if config is not None:
-            replacement = self._build(name, managed.experiment_type, dict(config))
+            # the type was accepted when the experiment was created; only the config is new
+            replacement = self._build(name, managed.experiment_type, dict(config), trusted=True)
             with managed.lock:
                 managed.config, managed.template = replacement.config, replacement.template
                 managed.tracker = replacement.tracker
@@ -454,6 +476,7 @@ class ExperimentHub(PluginHost):
                     frame,
                     isolation=isolation,
                     kind=kind,
+                    signer=self.model_signer,
                     on_trained=lambda exp, version, run_id: on_trained(
                         managed, exp, version, run_id
                     ),
@@ -497,12 +520,22 @@ class ExperimentHub(PluginHost):
 
         Raises:
             ModelNotTrainedError: No champion yet; says whether a training job is running.
+            DataError: The rows do not fit the model (a missing column, a value it refuses).
         """
         managed = self._get(name)
         experiment, version = self._champion(managed)
-        if data is not None:
+        if data is None:
+            return self._predict_from_queue(managed)
+        try:
             return experiment.predict(data)
-        return self._predict_from_queue(managed)
+        except ObservMLError:
+            raise
+        except Exception as exc:  # the model refused these rows: the rows are at fault
+            raise DataError(
+                f"experiment {name!r} predict data: the model cannot score these rows"
+                f" ({type(exc).__name__}: {str(exc)[:300]}). Send finite numbers in the columns"
+                " it was trained on."
+            ) from exc
 
     def _predict_from_queue(self, managed: ManagedExperiment) -> pd.DataFrame:
         stream = self._datastream()
@@ -565,7 +598,7 @@ class ExperimentHub(PluginHost):
         found = mlops.get_version_by_alias(managed.name, CHAMPION)
         if found is not None and found.version != managed.champion()[1]:
             experiment = load_experiment_from_store(
-                mlops, managed.name, version=found.version, registry=self.registry
+                mlops, managed.name, version=found.version, registry=self.registry, **self._trust()
             )
             managed.swap(experiment, found.version)
             managed.record(Decision("restored", "champion moved in the MLOps store", found.version))
@@ -581,7 +614,7 @@ class ExperimentHub(PluginHost):
             mlops.create_experiment(name), run_name="save", tags={"observml.kind": "save"}
         )
         try:
-            version = save_experiment(mlops, experiment, run_id=run_id)
+            version = save_experiment(mlops, experiment, run_id=run_id, signer=self.model_signer)
         except BaseException:
             mlops.end_run(run_id, "FAILED")
             raise
@@ -611,7 +644,7 @@ class ExperimentHub(PluginHost):
                 )
             version = found.version
         experiment = load_experiment_from_store(
-            mlops, name, version=version, run_id=run_id, registry=self.registry
+            mlops, name, version=version, run_id=run_id, registry=self.registry, **self._trust()
         )
         with self._exp_lock:
             managed = self._experiments.get(name)
@@ -642,7 +675,7 @@ class ExperimentHub(PluginHost):
                 " promotion or a second training first."
             )
         experiment = load_experiment_from_store(
-            mlops, name, version=previous, registry=self.registry
+            mlops, name, version=previous, registry=self.registry, **self._trust()
         )
         promote(mlops, managed, experiment, previous)
         log_decision(
@@ -704,6 +737,26 @@ class ExperimentHub(PluginHost):
     def flush(self, queue: str) -> int:
         """Purge ``queue`` and return how many messages were removed."""
         return self._datastream().flush_queue(queue)
+
+    # -- model files ----------------------------------------------------------------------
+    @property
+    def model_signer(self) -> ModelSigner:
+        """The key this hub signs and checks model folders with (see :mod:`observml.signing`).
+
+        ``global.model_key``, else ``$OBSERVML_MODEL_KEY``, else ``$OBSERVML_HOME/model.key``
+        (created on first use).
+        """
+        with self._exp_lock:
+            if self._signer is None:
+                self._signer = ModelSigner.from_settings(self.config.global_.model_key)
+            return self._signer
+
+    def _trust(self) -> dict[str, Any]:
+        """How this hub loads model folders: its key, and whether unsigned ones are allowed."""
+        return {
+            "signer": self.model_signer,
+            "trust_unsigned": self.config.global_.trust_unsigned_models,
+        }
 
     # -- internals ------------------------------------------------------------------------
     def _get(self, name: str) -> ManagedExperiment:

@@ -4,7 +4,11 @@ An incoming message carries one row (a JSON object) or many (a JSON array of obj
 ``split`` orient, pandas' default column-oriented ``to_json()`` with dates as epoch
 milliseconds, or the old long "pivot" format when the experiment's ``setup.format`` says so).
 ``text/csv`` bodies are read as CSV with a header row. A header ``x-observml-format`` holding a
-JSON format block overrides the experiment's for that message.
+JSON format block overrides the experiment's for that message: it says only how to read the
+rows (checked against the same table as ``setup.format``); nothing in a message can change an
+experiment's type, model or code. A body that cannot be read, however hostile (deeply nested,
+not UTF-8, huge numbers), is a :class:`~observml.errors.DataError` for that message alone, so
+the message is dead-lettered with the reason and the rest of its batch goes on.
 
 A result message is JSON::
 
@@ -23,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from observml.dataio import to_frame
-from observml.errors import DataError
+from observml.errors import DataError, ObservMLError
 from observml.plugins.datastream import Message, OutgoingMessage
 
 __all__ = [
@@ -50,7 +54,19 @@ def frame_from_message(message: Message, fmt: Mapping[str, Any] | None) -> pd.Da
     Raises:
         DataError: The body cannot be read; the message says what was expected.
     """
-    where = f"message {message.message_id or '(no id)'}"
+    where = f"message {str(message.message_id or '(no id)')[:200]}"
+    try:
+        return _read_frame(message, fmt, where)
+    except ObservMLError:
+        raise
+    except Exception as exc:  # hostile bodies: deep nesting, bad bytes, odd shapes
+        raise DataError(
+            f"{where}: the body cannot be read as rows ({type(exc).__name__}: {str(exc)[:200]})."
+            " Send a JSON object or array of flat rows."
+        ) from exc
+
+
+def _read_frame(message: Message, fmt: Mapping[str, Any] | None, where: str) -> pd.DataFrame:
     override = message.headers.get(FORMAT_HEADER)
     if override:
         try:
@@ -86,7 +102,7 @@ def rows_from_message(
     if _wide(fmt) and _plain_json(message):
         try:
             data = json.loads(message.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         rows = _flat_rows(data)
         if rows is not None:
@@ -107,7 +123,7 @@ def rows_from_batch(
         return None
     try:
         decoded = json.loads(b"[" + b",".join(m.body for m in batch) + b"]")
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if len(decoded) != len(batch):  # a body held a bare list fragment, e.g. "1,2"
         return None

@@ -16,7 +16,7 @@ from typing import Final
 from observml.errors import ConfigError, NotFoundError
 from observml.plugins.mlops import MLOpsPlugin, ModelVersion
 
-__all__ = ["ARTIFACT_PATH_TAG", "load_artifacts", "save_artifacts"]
+__all__ = ["ARTIFACT_PATH_TAG", "load_artifacts", "resolve_run", "save_artifacts"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def load_artifacts(
             message names the run.
     """
     if run_id is None:
-        run_id, artifact_path = _resolve(mlops, model_name, alias, version)
+        run_id, artifact_path = resolve_run(mlops, model_name, alias, version)
     elif model_name is not None or alias is not None or version is not None:
         raise ConfigError(
             "load_artifacts: give either run_id or model_name with alias/version, not both.",
@@ -125,10 +125,15 @@ def load_artifacts(
     return Path(mlops.download_artifacts(run_id, artifact_path, str(dst_dir)))
 
 
-def _resolve(
+def resolve_run(
     mlops: MLOpsPlugin, model_name: str | None, alias: str | None, version: int | None
 ) -> tuple[str, str]:
-    """Return ``(run_id, artifact_path)`` of the version that ``alias`` or ``version`` names."""
+    """Return ``(run_id, artifact_path)`` of the version that ``alias`` or ``version`` names.
+
+    Raises:
+        ConfigError: Not exactly one of ``alias`` and ``version``, or no ``model_name``.
+        NotFoundError: No such model, alias or version.
+    """
     if model_name is None or (alias is None) == (version is None):
         raise ConfigError(
             "load_artifacts: give run_id, or model_name with exactly one of alias and version"

@@ -10,7 +10,16 @@ from urllib.parse import urlsplit, urlunsplit
 __all__ = ["MASK", "is_secret_key", "mask_text", "mask_uri", "redact", "secrets_of"]
 
 MASK: Final = "****"
-_SECRET_WORDS: Final = ("password", "passwd", "secret", "token", "api_key", "apikey", "credential")
+_SECRET_WORDS: Final = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "credential",
+    "model_key",
+)
 _URI_PASSWORD: Final = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)[^@/\s]*(?=@)")
 
 

@@ -6,7 +6,12 @@ Lookup order for ``type: <name>`` under ``plugins.<plugin_type>``:
 2. names added by the hub config (``experiments:`` entries with ``module``/``class``);
 3. the entry-point group ``observml.<plugin_type>`` of installed distributions, loading only the
    entry point asked for;
-4. a name containing ``:`` is imported as ``package.module:Class``.
+4. a name containing ``:`` is imported as ``package.module:Class``, but only on a *trusted*
+   lookup (``trusted=True``): one whose name an operator wrote in ``hub_config.yaml`` or in
+   Python. A name that arrived over the network (REST API, CLI ``--url``, a queue message, a
+   model folder in the MLOps store that no hub key signed) is looked up with ``trusted=False``
+   and may only be a registered name (steps 1-3); a ``module:Class`` there is an
+   :class:`~observml.errors.UnknownPluginError` and nothing is imported.
 
 A registry instance is immutable once built: :meth:`PluginRegistry.snapshot` assembles the full
 table in a local variable and publishes it in one assignment, so threads never see it half-built.
@@ -184,16 +189,30 @@ class PluginRegistry:
         """Return the plugin names known for ``plugin_type``, sorted."""
         return sorted(self.snapshot().get(plugin_type, {}))
 
-    def spec(self, plugin_type: str, name: str, *, where: str | None = None) -> PluginSpec:
+    def spec(
+        self, plugin_type: str, name: str, *, where: str | None = None, trusted: bool = False
+    ) -> PluginSpec:
         """Return the spec for ``name``; ``module:Class`` names resolve to a path spec.
 
+        Args:
+            plugin_type: The slot (``"mlops"``, ``"datastream"``, ``"experiment"``).
+            name: A registered name, or (trusted lookups only) ``package.module:Class``.
+            where: Prefix of error messages (the key path or the request field).
+            trusted: The name comes from the operator (hub config, Python), not from a
+                request, a message or the MLOps store; only then may it be a module path.
+
         Raises:
-            UnknownPluginError: No such name; lists the known ones and the closest match.
+            UnknownPluginError: No such name, or a module path on an untrusted lookup; lists
+                the known ones and the closest match.
             PluginLoadError: Two distributions offer the name.
         """
         where = where or f"plugins.{plugin_type}.type"
+        if not isinstance(name, str) or not name:
+            raise self._unknown(plugin_type, str(name), where, trusted=trusted)
         if ":" in name:
-            return PluginSpec(plugin_type, name, name, "path")
+            if trusted:
+                return PluginSpec(plugin_type, name, name, "path")
+            raise self._unknown(plugin_type, name, where, trusted=False, path=True)
         found = self.snapshot().get(plugin_type, {}).get(name)
         if found is not None:
             return found
@@ -202,22 +221,17 @@ class PluginRegistry:
                 raise PluginLoadError(
                     f"{where}: {problem.partition(': ')[2]}", plugin_type=plugin_type, name=name
                 )
-        known = self.names(plugin_type)
-        hint = difflib.get_close_matches(name, known, n=1)
-        raise UnknownPluginError(
-            f"{where}: no {plugin_type} plugin named {name!r}"
-            + (f"; did you mean {hint[0]!r}?" if hint else ".")
-            + f" Known: {', '.join(known) or 'none'}. Packages add more through the"
-            f" '{ENTRY_POINT_PREFIX}{plugin_type}' entry-point group, or give"
-            " 'package.module:Class'.",
-            plugin_type=plugin_type,
-            name=name,
-        )
+        raise self._unknown(plugin_type, name, where, trusted=trusted)
 
-    def resolve(self, plugin_type: str, name: str, *, where: str | None = None) -> type[Any]:
-        """Import and return the class registered as ``name`` for ``plugin_type``."""
+    def resolve(
+        self, plugin_type: str, name: str, *, where: str | None = None, trusted: bool = False
+    ) -> type[Any]:
+        """Import and return the class registered as ``name`` for ``plugin_type``.
+
+        ``trusted`` is as for :meth:`spec`: only a trusted lookup imports a module path.
+        """
         where = where or f"plugins.{plugin_type}.type"
-        spec = self.spec(plugin_type, name, where=where)
+        spec = self.spec(plugin_type, name, where=where, trusted=trusted)
         obj = load_object(spec.target, where=where, plugin_type=plugin_type, name=name)
         if not isinstance(obj, type):
             raise PluginLoadError(
@@ -228,6 +242,37 @@ class PluginRegistry:
         return obj
 
     # -- internals ------------------------------------------------------------------------
+    def _unknown(
+        self, plugin_type: str, name: str, where: str, *, trusted: bool, path: bool = False
+    ) -> UnknownPluginError:
+        """The error for a name that is not registered (or a module path from a request)."""
+        known = self.names(plugin_type)
+        if path:
+            what = (
+                f"{where}: {name!r} is a module path; a request may only name a registered"
+                f" {plugin_type} type."
+            )
+            more = (
+                " A module path is accepted only where the operator writes code: in"
+                " hub_config.yaml or in Python. Register the class there (an 'experiments:'"
+                f" entry with module/class) or through the '{ENTRY_POINT_PREFIX}{plugin_type}'"
+                " entry-point group."
+            )
+        else:
+            close = difflib.get_close_matches(name, known, n=1)
+            what = f"{where}: no {plugin_type} plugin named {name!r}" + (
+                f"; did you mean {close[0]!r}?" if close else "."
+            )
+            more = (
+                f" Packages add more through the '{ENTRY_POINT_PREFIX}{plugin_type}' entry-point"
+                + (" group, or give 'package.module:Class'." if trusted else " group.")
+            )
+        return UnknownPluginError(
+            f"{what} Known: {', '.join(known) or 'none'}.{more}",
+            plugin_type=plugin_type,
+            name=name,
+        )
+
     def _build(self) -> tuple[dict[str, dict[str, PluginSpec]], list[str]]:
         table: dict[str, dict[str, PluginSpec]] = {}
         problems: list[str] = []
@@ -283,7 +328,7 @@ def build_plugin(registry: PluginRegistry, section: PluginSection) -> Plugin:
         UnknownPluginError, PluginLoadError: The implementation cannot be found or imported.
     """
     where = section.where
-    cls = registry.resolve(section.plugin_type, section.name, where=f"{where}.type")
+    cls = registry.resolve(section.plugin_type, section.name, where=f"{where}.type", trusted=True)
     problems: list[ConfigProblem] = []
     kwargs = check_arguments(cls, section.config, f"{where}.config", problems)
     if problems:

@@ -19,6 +19,7 @@ from observml.plugins.mlops import MLOpsPlugin, ModelVersion
 if TYPE_CHECKING:
     from observml.experiments.base import Experiment
     from observml.managed import ManagedExperiment
+    from observml.signing import ModelSigner
 
 __all__ = ["TrainingOutcome", "fit_experiment", "flatten_params", "run_training"]
 
@@ -63,12 +64,13 @@ def run_training(
     isolation: Isolation,
     kind: str,
     on_trained: Callable[[Experiment, ModelVersion, str], dict[str, Any]],
+    signer: ModelSigner | None = None,
 ) -> dict[str, Any]:
     """Train ``managed`` on ``data`` inside an MLOps run and register a model version.
 
     ``on_trained(experiment, version, run_id)`` decides what the new version becomes (champion,
     challenger) and returns extra result fields; it runs before the run is ended, so what it
-    logs lands in the same run.
+    logs lands in the same run. The model folder is signed with ``signer`` (the hub's key).
     """
     experiment_id = mlops.create_experiment(managed.name)
     run_id = mlops.start_run(
@@ -99,7 +101,7 @@ def run_training(
         )
         job.check_stopped()
         job.update(stage="saving", progress=0.8)  # save_experiment logs metrics and params
-        version = save_experiment(mlops, experiment, run_id=run_id)
+        version = save_experiment(mlops, experiment, run_id=run_id, signer=signer)
         job.update(version=version.version, progress=0.95, stage="registering")
         extra = on_trained(experiment, version, run_id)
     except JobStoppedError:

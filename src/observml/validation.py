@@ -15,7 +15,7 @@ from typing import Any, Literal, Union
 
 from observml.errors import ConfigProblem
 
-__all__ = ["accepted_parameters", "check_arguments"]
+__all__ = ["accepted_parameters", "check_arguments", "check_value"]
 
 _NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 _TRUE = ("true", "yes", "on", "1")
@@ -80,6 +80,11 @@ def check_arguments(
                 )
             )
     return values
+
+
+def check_value(value: Any, annotation: Any) -> tuple[bool, Any, str]:
+    """Return ``(ok, converted, expected description)`` of one value for ``annotation``."""
+    return _convert(value, annotation)
 
 
 def _convert(value: Any, annotation: Any) -> tuple[bool, Any, str]:

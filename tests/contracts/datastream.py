@@ -7,6 +7,7 @@ clean up queues on a shared service overrides :meth:`DataStreamContract.drop_que
 
 from __future__ import annotations
 
+import inspect
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -16,6 +17,7 @@ import pytest
 
 from observml.errors import DataError, ServiceUnavailableError
 from observml.plugins.datastream import (
+    MAX_MESSAGE_BYTES,
     REASON_HEADER,
     DataStreamPlugin,
     Message,
@@ -242,6 +244,28 @@ class DataStreamContract:
         assert dead.body == b"bad"
         assert dead.message_id == handled[1].message_id
         assert dead.headers[REASON_HEADER] == "ValueError: row 2 has no timestamp"
+
+    def test_max_message_bytes_defaults_to_16_mib(self, datastream: DataStreamPlugin) -> None:
+        parameter = inspect.signature(type(datastream)).parameters["max_message_bytes"]
+        assert parameter.default == MAX_MESSAGE_BYTES == 16 * 1024 * 1024
+
+    def test_oversize_message_is_dead_lettered_unread(
+        self, datastream: DataStreamPlugin, queue: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(datastream, "max_message_bytes", 1000)
+        datastream.publish(queue, "small-1")
+        datastream.publish(queue, b"{" * 1001, message_id="big-1")
+        datastream.publish(queue, "small-2")
+        handled = consume_n(datastream, queue, 2)
+        assert [m.text() for m in handled] == ["small-1", "small-2"]  # the big one never was
+        assert eventually(lambda: datastream.queue_depth(dead_letter_queue(queue)) == 1)
+        monkeypatch.setattr(datastream, "max_message_bytes", 0)  # 0: no limit, to read it back
+        [dead] = consume_n(datastream, dead_letter_queue(queue), 1)
+        assert (dead.message_id, len(dead.body)) == ("big-1", 1001)
+        assert dead.headers[REASON_HEADER].startswith(
+            "PayloadTooLargeError: message big-1: the body has 1001 bytes, over"
+            " max_message_bytes (1000)"
+        )
 
     def test_consume_crash_before_ack_redelivers(
         self, datastream: DataStreamPlugin, queue: str

@@ -368,6 +368,20 @@ def test_cli_url_mode_errors(
     )
     assert code == 2
     assert "no experiment plugin named 'nope'" in err
+    code, _, err = run(  # a request never names code: exit 2, nothing imported on the server
+        ["train", "pump", *authed, "--type", "antigravity:Nope", "--data", str(files["train"])],
+        capsys,
+    )
+    assert code == 2
+    assert "'antigravity:Nope' is a module path; a request may only name a registered" in err
+    assert "antigravity" not in sys.modules
+    bad = files["config"].with_name("bad.yaml")
+    bad.write_text("create_model: {model: pca, params: {n_components: abc}}\n", "utf-8")
+    code, _, err = run(
+        ["train", "pump", *authed, "--type", "fault_detection", "--config", str(bad)], capsys
+    )
+    assert code == 2  # a 422 ConfigError from the server is a configuration error here too
+    assert "create_model.params.n_components" in err
     code, _, err = run(["predict", "valve", *authed, "--data", str(files["new"])], capsys)
     assert code == 1
     assert "no champion in the MLOps store. Train it first." in err

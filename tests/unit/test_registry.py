@@ -38,13 +38,13 @@ def test_registry_unknown_name_lists_known_and_closest() -> None:
 
 
 def test_registry_path_type_loads_local_class() -> None:
-    cls = PluginRegistry().resolve("mlops", "tests.unit.plugins_for_tests:NeedsToken")
+    cls = PluginRegistry().resolve("mlops", "tests.unit.plugins_for_tests:NeedsToken", trusted=True)
     assert cls.__name__ == "NeedsToken"
 
 
 def test_registry_import_failure_carries_cause() -> None:
     with pytest.raises(PluginLoadError, match="cannot import 'no_such_pkg_42.mod'") as info:
-        PluginRegistry().resolve("mlops", "no_such_pkg_42.mod:Cls")
+        PluginRegistry().resolve("mlops", "no_such_pkg_42.mod:Cls", trusted=True)
     assert isinstance(info.value.__cause__, ImportError)
 
 

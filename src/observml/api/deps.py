@@ -23,6 +23,7 @@ __all__ = [
     "Name",
     "errors",
     "get_hub",
+    "links",
     "make_router",
     "obj",
     "objs",
@@ -31,13 +32,16 @@ __all__ = [
 ]
 
 _ERRORS: Final[Mapping[int, str]] = {
-    400: "The experiment config or type is invalid; the message names the key.",
+    400: "The experiment type is not registered (a module path never is); lists the types.",
     401: "No or wrong bearer token or session cookie (only when the server has api.token).",
     403: "A POST/PUT/PATCH/DELETE signed in by the session cookie came from another origin.",
     404: "No such experiment, job, run, model version or figure; the message lists what exists.",
     409: "The experiment is busy or untrained (e.g. a job is running, or no champion yet).",
     413: "The request body is larger than api.max_body_bytes.",
-    422: "The request or its rows do not fit; the message names the field or column.",
+    422: (
+        "The request, its experiment config or its rows do not fit; the message names the"
+        " field, key path or column."
+    ),
     500: "An unexpected server error (the server log has the details).",
     503: "A plugin is not configured or its service (broker, tracking server) is unreachable.",
 }
@@ -46,6 +50,23 @@ _ERRORS: Final[Mapping[int, str]] = {
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """Return the ``responses=`` entries documenting these error statuses."""
     return {code: {"model": ErrorOut, "description": _ERRORS[code]} for code in codes}
+
+
+def links(description: str, source: str, **targets: str) -> dict[str, Any]:
+    """Return a response entry with OpenAPI links: ``{link name: operation id}``.
+
+    Each link passes ``source`` (e.g. ``$response.body#/name``) as the target's one path
+    parameter, so clients and stateful API fuzzers (schemathesis) can chain the calls:
+    create -> train -> poll the job -> predict -> delete.
+    """
+    parameter = source.rsplit("/", 1)[-1]
+    return {
+        "description": description,
+        "links": {
+            name: {"operationId": operation, "parameters": {parameter: source}}
+            for name, operation in targets.items()
+        },
+    }
 
 
 def make_router() -> APIRouter:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Final
 from fastapi import Body, Path, Request, Response
 from prometheus_client.exposition import choose_encoder
 
-from observml.api.deps import Hub, Name, errors, make_router, obj, records, rows_data
+from observml.api.deps import Hub, Name, errors, links, make_router, obj, records, rows_data
 from observml.api.schemas import (
     CreateExperiment,
     DeletedOut,
@@ -134,11 +134,29 @@ def list_experiments(hub: Hub) -> list[dict[str, Any]]:
     status_code=201,
     response_model=ExperimentStatus,
     tags=["experiments"],
-    responses=errors(400, 409),
+    responses={
+        201: links(
+            "The experiment was created.",
+            "$response.body#/name",
+            GetExperiment="get_experiment_experiments__name__get",
+            GetConfig="get_config_experiments__name__config_get",
+            Train="train_experiments__name__train_post",
+            Predict="predict_experiments__name__predict_post",
+            StartStreaming="start_streaming_experiments__name__stream_post",
+            StopStreaming="stop_streaming_experiments__name__stream_delete",
+            StopTraining="stop_training_experiments__name__stop_post",
+            Delete="delete_experiment_experiments__name__delete",
+        ),
+        **errors(400, 409),
+    },
 )
 def create_experiment(hub: Hub, body: CreateExperiment, response: Response) -> dict[str, Any]:
-    """Create an experiment of a registered type; its queues are declared."""
-    status = hub.create_experiment(body.name, body.type, body.config)
+    """Create an experiment of a registered type (GET /experiment-types); its queues are declared.
+
+    The type is a registered name, never a module path (400 naming the accepted types); the
+    config is validated completely now (422 naming the key path).
+    """
+    status = hub.create_experiment(body.name, body.type, body.config, trusted=False)
     response.headers["Location"] = f"/experiments/{body.name}"
     return obj(status)
 
@@ -179,7 +197,14 @@ def get_config(hub: Hub, name: Name) -> dict[str, Any]:
     status_code=202,
     response_model=JobOut,
     tags=["training"],
-    responses=errors(400, 404, 409),
+    responses={
+        202: links(
+            "The training job started.",
+            "$response.body#/job_id",
+            GetJob="get_job_jobs__job_id__get",
+        ),
+        **errors(400, 404, 409),
+    },
 )
 def train(
     hub: Hub,

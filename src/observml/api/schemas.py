@@ -1,16 +1,20 @@
 """Pydantic models of the REST API's request and response bodies.
 
-Request models forbid unknown keys, so a typo (``row`` for ``rows``) is a 422 that names it.
+Request models forbid unknown keys, so a typo (``row`` for ``rows``) is a 422 that names it,
+and refuse values nested deeper than :data:`MAX_NESTING` levels (no config or row needs that; a
+hostile one would only exhaust the recursion of whatever reads it next).
 Response models allow extra keys, so the hub can add fields without breaking clients.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeAlias
+from collections.abc import Mapping
+from typing import Any, Literal, Self, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "MAX_NESTING",
     "NAME_PATTERN",
     "CreateExperiment",
     "DecisionOut",
@@ -38,6 +42,9 @@ __all__ = [
     "VersionOut",
 ]
 
+#: Deepest nesting of mappings and lists a request body may hold.
+MAX_NESTING = 32
+
 #: Experiment names: what ``ExperimentHub.create_experiment`` accepts.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
 
@@ -52,6 +59,33 @@ _RECORDS_EXAMPLE = [
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _not_too_deep(self) -> Self:
+        for name in type(self).model_fields:
+            if _deeper_than(getattr(self, name), MAX_NESTING):
+                raise ValueError(
+                    f"{name} is nested deeper than {MAX_NESTING} levels; no experiment config,"
+                    " format or row needs that"
+                )
+        return self
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether mappings/lists in ``value`` nest deeper than ``limit`` (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 class _Response(BaseModel):

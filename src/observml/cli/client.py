@@ -9,9 +9,9 @@
   store first: the store is what one command leaves for the next.
 * :class:`RemoteBackend` (``--url``): a running ``observml serve`` through :class:`ApiClient`.
   Error bodies (``{"error", "message"}``) become the matching :mod:`observml.errors` type, so
-  the CLI prints the server's message and exits 2 for a 400 (an invalid config or type) and 1
-  otherwise; an unreachable server is a :class:`~observml.errors.ServiceUnavailableError` that
-  says what to check.
+  the CLI prints the server's message and exits 2 for a 400 or a ``ConfigError`` (an invalid
+  type or config) and 1 otherwise; an unreachable server is a
+  :class:`~observml.errors.ServiceUnavailableError` that says what to check.
 """
 
 from __future__ import annotations

@@ -242,6 +242,52 @@ class ArimaForecaster(Forecaster):
         out["aic"] = float(self.results_.aic)
         return out
 
+    # -- saving: parameters and data, not statsmodels' results object ----------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """Keep the fitted model as its parameters, data and initial state (plain arrays).
+
+        statsmodels' results object can only be pickled; these arrays rebuild it exactly
+        (:meth:`__setstate__` runs the Kalman filter again), so a saved ARIMA needs no pickle.
+        """
+        state = dict(vars(self))
+        results = state.pop("results_", None)
+        if results is not None:
+            init = results.model.ssm.initialization
+            known = init.initialization_type == "known"
+            state["fitted_"] = {
+                "params": np.asarray(results.params, dtype="float64"),
+                "endog": np.asarray(results.model.endog, dtype="float64").ravel(),
+                "known": known,
+                "state": np.asarray(init.constant, dtype="float64") if known else None,
+                "cov": np.asarray(init.stationary_cov, dtype="float64") if known else None,
+            }
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        fitted = state.pop("fitted_", None)
+        vars(self).update(state)
+        if fitted is not None:
+            self.results_ = self._rebuild(fitted)
+
+    def _rebuild(self, fitted: dict[str, Any]) -> Any:
+        from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+        order, seasonal = self._orders()
+        model = SARIMAX(
+            np.asarray(fitted["endog"], dtype="float64"),
+            order=order,
+            seasonal_order=seasonal,
+            trend=self.trend,
+            enforce_stationarity=self.enforce_stationarity,
+            enforce_invertibility=self.enforce_invertibility,
+        )
+        if fitted["known"]:
+            model.ssm.initialize_known(
+                np.asarray(fitted["state"], dtype="float64"),
+                np.asarray(fitted["cov"], dtype="float64"),
+            )
+        return model.smooth(np.asarray(fitted["params"], dtype="float64"))
+
 
 def decompose(y: FloatArray, period: int) -> dict[str, FloatArray]:
     """Split ``y`` into trend, seasonal and remainder (STL) or trend and remainder."""

@@ -14,7 +14,8 @@ type's tables (:attr:`Experiment.MODELS`, :attr:`Experiment.SETUP_DEFAULTS`) and
 signature; :meth:`Experiment.train` calls it. Subclasses implement ``_fit``, ``_predict``,
 ``_metrics``, ``_model_reports`` and ``_model_report_names``; the base does data parsing,
 checks, EDA, the retrain policy and saving/loading. State learned in training ends in ``_``
-and is what :meth:`Experiment.save` pickles.
+and is what :meth:`Experiment.save` writes (in formats that do not run code where they exist,
+signed; see :mod:`observml.experiments.model_files` and :mod:`observml.signing`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import abc
 import importlib
 import inspect
 import json
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,7 +32,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Self
 from urllib.parse import quote, unquote
 
-import joblib  # type: ignore[import-untyped]
 import numpy as np
 import pandas as pd
 import yaml
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from plotly.graph_objects import Figure
 
     from observml.registry import PluginRegistry
+    from observml.signing import ModelSigner
 
 __all__ = [
     "CONFIG_FILE",
@@ -73,12 +75,14 @@ __all__ = [
     "report_name",
 ]
 
+logger = logging.getLogger(__name__)
+
+#: The part of a saved state that only a pickle can hold (signed; see ``model_files``).
 MODEL_FILE: Final = "model.pkl"
 CONFIG_FILE: Final = "config.yaml"
 METRICS_FILE: Final = "metrics.json"
 REPORTS_DIR: Final = "reports"
 _TOP_KEYS: Final = ("setup", "eda", "create_model", "retrain", "type", "description")
-_STATE_FORMAT: Final = 1
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,27 @@ class ModelSpec:
                 f" Install it with: {fix}",
                 key=where,
             ) from exc
+
+    def check(
+        self, raw: Mapping[str, Any], where: str = "create_model.params"
+    ) -> list[ConfigProblem]:
+        """Return a problem for each value of ``raw`` its target or adapter does not take.
+
+        Types (and, for scikit-learn estimators and our adapters, ranges) come from the
+        target's ``_parameter_constraints``, else its annotations, else its defaults (see
+        :mod:`observml.experiments.param_check`). Unknown names are not checked here.
+        """
+        from observml.experiments.param_check import check_params
+
+        adapter = self._resolve(self.adapter, "create_model.model") if self.adapter else None
+        return check_params(
+            raw,
+            target=self.load(),
+            adapter=adapter,
+            options=self.options,
+            defaults=self.defaults,
+            where=where,
+        )
 
     def accepted(self, where: str = "create_model.model") -> dict[str, Any]:
         """Return ``{param: default}`` of every accepted parameter (options first)."""
@@ -322,6 +347,7 @@ class Experiment(abc.ABC):
                         f"not a parameter of {model!r}. Accepted: {', '.join(accepted)}.",
                     )
                 )
+        problems.extend(spec.check({k: v for k, v in raw.items() if k in accepted}))
         options = {k: raw.get(k, v) for k, v in spec.options.items()}
         params = {**spec.defaults, **{k: v for k, v in raw.items() if k not in spec.options}}
         return model, spec, params, options
@@ -564,39 +590,62 @@ class Experiment(abc.ABC):
         return self.drift_scores(self._predict(frame.iloc[max(0, len(frame) - size) :]))
 
     # -- persistence ----------------------------------------------------------------------
-    def save(self, directory: Path | str) -> Path:
-        """Write ``model.pkl``, ``config.yaml``, ``metrics.json`` and ``reports/*.json``."""
+    def save(self, directory: Path | str, *, signer: ModelSigner | None = None) -> Path:
+        """Write the fitted state, ``config.yaml``, ``metrics.json`` and ``reports/*.json``.
+
+        The state is every attribute ending in ``_`` (``settings_`` is rebuilt from the
+        config), each in a format that does not run code when read where one exists (see
+        :mod:`observml.experiments.model_files`). The folder is then signed.
+
+        Args:
+            directory: The folder to write.
+            signer: The hub's key; ``None`` uses ``$OBSERVML_MODEL_KEY`` or the key file
+                (see :mod:`observml.signing`).
+        """
+        from observml.experiments.model_files import write_state
+        from observml.signing import ModelSigner
+
         self._check_trained()
         root = Path(directory)
         (root / REPORTS_DIR).mkdir(parents=True, exist_ok=True)
-        state = {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}
-        cls = type(self)
-        payload = {
-            "format": _STATE_FORMAT,
-            "class": f"{cls.__module__}:{cls.__qualname__}",
-            "state": state,
+        state = {
+            k: v
+            for k, v in vars(self).items()
+            if k.endswith("_") and not k.startswith("_") and k != "settings_"
         }
-        joblib.dump(payload, root / MODEL_FILE)
+        write_state(root, state)
         document = {"type": self.experiment_type, "name": self.name, "config": _plain(self.config)}
         (root / CONFIG_FILE).write_text(yaml.safe_dump(document, sort_keys=False), "utf-8")
         (root / METRICS_FILE).write_text(json.dumps(self.metrics_, indent=2), "utf-8")
         for name, figure in self.reports().items():
             (root / REPORTS_DIR / report_filename(name)).write_text(figure.to_json(), "utf-8")
+        (signer or ModelSigner.from_settings()).sign(root)
         return root
 
     @classmethod
-    def load(cls, directory: Path | str) -> Experiment:
-        """Load an experiment :meth:`save` wrote (only ever from a trusted store)."""
+    def load(
+        cls, directory: Path | str, *, allow_pickle: bool = False, where: str | None = None
+    ) -> Experiment:
+        """Load the state :meth:`save` wrote; use :func:`load_experiment`, which checks it first.
+
+        Args:
+            directory: The folder.
+            allow_pickle: Whether the part of the state that is a pickle may be read; only
+                once the folder's signature is verified (or unsigned models are trusted).
+            where: What the folder is, for messages (e.g. the run).
+
+        Raises:
+            UntrustedModelError: The state needs unpickling and ``allow_pickle`` is false.
+        """
+        from observml.experiments.model_files import read_state
+
         root = Path(directory)
         document = _read_config(root)
         experiment = cls(str(document.get("name", root.name)), document.get("config") or {})
-        payload = joblib.load(root / MODEL_FILE)
-        if not isinstance(payload, dict) or payload.get("format") != _STATE_FORMAT:
-            raise ExperimentError(
-                f"{root / MODEL_FILE}: not an observml experiment state (format"
-                f" {_STATE_FORMAT}). Save it again with this version of observml."
-            )
-        vars(experiment).update(payload["state"])
+        state = read_state(root, allow_pickle=allow_pickle, where=where or str(root))
+        vars(experiment).update(state)
+        if "settings_" not in state:
+            experiment.settings_ = experiment.validate_config()
         return experiment
 
     def _check_trained(self) -> None:
@@ -630,32 +679,65 @@ class Experiment(abc.ABC):
 def load_experiment(
     directory: Path | str,
     registry: PluginRegistry | Mapping[str, type[Experiment]] | None = None,
+    *,
+    signer: ModelSigner | None = None,
+    trust_unsigned: bool = False,
+    where: str | None = None,
 ) -> Experiment:
-    """Load a saved experiment, choosing its class from ``config.yaml``'s ``type``.
+    """Check a saved experiment's signature, then load it with the class ``config.yaml`` names.
+
+    Nothing in the folder is read before its signature is checked. A folder signed by
+    ``signer`` loads fully, and its type may be any class the registry resolves for the
+    operator. Otherwise it is refused, unless ``trust_unsigned``: then it loads with a
+    warning, and its type must be a registered name (never a module path).
 
     Args:
         directory: What :meth:`Experiment.save` wrote.
         registry: Type name -> class, or a :class:`~observml.registry.PluginRegistry` (its
             ``experiment`` plugin type); ``None`` uses the built-ins and entry points.
+        signer: The hub's key; ``None`` uses ``$OBSERVML_MODEL_KEY`` or the key file.
+        trust_unsigned: Load folders that are unsigned, altered or signed by another key
+            (``global.trust_unsigned_models``).
+        where: What the folder is, for messages (``run <id> (<name> version <n>)``).
+
+    Raises:
+        UntrustedModelError: The signature is missing, wrong or another key's; names
+            ``where`` and says what to do.
     """
+    from observml.signing import ModelSigner
+
     root = Path(directory)
+    where = where or str(root)
+    if not (root / CONFIG_FILE).is_file():
+        raise ExperimentError(f"{root}: no {CONFIG_FILE}; this is not a saved experiment.")
+    signer = signer or ModelSigner.from_settings()
+    reason = signer.check(root)
+    if reason is not None:
+        if not trust_unsigned:
+            signer.verify(root, where=where)  # raises, saying why and what to do
+        logger.warning(
+            "%s: loading a model this hub's key did not sign (%s), because"
+            " global.trust_unsigned_models is true",
+            where,
+            reason,
+        )
     kind = str(_read_config(root).get("type", ""))
     if isinstance(registry, Mapping):
         cls = registry.get(kind)
         if cls is None:
             raise ExperimentError(
-                f"{root / CONFIG_FILE}: unknown experiment type {kind!r}."
+                f"{where}: {CONFIG_FILE}: unknown experiment type {kind!r}."
                 f" Known: {', '.join(sorted(registry))}."
             )
     else:
         from observml.registry import PluginRegistry
 
         cls = (registry or PluginRegistry()).resolve(
-            "experiment", kind, where=f"{root / CONFIG_FILE}: type"
+            "experiment", kind, where=f"{where}: {CONFIG_FILE}: type", trusted=reason is None
         )
     if not (isinstance(cls, type) and issubclass(cls, Experiment)):
-        raise ExperimentError(f"{root / CONFIG_FILE}: type {kind!r} is not an Experiment class.")
-    return cls.load(root)
+        raise ExperimentError(f"{where}: {CONFIG_FILE}: type {kind!r} is not an Experiment class.")
+    return cls.load(root, allow_pickle=reason is None or trust_unsigned, where=where)
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -16,12 +16,14 @@ Each adapter wraps a configured library estimator (``adapter(estimator, **option
 from __future__ import annotations
 
 import abc
-from typing import Any
+from numbers import Real
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import stats
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import Interval
 
 __all__ = ["BaseDetector", "DBSCANDetector", "PCAMonitor", "SklearnDetector"]
 
@@ -34,6 +36,13 @@ class BaseDetector(abc.ABC):
             threshold); ``None`` when the detector has its own boundary.
         scale: Standardise features before fitting (distance-based detectors need it).
     """
+
+    #: The options' types and ranges, in scikit-learn's vocabulary, checked when an experiment
+    #: config is validated (``create_model.params``), long before ``fit``.
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "contamination": [Interval(Real, 0, 0.5, closed="neither"), None],
+        "scale": ["boolean"],
+    }
 
     def __init__(self, contamination: float | None = 0.05, scale: bool = False) -> None:
         self.contamination = contamination
@@ -123,6 +132,10 @@ class PCAMonitor(BaseDetector):
         alpha: Confidence level of the control limits.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "alpha": [Interval(Real, 0, 1, closed="neither")],
+    }
+
     def __init__(self, estimator: Any, alpha: float = 0.99) -> None:
         super().__init__(contamination=None, scale=True)
         self.estimator = estimator
@@ -190,6 +203,10 @@ class DBSCANDetector(BaseDetector):
         estimator: A configured :class:`sklearn.cluster.DBSCAN`.
         eps_quantile: Quantile used when ``eps`` is not given.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "eps_quantile": [Interval(Real, 0, 1, closed="right")],
+    }
 
     def __init__(self, estimator: Any, eps_quantile: float = 0.95) -> None:
         super().__init__(contamination=None, scale=True)

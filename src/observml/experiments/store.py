@@ -1,13 +1,16 @@
 """Save experiments to, and load them from, an MLOps plugin (through the protocol only).
 
-A saved experiment is the folder :meth:`Experiment.save` writes, uploaded under the run's
-``model`` artifact path and registered as a version of the model named like the experiment.
-Loading downloads that folder into a temporary directory and unpickles ``model.pkl`` from there:
-models are only ever unpickled from the configured store.
+A saved experiment is the folder :meth:`Experiment.save` writes, signed with the hub's model
+key, uploaded under the run's ``model`` artifact path and registered as a version of the model
+named like the experiment; the run gets the key id and the signature as tags. Loading
+downloads that folder into a temporary directory and checks its signature before reading
+anything in it (see :mod:`observml.signing`): anyone who can write to the MLOps store can
+replace a file there, and a pickle runs code when it is read.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +21,7 @@ from observml.experiments.base import Experiment, load_experiment
 if TYPE_CHECKING:
     from observml.plugins.mlops import MLOpsPlugin, ModelVersion
     from observml.registry import PluginRegistry
+    from observml.signing import ModelSigner
 
 __all__ = ["ARTIFACT_PATH", "load_experiment_from_store", "save_experiment"]
 
@@ -32,6 +36,7 @@ def save_experiment(
     run_id: str,
     alias: str | None = None,
     log_metrics: bool = True,
+    signer: ModelSigner | None = None,
 ) -> ModelVersion:
     """Upload a trained experiment to ``run_id`` and register it as a model version.
 
@@ -45,14 +50,19 @@ def save_experiment(
         run_id: The run to attach it to (started by the caller, who also ends it).
         alias: Alias to point at the new version (e.g. ``"champion"``); ``None`` sets none.
         log_metrics: Also log ``metrics_`` and the model params on the run.
+        signer: The hub's model key; ``None`` uses ``$OBSERVML_MODEL_KEY`` or the key file.
 
     Returns:
         The registered version.
     """
     from observml.persistence import save_artifacts
+    from observml.signing import KEY_ID_TAG, SIGNATURE_TAG, ModelSigner
 
+    signer = signer or ModelSigner.from_settings()
     with tempfile.TemporaryDirectory(prefix="observml-save-") as tmp:
-        experiment.save(tmp)
+        experiment.save(tmp, signer=signer)
+        tags = {KEY_ID_TAG: signer.key_id, SIGNATURE_TAG: _signature(Path(tmp))}
+        mlops.log_batch(run_id, tags=tags)
         if log_metrics:
             settings = experiment.settings_
             params = {
@@ -80,8 +90,10 @@ def load_experiment_from_store(
     run_id: str | None = None,
     version: int | None = None,
     registry: PluginRegistry | Mapping[str, type[Experiment]] | None = None,
+    signer: ModelSigner | None = None,
+    trust_unsigned: bool = False,
 ) -> Experiment:
-    """Download and load the experiment registered as ``name``.
+    """Download the experiment registered as ``name``, check its signature, and load it.
 
     Exactly one of ``run_id``, ``version`` or ``alias`` selects it (in that order of
     precedence; ``alias`` defaults to ``"champion"``).
@@ -93,27 +105,38 @@ def load_experiment_from_store(
         run_id: Load the experiment saved in this run instead.
         version: Load this model version instead.
         registry: Where to find experiment classes by type (see :func:`load_experiment`).
+        signer: The hub's model key; ``None`` uses ``$OBSERVML_MODEL_KEY`` or the key file.
+        trust_unsigned: Load a folder no hub key signed (``global.trust_unsigned_models``).
 
     Raises:
         NotFoundError: No such model, alias, version or run artifact.
+        UntrustedModelError: The folder is unsigned, altered or signed by another key; the
+            message names the run.
     """
-    from observml.persistence import load_artifacts
+    from observml.persistence import load_artifacts, resolve_run
 
+    artifact_path = ARTIFACT_PATH
+    if run_id is None:
+        selected = (alias or "champion") if version is None else None
+        run_id, artifact_path = resolve_run(mlops, name, selected, version)
+        label = f"run {run_id} ({name} {'version ' + str(version) if version else selected})"
+    else:
+        label = f"run {run_id} ({name})"
     with tempfile.TemporaryDirectory(prefix="observml-load-") as tmp:
-        if run_id is not None:
-            local = load_artifacts(
-                mlops, run_id=run_id, dst_dir=Path(tmp), artifact_path=ARTIFACT_PATH
-            )
-        elif version is not None:
-            local = load_artifacts(mlops, model_name=name, version=version, dst_dir=Path(tmp))
-        else:
-            local = load_artifacts(
-                mlops, model_name=name, alias=alias or "champion", dst_dir=Path(tmp)
-            )
-        experiment = load_experiment(local, registry)
+        local = load_artifacts(mlops, run_id=run_id, dst_dir=Path(tmp), artifact_path=artifact_path)
+        experiment = load_experiment(
+            local, registry, signer=signer, trust_unsigned=trust_unsigned, where=label
+        )
     if experiment.name != name:
         experiment.name = name
     return experiment
+
+
+def _signature(folder: Path) -> str:
+    from observml.signing import SIGNATURE_FILE
+
+    document = json.loads((folder / SIGNATURE_FILE).read_text("utf-8"))
+    return str(document["mac"])
 
 
 def _short(value: object) -> str:

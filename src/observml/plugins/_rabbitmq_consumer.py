@@ -284,7 +284,11 @@ class Consumer:
     def _work(self) -> None:
         try:
             while (batch := self._next_batch()) is not None:
-                outcome = settle(self._handler, [delivery.message for delivery in batch])
+                outcome = settle(
+                    self._handler,
+                    [delivery.message for delivery in batch],
+                    max_bytes=self._plugin.max_message_bytes,
+                )
                 self._post(batch, outcome)
                 if outcome.requeue:  # the handler's service is down: do not spin on it
                     self._backoff = min(max(self._backoff * 2, 0.1), 5.0)

@@ -7,6 +7,10 @@ handler returned, and ``queue_depth``.
 
 Every queue ``q`` has a dead-letter queue ``q.dead``; a rejected message lands there with the
 reason in the header :data:`REASON_HEADER`.
+
+Every plugin takes ``max_message_bytes`` (default :data:`MAX_MESSAGE_BYTES`, 16 MiB): a body
+larger than that is dead-lettered by :func:`settle` before any handler sees it, so nothing
+parses it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from observml.plugins.base import HealthReport, Plugin
 
 __all__ = [
     "DEAD_SUFFIX",
+    "MAX_MESSAGE_BYTES",
     "REASON_HEADER",
     "BatchHandler",
     "DataStreamPlugin",
@@ -31,12 +36,15 @@ __all__ = [
     "as_outgoing",
     "dead_letter_queue",
     "one_at_a_time",
+    "oversize_reason",
     "settle",
 ]
 
 DEAD_SUFFIX: Final = ".dead"
 #: Header carrying why a message was dead-lettered.
 REASON_HEADER: Final = "x-observml-reason"
+#: Default ``max_message_bytes`` of every datastream plugin: larger bodies are dead-lettered.
+MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
 
 
 def dead_letter_queue(queue: str) -> str:
@@ -192,12 +200,44 @@ class Settlement:
     requeue: tuple[int, ...] = ()
 
 
-def settle(handler: BatchHandler, batch: Sequence[Message]) -> Settlement:
+def oversize_reason(message: Message, max_bytes: int | None) -> str | None:
+    """Return why ``message`` is dead-lettered for its size, or ``None`` when it fits.
+
+    ``max_bytes`` of ``None`` or ``0`` means no limit.
+    """
+    size = len(message.body)
+    if not max_bytes or size <= max_bytes:
+        return None
+    return (
+        f"PayloadTooLargeError: message {message.message_id or '(no id)'}: the body has"
+        f" {size} bytes, over max_message_bytes ({max_bytes}) of the datastream plugin; it was"
+        " not read. Send smaller messages, or raise plugins.datastream.config.max_message_bytes."
+    )
+
+
+def settle(
+    handler: BatchHandler, batch: Sequence[Message], *, max_bytes: int | None = None
+) -> Settlement:
     """Run ``handler`` on ``batch`` and decide each message's fate (shared by all plugins).
 
-    ``ServiceUnavailableError`` requeues the batch (the message is not at fault); any other
-    exception dead-letters it with ``"<ErrorType>: <message>"`` as the reason.
+    A message whose body is over ``max_bytes`` is dead-lettered with the reason and never
+    handed to ``handler``. ``ServiceUnavailableError`` requeues the batch (the message is not
+    at fault); any other exception dead-letters it with ``"<ErrorType>: <message>"`` as the
+    reason.
     """
+    too_big = {i: r for i, m in enumerate(batch) if (r := oversize_reason(m, max_bytes))}
+    if too_big:
+        keep = [i for i in range(len(batch)) if i not in too_big]
+        inner = _settle(handler, [batch[i] for i in keep]) if keep else Settlement()
+        return Settlement(
+            ack=tuple(keep[i] for i in inner.ack),
+            dead={**too_big, **{keep[i]: r for i, r in inner.dead.items()}},
+            requeue=tuple(keep[i] for i in inner.requeue),
+        )
+    return _settle(handler, batch)
+
+
+def _settle(handler: BatchHandler, batch: Sequence[Message]) -> Settlement:
     from observml.errors import ServiceUnavailableError
 
     indices = range(len(batch))

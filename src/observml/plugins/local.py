@@ -30,6 +30,7 @@ from observml.config import HOME_ENV_VAR
 from observml.errors import ConfigError, DataError, ServiceUnavailableError
 from observml.plugins.base import HealthReport
 from observml.plugins.datastream import (
+    MAX_MESSAGE_BYTES,
     REASON_HEADER,
     BatchHandler,
     Handler,
@@ -38,6 +39,7 @@ from observml.plugins.datastream import (
     as_outgoing,
     dead_letter_queue,
     one_at_a_time,
+    oversize_reason,
     settle,
 )
 from observml.validation import accepted_parameters
@@ -266,6 +268,7 @@ class LocalQueuePlugin:
         prefetch: Messages a consumer leases at once.
         max_deliveries: Deliveries without an ack after which a message is dead-lettered.
         busy_timeout: Seconds to wait for another process's write before failing.
+        max_message_bytes: Bodies larger than this are dead-lettered unread (default 16 MiB).
 
     Usage::
 
@@ -284,6 +287,7 @@ class LocalQueuePlugin:
         prefetch: int = 100,
         max_deliveries: int = 20,
         busy_timeout: float = 30.0,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.path = path
         self.visibility_timeout = visibility_timeout
@@ -291,6 +295,7 @@ class LocalQueuePlugin:
         self.prefetch = prefetch
         self.max_deliveries = max_deliveries
         self.busy_timeout = busy_timeout
+        self.max_message_bytes = max_message_bytes
         self._lock = threading.RLock()
         self._store: _Store | None = None
         self._closing = threading.Event()
@@ -375,6 +380,10 @@ class LocalQueuePlugin:
             if not leased:
                 return ""
             seq, message = leased[0].seq, leased[0].message
+            too_big = oversize_reason(message, self.max_message_bytes)
+            if too_big:
+                store.settle(queue, owner, _Outcomes(dead=[(seq, too_big)]))
+                raise DataError(f"local queue {queue!r}: {too_big}")
             try:
                 text = message.text()
             except UnicodeDecodeError as exc:
@@ -584,7 +593,11 @@ class _LocalConsumer:
                     break
                 in_hand = leased[position : position + self._batch_size]
                 position += len(in_hand)
-                outcome = settle(self._handler, [x.message for x in in_hand])
+                outcome = settle(
+                    self._handler,
+                    [x.message for x in in_hand],
+                    max_bytes=self._plugin.max_message_bytes,
+                )
                 batch, in_hand = in_hand, []
                 outcomes.ack += [batch[i].seq for i in outcome.ack]
                 outcomes.dead += [(batch[i].seq, why) for i, why in outcome.dead.items()]

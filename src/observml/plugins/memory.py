@@ -20,6 +20,7 @@ from typing import Any
 from observml.errors import DataError, NotFoundError, ServiceUnavailableError
 from observml.plugins.base import HealthReport
 from observml.plugins.datastream import (
+    MAX_MESSAGE_BYTES,
     REASON_HEADER,
     BatchHandler,
     Handler,
@@ -28,6 +29,7 @@ from observml.plugins.datastream import (
     Settlement,
     dead_letter_queue,
     one_at_a_time,
+    oversize_reason,
     settle,
 )
 from observml.plugins.mlops import (
@@ -358,14 +360,16 @@ class _Queue:
 class InMemoryDataStreamPlugin:
     """Queues held in memory with the broker's semantics: ack after handling, dead letters.
 
-    Configuration: none. ``publish`` creates the queue if needed, as a default exchange would
-    drop the message otherwise; here nothing is ever dropped.
+    Configuration: ``max_message_bytes`` (default 16 MiB): a larger body is dead-lettered
+    unread. ``publish`` creates the queue if needed, as a default exchange would drop the
+    message otherwise; here nothing is ever dropped.
     """
 
     plugin_type = "datastream"
 
-    def __init__(self, name: str = "memory") -> None:
+    def __init__(self, name: str = "memory", *, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self.name = name
+        self.max_message_bytes = max_message_bytes
         self._queues: dict[str, _Queue] = {}
         self._cond = threading.Condition()
         self._connected = False
@@ -414,11 +418,16 @@ class InMemoryDataStreamPlugin:
             if not ready:
                 return ""
             message = ready.popleft()
+            dead = dead_letter_queue(queue)
+            too_big = oversize_reason(message, self.max_message_bytes)
+            if too_big:
+                headers = {**message.headers, REASON_HEADER: too_big}
+                self._queue(dead).ready.append(replace(message, headers=headers, queue=dead))
+                raise DataError(f"memory datastream: queue {queue!r}: {too_big}")
             try:
                 return message.text()
             except UnicodeDecodeError as exc:
                 reason = f"UnicodeDecodeError: {exc}"
-                dead = dead_letter_queue(queue)
                 headers = {**message.headers, REASON_HEADER: reason}
                 self._queue(dead).ready.append(replace(message, headers=headers, queue=dead))
                 raise DataError(
@@ -502,7 +511,7 @@ class InMemoryDataStreamPlugin:
             if not batch:
                 continue
             try:
-                outcome = settle(handler, batch)
+                outcome = settle(handler, batch, max_bytes=self.max_message_bytes)
             except BaseException:  # the consumer "died": the batch comes back redelivered
                 crashed = Settlement(requeue=tuple(range(len(batch))))
                 self._settle(queue, batch, crashed, pause=False)

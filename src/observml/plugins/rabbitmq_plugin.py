@@ -56,6 +56,7 @@ from observml.plugins._rabbitmq_link import (
 )
 from observml.plugins.base import HealthReport
 from observml.plugins.datastream import (
+    MAX_MESSAGE_BYTES,
     REASON_HEADER,
     BatchHandler,
     Handler,
@@ -110,6 +111,7 @@ class RabbitMQPlugin:
         confirm_window: Most published messages awaiting a confirm at once.
         health_timeout: ``health_check`` answers within about this many seconds.
         shutdown_timeout: How long a stopping consumer waits for its running handler.
+        max_message_bytes: Bodies larger than this are dead-lettered unread (default 16 MiB).
 
     Usage::
 
@@ -140,6 +142,7 @@ class RabbitMQPlugin:
         confirm_window: int = 2000,
         health_timeout: float = 3.0,
         shutdown_timeout: float = 30.0,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.host = host
         self.port = port
@@ -159,6 +162,7 @@ class RabbitMQPlugin:
         self.confirm_window = confirm_window
         self.health_timeout = health_timeout
         self.shutdown_timeout = shutdown_timeout
+        self.max_message_bytes = max_message_bytes
         self._lock = threading.RLock()  # guards the main link (pika is not thread-safe)
         self._link: Link | None = None
         self._connected = False

@@ -263,7 +263,9 @@ def test_save_writes_the_files_and_load_predicts_the_same(tmp_path: Path) -> Non
     experiment = make({"setup": {"datetime_column": "ds"}, "eda": True}).train(DATA)
     experiment.score(DATA)
     root = experiment.save(tmp_path / "saved")
-    assert (root / "model.pkl").is_file()
+    assert (root / "state.json").is_file()
+    assert (root / "signature.json").is_file()
+    assert not (root / "model.pkl").exists()  # a StandardScaler and a DataFrame: no pickle
     document = yaml.safe_load((root / "config.yaml").read_text())
     assert document == {"type": "scaled_sum", "name": "demo", "config": experiment.config}
     assert "mae" in json.loads((root / "metrics.json").read_text())

@@ -110,11 +110,22 @@ def test_bad_params_are_config_errors() -> None:
         FaultDetectionExperiment("x", config("lof", novelty=False)).validate_config()
 
 
-def test_bad_param_values_are_data_errors(pump: pd.DataFrame) -> None:
+def test_bad_param_values_are_config_errors_before_training() -> None:
     with pytest.raises(
-        DataError, match=r"iforest could not be fitted on 200 rows x 5 features: contamination"
+        ConfigError,
+        match=r"create_model.params.contamination: The 'contamination' parameter of"
+        r" SklearnDetector must be a float in the range \(0.0, 0.5\) or None. Got 0.9",
     ):
-        FaultDetectionExperiment("x", config("iforest", contamination=0.9)).train(pump.iloc[:200])
+        FaultDetectionExperiment("x", config("iforest", contamination=0.9)).validate_config()
+    with pytest.raises(
+        ConfigError, match=r"create_model.params.n_components: The 'n_components' parameter of PCA"
+    ):
+        FaultDetectionExperiment("x", config("pca", n_components="abc")).validate_config()
+
+
+def test_param_values_that_only_the_data_refutes_are_data_errors(pump: pd.DataFrame) -> None:
+    with pytest.raises(DataError, match=r"pca could not be fitted on 200 rows x 5 features"):
+        FaultDetectionExperiment("x", config("pca", n_components=50)).train(pump.iloc[:200])
 
 
 def test_eda_reports(pump: pd.DataFrame) -> None:

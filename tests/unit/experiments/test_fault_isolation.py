@@ -136,8 +136,11 @@ def test_bad_params(faults: pd.DataFrame) -> None:
         ConfigError, match=r"params.n_components: not a parameter of 'hmm'. Accepted: alpha, refine"
     ):
         FaultIsolationExperiment("x", config("hmm", n_components=3)).validate_config()
-    with pytest.raises(DataError, match="bayes_net could not be fitted: structure must be"):
-        FaultIsolationExperiment("x", config("bayes_net", structure="dense")).train(faults)
+    with pytest.raises(  # the Literal annotation is checked at the door, not at fit
+        ConfigError,
+        match=r"params.structure: expected one of 'tan', 'naive', 'hill_climb', got 'dense'",
+    ):
+        FaultIsolationExperiment("x", config("bayes_net", structure="dense")).validate_config()
 
 
 @pytest.mark.parametrize(("model", "module"), [("hmm", "hmmlearn"), ("bayes_net", "pgmpy")])

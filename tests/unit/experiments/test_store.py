@@ -33,7 +33,15 @@ def test_save_registers_a_version_named_after_the_experiment(
     assert (version.name, version.version, version.run_id) == ("pump", 1, run_id)
     assert "champion" in version.aliases
     files = mlops.list_artifacts(run_id, "model")
-    assert {"model/model.pkl", "model/config.yaml", "model/metrics.json"} <= set(files)
+    expected = {
+        "config.yaml",
+        "metrics.json",
+        "state.json",
+        "signature.json",
+        "parts/detector_.skops",
+    }
+    assert {f"model/{name}" for name in expected} <= set(files)
+    assert "model/model.pkl" not in files  # nothing of a scikit-learn detector needs a pickle
     reports = {
         f.removeprefix("model/reports/").removesuffix(".json") for f in files if "/reports/" in f
     }
