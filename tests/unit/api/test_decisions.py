@@ -329,6 +329,13 @@ def test_feedback_with_rows_and_its_errors(client: TestClient, trained: str) -> 
         "DataError",
         "no rows to label 'fault'. Give rows, or a time range",
     )
+    assert_error(  # kept fault rows are scored by every later gate: they must fit the model
+        client.post("/experiments/pump/feedback", json={"label": "fault", "rows": [{"x": 1}]}),
+        422,
+        "DataError",
+        "feedback: the champion cannot score these rows (experiment 'pump' predict data:"
+        " missing column(s) 'temp', 'pressure', 'flow'",
+    )
     assert_error(
         client.post(
             "/experiments/pump/feedback",
