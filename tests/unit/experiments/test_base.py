@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,8 +21,8 @@ from observml.experiments.base import (
     report_filename,
     report_name,
 )
-from observml.retraining.policy import RetrainPolicy
 from observml.registry import PluginRegistry
+from observml.retraining.policy import RetrainPolicy
 
 
 class ScaledSum(Experiment):
