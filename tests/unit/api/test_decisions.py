@@ -403,3 +403,20 @@ def test_shadow_figure_as_png(client: TestClient, trained: str) -> None:
     assert png.headers["content-type"] == "image/png"
     assert png.content.startswith(b"\x89PNG\r\n\x1a\n")
     assert int.from_bytes(png.content[16:20], "big") == 800
+
+
+def test_reject_as_fault_without_flagged_rows_changes_nothing(
+    client: TestClient, trained: str
+) -> None:
+    put_in_shadow(client)  # nothing streamed: the window holds no alarm to keep
+    assert_error(
+        client.post("/experiments/pump/reject", json={"as_fault": True}),
+        422,
+        "DataError",
+        "no rows to label 'fault'",
+    )
+    status = client.get("/experiments/pump").json()
+    assert status["shadow"]["version"] == 2  # still waiting for a decision
+    assert aliases(client) == {"champion": 1, "challenger": 2}
+    assert version_tags(client, 2)["observml.shadow"] == "pending"
+    assert client.post("/experiments/pump/reject").json()["version"] == 2
