@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["Shadow", "shadow_queue"]
 
 _RECENT: Final = 2000
+_CHAMPION_COLOUR: Final = "#2f6fdb"
+_CHALLENGER_COLOUR: Final = "#d9822b"
 
 
 def shadow_queue(name: str) -> str:
@@ -150,18 +152,26 @@ class Shadow:
         xs = [p.x for p in points]
         old_name = f"champion v{champion_version}" if champion_version is not None else "champion"
         new_name = f"challenger v{self.version}"
-        figure.add_scatter(x=xs, y=[p.champion for p in points], mode="lines", name=old_name)
-        figure.add_scatter(x=xs, y=[p.challenger for p in points], mode="lines", name=new_name)
-        for label, model, dash in (
-            (old_name, champion, "dash"),
-            (new_name, self.experiment, "dot"),
+        old_line, new_line = {"color": _CHAMPION_COLOUR}, {"color": _CHALLENGER_COLOUR}
+        figure.add_scatter(
+            x=xs, y=[p.champion for p in points], mode="lines", name=old_name, line=old_line
+        )
+        figure.add_scatter(
+            x=xs, y=[p.challenger for p in points], mode="lines", name=new_name, line=new_line
+        )
+        # each limit in its model's colour, labelled at opposite ends (close limits would
+        # print their labels over each other)
+        for label, model, dash, colour, side in (
+            (old_name, champion, "dash", _CHAMPION_COLOUR, "left"),
+            (new_name, self.experiment, "dot", _CHALLENGER_COLOUR, "right"),
         ):
             for limit in model.score_limits():
                 figure.add_hline(
                     y=limit,
-                    line={"dash": dash, "width": 1.5},
+                    line={"dash": dash, "width": 1.5, "color": colour},
                     annotation_text=f"{label} limit {limit:.3g}",
-                    annotation_position="top left",
+                    annotation_position=f"top {side}",
+                    annotation_font_color=colour,
                 )
         flagged = (
             f"champion flags {self.champion_flagged / self.rows:.1%}, challenger"
