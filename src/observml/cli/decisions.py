@@ -153,9 +153,15 @@ def reject_command(
     help="The rows (CSV, JSON, JSON lines, Parquet); else the streamed rows of --start/--end.",
 )
 @click.option(
-    "--start", callback=parse_time, default=None, help="First time of the streamed rows (ISO 8601)."
+    "--start",
+    callback=parse_time,
+    default=None,
+    metavar="TIME",
+    help="First time of the streamed rows (ISO 8601; no zone means UTC).",
 )
-@click.option("--end", callback=parse_time, default=None, help="Last time of the streamed rows.")
+@click.option(
+    "--end", callback=parse_time, default=None, metavar="TIME", help="Last time of the rows."
+)
 @click.option("--reason", default="", help="Why; kept with the feedback.")
 @hub_config_option("--config", "--hub-config")
 @remote_options
