@@ -11,6 +11,7 @@ Usage::
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
@@ -389,12 +390,22 @@ class ExperimentHub(PluginHost):
         open alert.
 
         Raises:
-            DataError: A label that does not fit the type, or no rows given or matched.
+            DataError: A label that does not fit the type, no rows given or matched, or rows
+                the champion cannot score (the gate scores every kept fault episode).
         """
         managed = self._get(name)
         rows = None
         if data is not None:
             rows = to_frame(data, fmt=self._format(managed), where=f"experiment {name!r} feedback")
+            champion = managed.champion()[0]
+            if champion is not None:  # the gate scores kept rows: unscorable ones block retrains
+                try:
+                    copy.deepcopy(champion).predict(rows)
+                except DataError as exc:
+                    raise DataError(
+                        f"experiment {name!r} feedback: the champion cannot score these rows"
+                        f" ({exc}) Give rows with the columns it was trained on."
+                    ) from exc
         return self._retrainer.feedback(
             managed, label, rows=rows, start=start, end=end, reason=reason, by=by
         )

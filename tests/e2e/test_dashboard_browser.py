@@ -10,33 +10,20 @@ sign-in page: ``/tmp/observml-signin.png``).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from observml import ExperimentHub, InMemoryDataStreamPlugin, InMemoryMLOpsPlugin
-from observml.api import ApiSettings, create_app
-from tests.services import free_port, require_chromium, require_module
+from observml import ExperimentHub
+from observml.api import ApiSettings
+from tests.e2e.conftest import new_memory_hub, publish, sensors, serving, watch
 
 pytestmark = [pytest.mark.integration]
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 SHOT_FOR_HUMANS = Path("/tmp/observml-dashboard.png")
 SIGNIN_SHOT_FOR_HUMANS = Path("/tmp/observml-signin.png")
 TOKEN = "let-me-in"
@@ -44,99 +31,19 @@ CONFIG: dict[str, Any] = {
     "create_model": {"model": "iforest", "params": {"n_estimators": 50}},
     "eda": True,
     # the drift test runs on every 30 scores; min_samples keeps it from retraining on its own
-    "retrain": {"drift": {"window": 30}, "min_samples": 1_000_000},
+    "retrain": {"drift": {"window": 30}, "min_samples": 1_000_000, "min_rows": 50},
 }
-
-
-def sensors(n: int, *, shift: float = 0.0, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    base = rng.normal(0, 1, size=(n, 1))
-    data = np.hstack([base, 0.8 * base, -0.5 * base]) + rng.normal(0, 0.4, size=(n, 3)) + shift
-    return pd.DataFrame(data, columns=["temp", "pressure", "flow"])
-
-
-@contextlib.contextmanager
-def serving(hub: ExperimentHub, settings: ApiSettings) -> Iterator[str]:
-    """Serve ``hub`` with uvicorn in a thread on a free port; yield the base URL."""
-    uvicorn = require_module("uvicorn", "api")
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(hub, settings=settings, owns_hub=True),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive(), "uvicorn exited during startup"
-        assert time.monotonic() < deadline, "uvicorn did not start in 30 s"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        hub.shutdown()
-
-
-def memory_hub() -> ExperimentHub:
-    hub = ExperimentHub(job_isolation="thread")
-    hub.register_plugin(InMemoryMLOpsPlugin())
-    hub.register_plugin(InMemoryDataStreamPlugin())
-    return hub
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    """Debian's Chromium (or what ``BROWSER_PATH`` names), headless, driven by Playwright.
-
-    Never Playwright's own browser download.
-    """
-    chromium = require_chromium()
-    sync_api = require_module("playwright.sync_api", "dev")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture
 def served() -> Iterator[tuple[str, ExperimentHub]]:
     """Serve a hub with a trained experiment 'pump'; yield the base URL and the hub."""
-    hub = memory_hub()
+    hub = new_memory_hub()
     hub.create_experiment("pump", "fault_detection", CONFIG)
     assert hub.train("pump", data=sensors(400), wait=True).status.state == "succeeded"
     hub.create_experiment("valve", "fault_detection", CONFIG)  # an untrained neighbour
     with serving(hub, ApiSettings()) as url:
         yield url, hub
-
-
-def watch(page: Any) -> list[str]:
-    """Collect the page's script errors and failed requests."""
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on(
-        "console",
-        lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None,
-    )
-    return problems
-
-
-def publish(hub: ExperimentHub, rows: pd.DataFrame, *, pause: float = 0.0) -> None:
-    stream = hub.get_plugin("datastream")
-    assert isinstance(stream, InMemoryDataStreamPlugin)
-    for row in rows.to_dict(orient="records"):
-        stream.publish("pump.predict", json.dumps(row))
-        if pause:
-            time.sleep(pause)
 
 
 def test_dashboard_live_predictions_reports_and_retrain(
@@ -186,18 +93,19 @@ def test_dashboard_live_predictions_reports_and_retrain(
     page.click("#report-list button[data-plot='scores']")
     page.wait_for_function(chart_shows.format("scores"))
 
-    # retrain from its button; the history and the message follow the job
+    # retrain from its button; the history and the message follow the job, whose challenger
+    # waits in shadow (fault detection: a person decides)
     page.click("#retrain")
     decisions = "document.querySelector('#decisions tbody').innerText"
     page.wait_for_function(f"{decisions}.includes('fired')", timeout=30_000)
+    page.wait_for_function(f"{decisions}.includes('shadow')", timeout=60_000)
     page.wait_for_function(
-        f"['promoted', 'rejected'].some(k => {decisions}.includes(k))", timeout=60_000
-    )
-    page.wait_for_function(
-        "/retrain: job \\w+ succeeded, v2 (promoted to champion|not promoted)/"
+        "/retrain: job \\w+ succeeded, challenger v2 is in shadow/"
         ".test(document.getElementById('message').textContent)",
         timeout=30_000,
     )
+    page.locator("#shadow-card").wait_for(state="visible")
+    assert page.is_disabled("#retrain")  # decide on the challenger first
     page.wait_for_timeout(1500)  # one more poll so the cards show the result
     shot = tmp_path / "dashboard.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -207,7 +115,7 @@ def test_dashboard_live_predictions_reports_and_retrain(
 
 
 def test_dashboard_sign_in_and_out(browser: Any, tmp_path: Path) -> None:
-    hub = memory_hub()
+    hub = new_memory_hub()
     hub.create_experiment("pump", "fault_detection", CONFIG)
     with serving(hub, ApiSettings(token=TOKEN)) as base:
         context = browser.new_context(viewport={"width": 1200, "height": 800})

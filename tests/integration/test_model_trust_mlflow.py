@@ -12,10 +12,11 @@ from observml import ExperimentHub
 from observml.config import GlobalSection, HubConfig
 from observml.errors import UntrustedModelError
 from observml.signing import KEY_ID_TAG, ModelSigner
+from tests.services import require_module
 
-pytest.importorskip("mlflow")
+require_module("mlflow", "mlflow")
 
-from observml.plugins.mlflow_plugin import MLflowPlugin
+from observml.plugins.mlflow_plugin import MLflowPlugin  # noqa: E402 - after the module check
 
 pytestmark = [pytest.mark.integration, pytest.mark.mlflow]
 

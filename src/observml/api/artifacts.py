@@ -1,4 +1,7 @@
-"""Routes over what training produced: model versions and runs, training rows, figures."""
+"""Routes over what training produced: model versions and runs, training rows, figures.
+
+Figures (reports, EDA, the shadow overlay) answer as plotly JSON, an HTML page or a PNG.
+"""
 
 from __future__ import annotations
 
@@ -183,6 +186,23 @@ def eda(
     """Return one EDA figure of the champion's training data."""
     figure = hub.plot_eda(name, plot)
     return _figure(request, figure, fmt, f"{name}: {plot}", width, height)
+
+
+@router.get("/experiments/{name}/shadow/figure", tags=["decisions"], responses=_FIGURE_CONTENT)
+def shadow_figure(
+    hub: Hub,
+    request: Request,
+    name: Name,
+    fmt: Format = "json",
+    width: Width = None,
+    height: Height = None,
+) -> Response:
+    """Champion and challenger-in-shadow scores over the same streamed rows, both limits drawn.
+
+    404 when no challenger is in shadow.
+    """
+    figure = hub.shadow_figure(name)
+    return _figure(request, figure, fmt, f"{name}: champion vs challenger in shadow", width, height)
 
 
 def _figure(

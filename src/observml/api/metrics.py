@@ -24,7 +24,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from observml.errors import ObservMLError
-from observml.streaming import predict_queue, predictions_queue, train_queue
+from observml.streaming import experiment_queues
 
 if TYPE_CHECKING:
     from observml.hub import ExperimentHub
@@ -40,6 +40,8 @@ _COUNTERS: Final = (
     ("observml_dead_letters", "dead_letters", "Messages sent to a dead-letter queue."),
     ("observml_batches", "batches", "Micro-batches predicted by the stream worker."),
     ("observml_retrains", "retrains", "Retrains whose challenger was promoted."),
+    ("observml_alerts", "alerts", "Signals raised as alerts (an open alert firing again counts)."),
+    ("observml_shadow_rows", "shadow_rows", "Rows a challenger in shadow scored."),
 )
 
 
@@ -101,16 +103,32 @@ class HubCollector(Collector):
         champion = GaugeMetricFamily(
             "observml_champion_version", "Model version serving predictions.", labels=["experiment"]
         )
+        shadow = GaugeMetricFamily(
+            "observml_shadow_version",
+            "Model version of the challenger in shadow, awaiting a person's decision.",
+            labels=["experiment"],
+        )
+        alert = GaugeMetricFamily(
+            "observml_alert_open",
+            "1 while the experiment has an alert nobody answered.",
+            labels=["experiment"],
+        )
         streaming = GaugeMetricFamily(
             "observml_streaming",
             "1 while the experiment streams predictions.",
             labels=["experiment"],
         )
         for status in statuses:
+            name = status["name"]
             if status.get("champion_version") is not None:
-                champion.add_metric([status["name"]], float(status["champion_version"]))
-            streaming.add_metric([status["name"]], 1.0 if status.get("streaming") else 0.0)
+                champion.add_metric([name], float(status["champion_version"]))
+            if status.get("shadow"):
+                shadow.add_metric([name], float(status["shadow"]["version"]))
+            alert.add_metric([name], 1.0 if (status.get("alerts") or {}).get("open") else 0.0)
+            streaming.add_metric([name], 1.0 if status.get("streaming") else 0.0)
         yield champion
+        yield shadow
+        yield alert
         yield streaming
         depth = GaugeMetricFamily(
             "observml_queue_depth", "Messages ready in the queue.", labels=["queue"]
@@ -119,7 +137,7 @@ class HubCollector(Collector):
         if stream is not None:
             for status in statuses:
                 name = status["name"]
-                for queue in (train_queue(name), predict_queue(name), predictions_queue(name)):
+                for queue in experiment_queues(name):
                     for each in (queue, f"{queue}.dead"):
                         try:
                             value = stream.queue_depth(each)  # type: ignore[attr-defined]

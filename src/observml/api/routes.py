@@ -118,14 +118,16 @@ def flush(
 # -- experiments ---------------------------------------------------------------------------
 @router.get("/experiments", response_model=list[ExperimentSummary], tags=["experiments"])
 def list_experiments(hub: Hub) -> list[dict[str, Any]]:
-    """List the experiments with state, champion version and last metrics."""
+    """List the experiments with state, champion and challenger, open alert, last metrics."""
     out = []
     for name in hub.experiments():
         try:
             status = hub.status(name)
         except ExperimentNotFoundError:  # deleted while listing
             continue
-        out.append(obj({k: status[k] for k in _SUMMARY_KEYS if k in status}))
+        summary = {k: status[k] for k in _SUMMARY_KEYS if k in status}
+        summary["alert"] = status.get("alerts", {}).get("open")
+        out.append(obj(summary))
     return out
 
 
@@ -232,9 +234,13 @@ def retrain(
     response: Response,
     body: Annotated[RetrainRequest | None, Body()] = None,
 ) -> dict[str, Any]:
-    """Train a challenger now; it is promoted only if it is not worse on a holdout."""
+    """Train a challenger now; ``retrain.promotion`` says what happens to it (the job's result).
+
+    With ``approve`` (the default where the stream has no ground truth) it goes into shadow
+    until ``POST .../promote`` or ``.../reject``; with ``auto`` the gate promotes or rejects it.
+    """
     request = body or RetrainRequest()
-    job = hub.retrain(name, data=rows_data(request.rows, request.format))
+    job = hub.retrain(name, data=rows_data(request.rows, request.format), reason=request.reason)
     response.headers["Location"] = f"/jobs/{job.job_id}"
     return obj(job.status.to_dict())
 

@@ -34,7 +34,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _attach() -> None:
-    from observml.cli import core, demo, experiments, serve
+    from observml.cli import core, decisions, demo, experiments, serve
 
     cli.add_command(core.plugins_command)
     cli.add_command(core.config_group)
@@ -46,6 +46,9 @@ def _attach() -> None:
     cli.add_command(experiments.status_command)
     cli.add_command(experiments.retrain_command)
     cli.add_command(experiments.rollback_command)
+    cli.add_command(decisions.promote_command)
+    cli.add_command(decisions.reject_command)
+    cli.add_command(decisions.feedback_command)
     cli.add_command(demo.demo_command)
 
 

@@ -2,16 +2,15 @@
 
 :func:`backend` yields one of two objects with the same methods (``prepare_training``,
 ``start_train``, ``start_retrain``, ``job``, ``predict``, ``status``, ``summaries``,
-``rollback``), so each command is written once:
+``rollback``, ``promote``, ``reject``, ``feedback``, ``library``), so each command is written
+once:
 
 * :class:`LocalBackend` (default): a hub built from the hub config. It lives as long as the
   command, so an experiment the config does not list is restored from its champion in the MLOps
   store first: the store is what one command leaves for the next.
-* :class:`RemoteBackend` (``--url``): a running ``observml serve`` through :class:`ApiClient`.
-  Error bodies (``{"error", "message"}``) become the matching :mod:`observml.errors` type, so
-  the CLI prints the server's message and exits 2 for a 400 or a ``ConfigError`` (an invalid
-  type or config) and 1 otherwise; an unreachable server is a
-  :class:`~observml.errors.ServiceUnavailableError` that says what to check.
+* :class:`RemoteBackend` (``--url``): a running ``observml serve`` through
+  :class:`~observml.cli.api_client.ApiClient`, whose errors are the server's, as observml
+  errors.
 """
 
 from __future__ import annotations
@@ -21,22 +20,19 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 import pandas as pd
 
-from observml import errors
+from observml.cli.api_client import TOKEN_ENV_VAR, URL_ENV_VAR, ApiClient
 from observml.errors import (
-    AuthenticationError,
     ConfigError,
     DataError,
     ExperimentError,
     ExperimentExistsError,
     ExperimentNotFoundError,
     NotFoundError,
-    ObservMLError,
     ServiceUnavailableError,
     UnknownPluginError,
 )
@@ -45,6 +41,7 @@ if TYPE_CHECKING:
     from observml.hub import ExperimentHub
 
 __all__ = [
+    "BY",
     "TOKEN_ENV_VAR",
     "URL_ENV_VAR",
     "ApiClient",
@@ -55,169 +52,8 @@ __all__ = [
     "quiet_driver_logs",
 ]
 
-#: Bearer token sent to the server when ``--token`` is not given.
-TOKEN_ENV_VAR: Final = "OBSERVML_API_TOKEN"
-#: Server URL used when ``--url`` is not given (unset: run the hub in-process).
-URL_ENV_VAR: Final = "OBSERVML_URL"
-
-_BY_STATUS: Final[Mapping[int, type[ObservMLError]]] = {
-    400: ConfigError,
-    401: AuthenticationError,
-    403: AuthenticationError,
-    404: NotFoundError,
-    409: ExperimentError,
-    413: DataError,
-    422: DataError,
-    503: ServiceUnavailableError,
-}
-
-
-class ApiClient:
-    """Talk to a running observml server.
-
-    Args:
-        url: The server's base URL, e.g. ``http://127.0.0.1:8010``.
-        token: Bearer token (the server's ``api.token``), or ``None``.
-        timeout: Seconds per request.
-    """
-
-    def __init__(self, url: str, *, token: str | None = None, timeout: float = 60.0) -> None:
-        try:
-            import httpx
-        except ImportError as exc:
-            raise ServiceUnavailableError(
-                "--url: talking to a server needs httpx, which is not installed. Install it"
-                " with: pip install 'observml[cli]'."
-            ) from exc
-        self.url = url.rstrip("/")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._httpx = httpx
-        self._client = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        self._client.close()
-
-    # -- experiments ----------------------------------------------------------------------
-    def experiments(self) -> list[dict[str, Any]]:
-        """``GET /experiments``: one summary per experiment."""
-        return list(self._request("GET", "/experiments"))
-
-    def status(self, name: str) -> dict[str, Any]:
-        """``GET /experiments/{name}``."""
-        return dict(self._request("GET", f"/experiments/{name}"))
-
-    def versions(self, name: str) -> list[dict[str, Any]]:
-        """``GET /experiments/{name}/versions``, newest first."""
-        return list(self._request("GET", f"/experiments/{name}/versions"))
-
-    def runs(self, name: str, max_results: int = 5) -> list[dict[str, Any]]:
-        """``GET /experiments/{name}/runs``, newest first."""
-        return list(
-            self._request("GET", f"/experiments/{name}/runs", params={"max_results": max_results})
-        )
-
-    def create(self, name: str, experiment_type: str, config: Mapping[str, Any]) -> dict[str, Any]:
-        """``POST /experiments``."""
-        body = {"name": name, "type": experiment_type, "config": dict(config)}
-        return dict(self._request("POST", "/experiments", json=body))
-
-    def load(self, name: str) -> dict[str, Any]:
-        """``POST /experiments/{name}/load``: serve the stored champion."""
-        return dict(self._request("POST", f"/experiments/{name}/load", json={}))
-
-    # -- training -------------------------------------------------------------------------
-    def train(
-        self,
-        name: str,
-        *,
-        config: Mapping[str, Any] | None = None,
-        rows: list[dict[str, Any]] | None = None,
-    ) -> dict[str, Any]:
-        """``POST /experiments/{name}/train``: start a job and return it."""
-        body: dict[str, Any] = {}
-        if config is not None:
-            body["config"] = dict(config)
-        if rows is not None:
-            body["rows"] = rows
-        return dict(self._request("POST", f"/experiments/{name}/train", json=body))
-
-    def retrain(self, name: str, *, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """``POST /experiments/{name}/retrain``: start a challenger job and return it."""
-        body = {"rows": rows} if rows is not None else {}
-        return dict(self._request("POST", f"/experiments/{name}/retrain", json=body))
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        """``GET /jobs/{job_id}``."""
-        return dict(self._request("GET", f"/jobs/{job_id}"))
-
-    # -- models and prediction ------------------------------------------------------------
-    def predict(self, name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """``POST /experiments/{name}/predict``: one result row per input row."""
-        answer = self._request("POST", f"/experiments/{name}/predict", json={"rows": rows})
-        return list(answer["rows"])
-
-    def rollback(self, name: str) -> dict[str, Any]:
-        """``POST /experiments/{name}/rollback``: ``{"name", "version"}``."""
-        return dict(self._request("POST", f"/experiments/{name}/rollback", json={}))
-
-    # -- transport ------------------------------------------------------------------------
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        httpx = self._httpx
-        try:
-            response = self._client.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ServiceUnavailableError(
-                f"{self.url}: {method} {path} timed out ({type(exc).__name__})."
-                " The server is busy or stuck; try again or check its log."
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailableError(
-                f"{self.url}: cannot connect ({exc}). Is 'observml serve' running there?"
-                " Start it, or leave out --url to run the hub in this process."
-            ) from exc
-        if response.is_success:
-            return response.json() if response.content else {}
-        raise self._error(response, method, path)
-
-    def _error(self, response: Any, method: str, path: str) -> ObservMLError:
-        status = int(response.status_code)
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if isinstance(body, dict) and "message" in body:
-            message = str(body["message"])
-        elif isinstance(body, dict) and "detail" in body:
-            message = str(body["detail"])
-        else:
-            message = f"{method} {path} answered {status} {response.reason_phrase}"
-        if status == 401:
-            message += f" Pass --token or set {TOKEN_ENV_VAR}."
-        text = f"{self.url}: {message}"
-        if status == 400:  # an invalid config or experiment type: exit code 2, as in-process
-            return ConfigError(text)
-        named = (
-            getattr(errors, str(body.get("error", "")), None) if isinstance(body, dict) else None
-        )
-        if isinstance(named, type) and issubclass(named, ObservMLError):
-            cls: type[ObservMLError] = named
-        else:
-            cls = _BY_STATUS.get(status, ObservMLError)
-        if issubclass(cls, ConfigError):
-            return ConfigError(text)
-        return cls(text)
+#: Who acted, recorded with the decisions an in-process command takes (``api`` with ``--url``).
+BY: Final = "cli"
 
 
 # -- the CLI's two backends --------------------------------------------------------------
@@ -297,7 +133,13 @@ class LocalBackend:
         if self.hub.get_plugin("mlops") is not None:
             status["versions"] = self.hub.versions(name)
             status["runs"] = self.hub.runs(name, 5)
+            status["library"] = self.hub.library(name)
         return status
+
+    def champion_version(self, name: str) -> int | None:
+        """Return the version of the champion."""
+        version: int | None = self.hub.status(name)["champion_version"]
+        return version
 
     def summaries(self) -> list[dict[str, Any]]:
         """Return the status of every experiment the hub knows (from the config)."""
@@ -308,6 +150,55 @@ class LocalBackend:
         self._known(name)
         was = self.hub.status(name)["champion_version"]
         return {"name": name, "version": self.hub.rollback(name), "was": was}
+
+    def promote(self, name: str, version: int | None, reason: str) -> dict[str, Any]:
+        """Promote the challenger in shadow (or ``version``); return name, version and ``was``."""
+        self._known(name)  # restores the champion and the challenger waiting in shadow
+        was = self.hub.status(name)["champion_version"]
+        promoted = self.hub.promote(name, version, reason=reason, by=BY)
+        return {"name": name, "version": promoted, "was": was}
+
+    def reject(self, name: str, reason: str, as_fault: bool) -> dict[str, Any]:
+        """Reject the challenger in shadow; return the hub's answer with the champion."""
+        self._known(name)
+        status = self.hub.status(name)
+        if as_fault and status["shadow"] is not None and not status["retrain_window_rows"]:
+            raise DataError(
+                f"experiment {name!r}: --as-fault keeps the rows the champion flagged while"
+                " streaming, and those are held by the process that streams, not by this one."
+                f" Run it there with --url, or label the rows from a file: observml feedback"
+                f" {name} --label fault --file ROWS, then reject without --as-fault."
+            )
+        result = self.hub.reject(name, reason=reason, as_fault=as_fault, by=BY)
+        return {"name": name, **result, "champion": status["champion_version"]}
+
+    def feedback(
+        self,
+        name: str,
+        *,
+        label: str,
+        data: pd.DataFrame | None,
+        start: pd.Timestamp | None,
+        end: pd.Timestamp | None,
+        reason: str,
+    ) -> dict[str, Any]:
+        """Label rows (``data``, or streamed rows between ``start`` and ``end``)."""
+        self._known(name)
+        if data is None and not self.hub.status(name)["retrain_window_rows"]:
+            raise DataError(
+                f"experiment {name!r}: there are no streamed rows in this process to label."
+                " The rows of a time range are held by the process that streams: run the"
+                " command there with --url, or give the rows with --file."
+            )
+        evidence = self.hub.feedback(
+            name, label=label, data=data, start=start, end=end, reason=reason, by=BY
+        )
+        return {"name": name, **evidence}
+
+    def library(self, name: str) -> dict[str, Any]:
+        """Return the fault library and normal reference (``{"error"}`` if unreadable)."""
+        self._known(name)
+        return self.hub.library(name)
 
     def _known(self, name: str) -> None:
         if not self.ensure(name):
@@ -374,7 +265,13 @@ class RemoteBackend:
         status = self.client.status(name)
         status["versions"] = self.client.versions(name)
         status["runs"] = self.client.runs(name, 5)
+        status["library"] = self.library(name)
         return status
+
+    def champion_version(self, name: str) -> int | None:
+        """Return the version of the server's champion."""
+        version: int | None = self.client.status(name).get("champion_version")
+        return version
 
     def summaries(self) -> list[dict[str, Any]]:
         """Return the server's experiment list."""
@@ -384,6 +281,49 @@ class RemoteBackend:
         """Roll back on the server; return ``{"name", "version", "was"}``."""
         was = self._restoring(name, lambda: self.client.status(name)).get("champion_version")
         return {**self.client.rollback(name), "was": was}
+
+    def promote(self, name: str, version: int | None, reason: str) -> dict[str, Any]:
+        """Promote on the server; return ``{"name", "version", "was"}``."""
+        was = self._restoring(name, lambda: self.client.status(name)).get("champion_version")
+        return {**self.client.promote(name, version, reason), "was": was}
+
+    def reject(self, name: str, reason: str, as_fault: bool) -> dict[str, Any]:
+        """Reject on the server; return its answer with the champion."""
+        status = self._restoring(name, lambda: self.client.status(name))
+        result = self.client.reject(name, reason, as_fault)
+        return {**result, "champion": status.get("champion_version")}
+
+    def feedback(
+        self,
+        name: str,
+        *,
+        label: str,
+        data: pd.DataFrame | None,
+        start: pd.Timestamp | None,
+        end: pd.Timestamp | None,
+        reason: str,
+    ) -> dict[str, Any]:
+        """Label rows on the server (times are sent as ISO 8601)."""
+        answer: dict[str, Any] = self._restoring(
+            name,
+            lambda: self.client.feedback(
+                name,
+                label=label,
+                rows=json_rows(data) if data is not None else None,
+                start=start.isoformat() if start is not None else None,
+                end=end.isoformat() if end is not None else None,
+                reason=reason,
+            ),
+        )
+        return answer
+
+    def library(self, name: str) -> dict[str, Any]:
+        """Return the server's fault library (``{"error"}`` when its store is unreadable)."""
+        try:
+            found: dict[str, Any] = self._restoring(name, lambda: self.client.library(name))
+        except ServiceUnavailableError as exc:
+            return {"error": str(exc)}
+        return found
 
     def _restoring(self, name: str, call: Callable[[], Any]) -> Any:
         """Run ``call``; if the server does not know ``name``, serve its stored champion first."""

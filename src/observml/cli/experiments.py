@@ -1,5 +1,7 @@
 """``observml send``, ``train``, ``predict``, ``status``, ``retrain`` and ``rollback``.
 
+``promote``, ``reject`` and ``feedback`` are in :mod:`observml.cli.decisions`.
+
 Each command runs in-process (a hub from the hub config) or against a running server with
 ``--url``; :func:`observml.cli.client.backend` picks which. ``send`` publishes straight to the
 configured datastream (broker or local queue).
@@ -10,24 +12,21 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import click
 import pandas as pd
 import yaml
 
-from observml.cli.client import (
-    TOKEN_ENV_VAR,
-    URL_ENV_VAR,
-    backend,
-    json_rows,
-    quiet_driver_logs,
-)
+from observml.cli.client import backend, json_rows, quiet_driver_logs
 from observml.cli.core import table
-from observml.errors import ConfigError, DataError, ExperimentError, PluginNotConfiguredError
+from observml.cli.decisions import field, retrain_lines, retraining_lines
+from observml.cli.files import read_rows
+from observml.cli.options import hub_config_option, json_option, remote_options, timeout_option
+from observml.errors import ConfigError, ExperimentError, PluginNotConfiguredError
 from observml.legacy import config_type
 
 __all__ = [
@@ -42,47 +41,9 @@ __all__ = [
 
 _FINAL: Final = ("succeeded", "failed", "stopped")
 _POLL_SECONDS: Final = 0.2
-_SUFFIXES: Final = (".csv", ".json", ".jsonl", ".ndjson", ".parquet", ".pq")
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 # -- reading files -------------------------------------------------------------------------
-def read_rows(path: str | Path) -> pd.DataFrame:
-    """Read rows from a CSV, JSON (records/split/columns), JSON-lines or Parquet file.
-
-    Raises:
-        DataError: Unknown suffix, unreadable content, or Parquet without pyarrow.
-    """
-    from observml.dataio import to_frame
-
-    file = Path(path)
-    suffix = file.suffix.lower()
-    try:
-        if suffix == ".csv":
-            return pd.read_csv(file)
-        if suffix == ".json":
-            return to_frame(file.read_text(encoding="utf-8"), where=str(file))
-        if suffix in (".jsonl", ".ndjson"):
-            return pd.read_json(file, lines=True)
-        if suffix in (".parquet", ".pq"):
-            return _read_parquet(file)
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{file}: cannot read the rows: {exc}.") from exc
-    raise DataError(
-        f"{file}: unknown file type {suffix or '(none)'!r}. Use one of {', '.join(_SUFFIXES)}."
-    )
-
-
-def _read_parquet(file: Path) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(file)
-    except ImportError as exc:
-        raise DataError(
-            f"{file}: reading Parquet needs pyarrow, which is not installed."
-            " Install it with: pip install pyarrow"
-        ) from exc
-
-
 def read_experiment_config(path: str | Path) -> dict[str, Any]:
     """Read an experiment config (YAML or JSON mapping of setup/create_model/retrain/...)."""
     file = Path(path)
@@ -96,45 +57,6 @@ def read_experiment_config(path: str | Path) -> dict[str, Any]:
             source=str(file),
         )
     return loaded
-
-
-# -- shared options ------------------------------------------------------------------------
-def _hub_config_option(*names: str) -> Callable[[F], F]:
-    return click.option(
-        *names,
-        "hub_config",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="Hub config (default $OBSERVML_CONFIG, ./hub_config.yaml, else the embedded"
-        " defaults under ./.observml).",
-    )
-
-
-def _remote_options(func: F) -> F:
-    func = click.option(
-        "--token",
-        envvar=TOKEN_ENV_VAR,
-        default=None,
-        help=f"Bearer token for --url (env {TOKEN_ENV_VAR}).",
-    )(func)
-    func = click.option(
-        "--url",
-        envvar=URL_ENV_VAR,
-        default=None,
-        help=f"Talk to a running 'observml serve' (e.g. http://127.0.0.1:8010; env"
-        f" {URL_ENV_VAR}) instead of running the hub in this process.",
-    )(func)
-    return func
-
-
-_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-_timeout_option = click.option(
-    "--timeout",
-    type=click.FloatRange(min=1),
-    default=3600.0,
-    show_default=True,
-    help="Seconds to wait for the job.",
-)
 
 
 # -- progress ------------------------------------------------------------------------------
@@ -193,10 +115,10 @@ def watch_job(ops: Any, job_id: str, label: str, timeout: float) -> dict[str, An
     default=None,
     help="Training rows (CSV, JSON, JSON lines, Parquet); default: drain the queue NAME.train.",
 )
-@_hub_config_option("--hub-config")
-@_remote_options
-@_timeout_option
-@_json_option
+@hub_config_option("--hub-config")
+@remote_options
+@timeout_option
+@json_option
 def train_command(
     name: str,
     experiment_type: str | None,
@@ -237,9 +159,9 @@ def train_command(
     help="Rows to predict (CSV, JSON, JSON lines, Parquet).",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Show the first N rows.")
-@_hub_config_option("--config", "--hub-config")
-@_remote_options
-@_json_option
+@hub_config_option("--config", "--hub-config")
+@remote_options
+@json_option
 def predict_command(
     name: str,
     data_file: str,
@@ -269,9 +191,9 @@ def predict_command(
 
 @click.command("status")
 @click.argument("name", required=False)
-@_hub_config_option("--config", "--hub-config")
-@_remote_options
-@_json_option
+@hub_config_option("--config", "--hub-config")
+@remote_options
+@json_option
 def status_command(
     name: str | None, hub_config: str | None, url: str | None, token: str | None, as_json: bool
 ) -> None:
@@ -317,10 +239,10 @@ def status_command(
     default=None,
     help="Rows to retrain on; default: the champion's training rows plus the queue NAME.train.",
 )
-@_hub_config_option("--config", "--hub-config")
-@_remote_options
-@_timeout_option
-@_json_option
+@hub_config_option("--config", "--hub-config")
+@remote_options
+@timeout_option
+@json_option
 def retrain_command(
     name: str,
     data_file: str | None,
@@ -330,26 +252,23 @@ def retrain_command(
     timeout: float,
     as_json: bool,
 ) -> None:
-    """Train a challenger for NAME; it is promoted only if not worse on a holdout."""
+    """Train a challenger for NAME; it waits in shadow for you (or the gate decides)."""
     data = read_rows(data_file) if data_file else None
     with backend(url, token, hub_config) as ops:
         job_id = ops.start_retrain(name, data)
         status = watch_job(ops, job_id, f"retraining {name}", timeout)
+        champion = ops.champion_version(name)
     if as_json:
         click.echo(json.dumps(status, indent=2, default=str))
         return
-    result = status.get("result", {})
-    verdict = "promoted: it is the champion now" if result.get("promoted") else "rejected"
-    click.echo(f"{name}: challenger version {status['version']} {verdict}.")
-    if result.get("reason"):
-        click.echo(f"  why: {result['reason']}")
+    click.echo("\n".join(retrain_lines(name, status, champion)))
 
 
 @click.command("rollback")
 @click.argument("name")
-@_hub_config_option("--config", "--hub-config")
-@_remote_options
-@_json_option
+@hub_config_option("--config", "--hub-config")
+@remote_options
+@json_option
 def rollback_command(
     name: str, hub_config: str | None, url: str | None, token: str | None, as_json: bool
 ) -> None:
@@ -390,7 +309,7 @@ def rollback_command(
     show_default=True,
     help="Messages published (and confirmed) per call.",
 )
-@_hub_config_option("--config", "--hub-config")
+@hub_config_option("--config", "--hub-config")
 def send_command(
     queue: str,
     file: str,
@@ -520,6 +439,7 @@ def _describe(status: Mapping[str, Any]) -> str:
             f" ({drift['n_recent']} streamed vs {drift['n_reference']} {drift['reference']}"
             " scores)"
         )
+    lines += retraining_lines(status)
     if versions:
         shown = [
             f"v{v['version']}" + (f" ({', '.join(v['aliases'])})" if v.get("aliases") else "")
@@ -531,7 +451,7 @@ def _describe(status: Mapping[str, Any]) -> str:
     ]
     for decision in decisions[-5:]:
         version = f" v{decision['version']}" if decision.get("version") else ""
-        lines.append(f"  decision:   {decision['kind']}{version}: {decision['reason']}")
+        lines.append(field("decision", f"{decision['kind']}{version}: {decision['reason']}"))
     for run in (status.get("runs") or [])[:5]:
         kind = run.get("tags", {}).get("observml.kind", "")
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["start_time"] / 1000))

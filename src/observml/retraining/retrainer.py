@@ -445,14 +445,14 @@ class Retrainer:
                 f"experiment {managed.name!r}: no challenger in shadow to reject."
                 " To label rows as a fault without one, use feedback(name, label='fault')."
             )
-        self._end_shadow(managed, "rejected")
         why = reason or f"rejected by {by}"
         out: dict[str, Any] = {"version": shadow.version, "as_fault": as_fault, "fault_rows": 0}
-        if as_fault:
+        if as_fault:  # first: when there is nothing to keep, the challenger still waits
             evidence = self._store_alarm_as_fault(managed, why, by)
             out["fault_rows"] = len(evidence.rows)
             out["feedback_run"] = evidence.run_id
             why += f"; {len(evidence.rows)} rows the champion flagged kept as a known fault"
+        self._end_shadow(managed, "rejected")
         self._acknowledge(managed, f"{by}: rejected v{shadow.version}")
         log_decision(self._mlops(), managed, Decision("rejected", why, shadow.version))
         return out

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 __all__ = ["Shadow", "shadow_queue"]
 
 _RECENT: Final = 2000
+_CHAMPION_COLOUR: Final = "#2f6fdb"
+_CHALLENGER_COLOUR: Final = "#d9822b"
+_LIMIT_COLOUR: Final = "#d64545"
 
 
 def shadow_queue(name: str) -> str:
@@ -155,32 +158,31 @@ class Shadow:
         xs = [p.x for p in points]
         old_name = f"champion v{champion_version}" if champion_version is not None else "champion"
         new_name = f"challenger v{self.version}"
+        old_line, new_line = {"color": _CHAMPION_COLOUR}, {"color": _CHALLENGER_COLOUR}
         figure.add_scatter(
-            x=xs,
-            y=[p.champion for p in points],
-            mode="lines",
-            name=old_name,
-            line={"width": 3, "color": "#0b69a3"},
+            x=xs, y=[p.champion for p in points], mode="lines", name=old_name, line=old_line
         )
         figure.add_scatter(
-            x=xs,
-            y=[p.challenger for p in points],
-            mode="lines",
-            name=new_name,
-            line={"width": 1.5, "color": "#e8833a", "dash": "dot"},
+            x=xs, y=[p.challenger for p in points], mode="lines", name=new_name, line=new_line
         )
-        limits: dict[float, list[str]] = {}
-        for label, model in ((old_name, champion), (new_name, self.experiment)):
-            for limit in model.score_limits():
-                limits.setdefault(round(limit, 6), []).append(label)
-        for limit, owners in limits.items():
-            whose = "both models" if len(owners) == 2 else owners[0]
-            figure.add_hline(
-                y=limit,
-                line={"dash": "dash", "width": 1.5, "color": "#d64545"},
-                annotation_text=f"limit {limit:.3g} ({whose})",
-                annotation_position="top left",
-            )
+        old_limits, new_limits = champion.score_limits(), self.experiment.score_limits()
+        limits = [
+            (old_name, old_limits, "dash", _CHAMPION_COLOUR, "left"),
+            (new_name, new_limits, "dot", _CHALLENGER_COLOUR, "right"),
+        ]
+        if np.allclose(old_limits, new_limits) and len(old_limits) == len(new_limits):
+            limits = [("both models", old_limits, "dash", _LIMIT_COLOUR, "left")]
+        # each model's limit in its colour, labelled at opposite ends (close limits would
+        # print their labels over each other); one line when both models share it
+        for label, values, dash, colour, side in limits:
+            for limit in values:
+                figure.add_hline(
+                    y=limit,
+                    line={"dash": dash, "width": 1.5, "color": colour},
+                    annotation_text=f"limit {limit:.3g} ({label})",
+                    annotation_position=f"top {side}",
+                    annotation_font_color=colour,
+                )
         flagged = (
             f"champion flags {old_flagged / rows:.1%}, challenger {new_flagged / rows:.1%}"
             f" of {rows} rows"

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from observml import ExperimentHub, InMemoryDataStreamPlugin, InMemoryMLOpsPlugin
 from observml.api import ApiSettings, create_app
@@ -24,6 +25,30 @@ def sensor_rows(n: int, *, shift: float = 0.0, seed: int = 0) -> list[dict[str, 
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame(rng.normal(shift, 1.0, size=(n, 3)), columns=["temp", "pressure", "flow"])
     return frame.to_dict(orient="records")  # type: ignore[return-value]
+
+
+def stream_of(hub: ExperimentHub) -> InMemoryDataStreamPlugin:
+    plugin = hub.get_plugin("datastream")
+    assert isinstance(plugin, InMemoryDataStreamPlugin)
+    return plugin
+
+
+def assert_error(response: Any, status: int, error: str, match: str) -> dict[str, str]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "message"}
+    assert body["error"] == error
+    assert match in body["message"], body["message"]
+    assert "Traceback" not in body["message"]
+    return body  # type: ignore[no-any-return]
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 30.0) -> Any:

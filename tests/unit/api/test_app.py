@@ -10,27 +10,18 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from observml import ExperimentHub, InMemoryDataStreamPlugin
+from observml import ExperimentHub
 from observml.jobs import Job
 from observml.plugins.base import HealthReport
 from tests.services import find_chromium, require_chromium, require_module
-from tests.unit.api.conftest import FD_CONFIG, finish, sensor_rows, wait_for
-
-
-def stream_of(hub: ExperimentHub) -> InMemoryDataStreamPlugin:
-    plugin = hub.get_plugin("datastream")
-    assert isinstance(plugin, InMemoryDataStreamPlugin)
-    return plugin
-
-
-def assert_error(response: Any, status: int, error: str, match: str) -> dict[str, str]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error", "message"}
-    assert body["error"] == error
-    assert match in body["message"], body["message"]
-    assert "Traceback" not in body["message"]
-    return body  # type: ignore[no-any-return]
+from tests.unit.api.conftest import (
+    FD_CONFIG,
+    assert_error,
+    finish,
+    sensor_rows,
+    stream_of,
+    wait_for,
+)
 
 
 # -- service routes ------------------------------------------------------------------------
@@ -383,15 +374,15 @@ def test_retrain_rollback_save_load_runs_versions(client: TestClient, trained: s
     assert job["kind"] == "retrain"
     status = client.get("/experiments/pump").json()
     kinds = [d["kind"] for d in status["decisions"]]
-    assert "fired" in kinds
-    assert kinds[-1] in ("promoted", "rejected")
+    assert kinds[-3:] == ["fired", "trained", "shadow"]  # fault detection: a person decides
+    assert status["champion_version"] == 1
+    assert status["shadow"]["version"] == 2
     assert client.post("/experiments/pump/save").json()["version"] == 3
     assert client.get("/experiments/pump").json()["champion_version"] == 3
     rolled = client.post("/experiments/pump/rollback").json()
-    assert rolled["name"] == "pump"
-    assert rolled["version"] in (1, 2)
-    assert client.post("/experiments/pump/load", json={"version": 1}).json()["version"] == 1
-    assert client.post("/experiments/pump/load").json()["version"] == rolled["version"]
+    assert rolled == {"name": "pump", "version": 1}
+    assert client.post("/experiments/pump/load", json={"version": 2}).json()["version"] == 2
+    assert client.post("/experiments/pump/load").json()["version"] == 1
     assert_error(
         client.post("/experiments/pump/load", json={"version": 99}), 404, "NotFoundError", "99"
     )
@@ -540,6 +531,10 @@ def test_openapi_lists_every_route_and_docs_are_offline(client: TestClient) -> N
         "/experiments/{name}/config",
         "/experiments/{name}/runs",
         "/experiments/{name}/train-data",
+        "/experiments/{name}/promote",
+        "/experiments/{name}/reject",
+        "/experiments/{name}/feedback",
+        "/experiments/{name}/shadow/figure",
         "/experiments/{name}/plots",
         "/experiments/{name}/plots/{plot}",
         "/experiments/{name}/eda/{plot}",

@@ -5,19 +5,10 @@ from __future__ import annotations
 import json
 
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from observml import ExperimentHub, InMemoryDataStreamPlugin
 from observml.api.metrics import build_registry
-from tests.unit.api.conftest import sensor_rows, wait_for
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+from tests.unit.api.conftest import samples, sensor_rows, wait_for
 
 
 def test_metrics_count_streamed_predictions(

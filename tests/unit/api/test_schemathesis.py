@@ -1,10 +1,10 @@
 """Property-based API testing with schemathesis against the app's own ``/openapi.json``.
 
 Every operation gets generated requests (valid and invalid ones) twice: once with the path
-pointing at a trained experiment (``pump``), so the bodies and query strings reach the hub, and
-once with generated path values. Each response must not be a 5xx and must match the schema.
-The run is bounded (a fixed number of examples per operation, derandomized) and counts its
-requests: at least 500.
+pointing at a trained experiment (``pump``, with a challenger in shadow), so the bodies and
+query strings reach the hub, and once with generated path values. Each response must not be a
+5xx and must match the schema. The run is bounded (a fixed number of examples per operation,
+derandomized) and counts its requests: at least 500.
 
 Without Chromium (outside CI only), a ``?format=png`` figure request gets the 503 the schema
 documents for it, saying what to install; every other response is checked as usual.
@@ -59,6 +59,9 @@ def app() -> Iterator[Any]:
         job = hub.train("pump", data=sensor_rows(300), wait=True)
         assert job.status.state == "succeeded", job.status.error
         FIXED_PATHS["job_id"] = job.job_id
+        # a challenger in shadow, so promote, reject and the shadow figure reach real state
+        retrain = hub.retrain("pump", data=sensor_rows(300, seed=9), wait=True)
+        assert retrain.status.result["shadow"] is True, retrain.status.error
         app = create_app(hub, settings=ApiSettings())
         yield app
         app.state.png.close()

@@ -33,11 +33,12 @@ from hypothesis import HealthCheck, Phase, settings
 from observml import ExperimentHub, InMemoryDataStreamPlugin, InMemoryMLOpsPlugin
 from observml.api import ApiSettings, create_app
 from observml.api.schemas import NAME_PATTERN
+from tests.services import require_module
 from tests.unit.api.conftest import sensor_rows
 
-schemathesis = pytest.importorskip("schemathesis")
+schemathesis = require_module("schemathesis", "dev")
 
-from schemathesis.checks import not_a_server_error  # noqa: E402 - after the importorskip
+from schemathesis.checks import not_a_server_error  # noqa: E402 - after the module check
 
 SCENARIOS = 120
 STEPS = 8

@@ -6,6 +6,13 @@
   const LIST_EVERY_TICKS = 2;
   const HEALTH_EVERY_TICKS = 5;
   const VALUE_KEYS = ["score", "forecast", "prediction", "probability", "value"];
+  const SHADOW_FIGURE_EVERY_MS = 3000;
+  const ALERT_KINDS = {
+    drift: "the scores drifted",
+    threshold: "a metric crossed its threshold",
+    signal: "the retrain policy fired",
+    retrain_failed: "a retrain failed",
+  };
   const PLOT_CONFIG = { responsive: true, displaylogo: false };
 
   const state = {
@@ -20,6 +27,10 @@
     watch: null,
     reportedJob: undefined,
     signingIn: false,
+    alertKey: null,
+    shadowKey: null,
+    shadowFigure: { key: null, at: 0 },
+    deciding: false,
   };
 
   const $ = (id) => document.getElementById(id);
@@ -126,6 +137,24 @@
     return epochSeconds ? new Date(epochSeconds * 1000).toLocaleTimeString() : "–";
   }
 
+  function dateTime(epochSeconds) {
+    return epochSeconds ? new Date(epochSeconds * 1000).toLocaleString() : "–";
+  }
+
+  function percent(share) {
+    return typeof share === "number" && isFinite(share) ? (100 * share).toFixed(1) + " %" : "–";
+  }
+
+  // A datetime-local input's value (local time, seconds) for an epoch time.
+  function localInput(epochSeconds) {
+    const d = new Date(epochSeconds * 1000);
+    const pad = (n) => String(n).padStart(2, "0");
+    return (
+      d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) +
+      "T" + pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds())
+    );
+  }
+
   function badge(text, kind) {
     return el("span", { class: "badge " + (kind || text), text: text });
   }
@@ -189,8 +218,12 @@
           [
             el("td", {}, [el("strong", { text: exp.name })]),
             el("td", { text: exp.type + " · " + (exp.model || "–") }),
-            el("td", {}, [badge(exp.state)]),
-            el("td", { text: exp.champion_version ? "v" + exp.champion_version : "–" }),
+            el("td", {}, [badge(exp.state), exp.alert ? badge("alert") : null]),
+            el("td", {
+              text:
+                (exp.champion_version ? "v" + exp.champion_version : "–") +
+                (exp.challenger_version ? " · v" + exp.challenger_version + " in shadow" : ""),
+            }),
             el("td", {}, [exp.streaming ? badge("on") : el("span", { class: "muted", text: "off" })]),
             el("td", {}, [metricList(Object.keys(exp.metrics || {}).length ? exp.metrics : exp.train_metrics)]),
             el("td", { class: "num", text: fmt((exp.counters || {}).predicted_rows) }),
@@ -240,6 +273,8 @@
     stateBadge.textContent = status.state;
     stateBadge.className = "badge " + status.state;
     renderActions(status);
+    renderAlert(status);
+    renderShadow(status);
     renderCards(status);
     renderPredictions(status);
     renderDecisions(status);
@@ -260,7 +295,13 @@
     const toggle = $("stream-toggle");
     toggle.textContent = status.streaming ? "Stop streaming" : "Start streaming";
     toggle.className = status.streaming ? "secondary" : "";
-    $("retrain").disabled = !status.trained || busy || status.retrain_in_flight;
+    const retrain = $("retrain");
+    retrain.disabled = !status.trained || busy || status.retrain_in_flight || !!status.shadow;
+    retrain.title = status.shadow
+      ? "Promote or reject the challenger in shadow first"
+      : status.promotion === "auto"
+        ? "Train a challenger on the recent rows; the gate promotes or rejects it"
+        : "Train a challenger on the recent rows; it waits in shadow for your decision";
     $("rollback").disabled = !status.previous_version || busy;
   }
 
@@ -277,6 +318,7 @@
       ["batches", fmt(counters.batches)],
       ["mean batch latency", latency === null ? "–" : fmt(latency) + " ms"],
       ["retrains", fmt(counters.retrains)],
+      ["alerts raised", fmt(counters.alerts)],
     ];
     if (status.drift) {
       const drift = status.drift;
@@ -301,8 +343,12 @@
     const watched = state.watch && state.watch.id === job.job_id;
     if (watched) {
       let text = state.watch.label + ": job " + job.job_id + " " + job.state;
-      if (job.state === "succeeded" && job.result && "promoted" in job.result) {
-        text += job.result.promoted ? ", v" + job.version + " promoted to champion" : ", v" + job.version + " not promoted (worse on the holdout)";
+      if (job.state === "succeeded" && job.result && job.result.shadow) {
+        text += ", challenger v" + job.version + " is in shadow: compare it below, then promote or reject it";
+      } else if (job.state === "succeeded" && job.result && "promoted" in job.result) {
+        text += job.result.promoted
+          ? ", v" + job.version + " promoted to champion"
+          : ", v" + job.version + " not promoted: " + (job.result.reason || "the gate failed it");
       } else if (job.state === "succeeded" && job.version) {
         text += ", serving v" + job.version;
       }
@@ -421,7 +467,9 @@
           el("td", {}, [
             v.version === champion
               ? el("span", { class: "muted", text: "serving" })
-              : el("button", {
+              : (v.aliases || []).includes("challenger")
+                ? el("span", { class: "muted", text: "in shadow", title: "Promote or reject it in the card above" })
+                : el("button", {
                   type: "button",
                   class: "secondary",
                   text: "Serve",
@@ -432,6 +480,233 @@
         ])
       )
     );
+  }
+
+  // -- the open alert ------------------------------------------------------------------
+  function alertKind(kind) {
+    return String(kind || "signal")
+      .split("+")
+      .map((part) => ALERT_KINDS[part] || part)
+      .join(" and ");
+  }
+
+  function renderAlert(status) {
+    const alert = (status.alerts || {}).open;
+    $("alert-banner").hidden = !alert;
+    if (!alert) {
+      state.alertKey = null;
+      return;
+    }
+    $("alert-title").textContent = "Alert: " + alertKind(alert.kind);
+    const parts = ["since " + dateTime(alert.opened_at)];
+    if (alert.count > 1) parts.push("fired " + alert.count + " times, last " + time(alert.last_at));
+    if (alert.version) parts.push("champion v" + alert.version);
+    $("alert-when").textContent = parts.join(" · ");
+    $("alert-reason").textContent = alert.reason;
+    // a failed retrain says nothing about the rows: nothing to label
+    $("alert-actions").hidden = String(alert.kind).split("+").every((k) => k === "retrain_failed");
+    const key = status.name + "@" + alert.opened_at;
+    if (state.alertKey !== key) {  // a new alert: start from its opening, keep edits after
+      state.alertKey = key;
+      $("alert-from").value = localInput(alert.opened_at);
+      $("alert-note").value = "";
+    }
+  }
+
+  async function labelSinceAlert(label) {
+    const name = state.selected;
+    const from = $("alert-from").value;
+    if (!from) {
+      showMessage("Pick the time the rows start from.", true);
+      return;
+    }
+    const shown = from.replace("T", " ");
+    const question =
+      label === "fault"
+        ? "Label the rows of " + name + " since " + shown + " as a FAULT?\n\n" +
+          "They join the fault library: every later challenger must keep flagging them."
+        : "Label the rows of " + name + " since " + shown + " as NORMAL and train a challenger?\n\n" +
+          "The challenger may learn from these rows. It waits in shadow beside the champion " +
+          "until you promote or reject it.";
+    if (!window.confirm(question)) return;
+    const note = $("alert-note").value.trim();
+    setDeciding(true);
+    try {
+      const stored = await api(experimentPath(name, "/feedback"), {
+        method: "POST",
+        json: { label: label, start: new Date(from).toISOString(), reason: note },
+      });
+      let text = fmt(stored.rows) + " rows since " + shown + " labelled " + label;
+      if (label === "normal") {
+        try {
+          const job = await api(experimentPath(name, "/retrain"), {
+            method: "POST",
+            json: { reason: "new normal confirmed by a person" + (note ? ": " + note : "") },
+          });
+          state.watch = { id: job.job_id, label: "retrain on the new normal" };
+          text += "; training a challenger on them (job " + job.job_id + ")";
+        } catch (err) {
+          showMessage(text + ", but the retrain could not start: " + err.message, true);
+          return;
+        }
+      }
+      showMessage(text);
+    } catch (err) {
+      showMessage("labelling the rows " + label + " failed: " + err.message, true);
+    } finally {
+      setDeciding(false);
+      state.versionsKey = null;
+      poll(true);
+    }
+  }
+
+  // -- the challenger in shadow ----------------------------------------------------------
+  function renderShadow(status) {
+    const shadow = status.shadow;
+    const chart = $("shadow-chart");
+    $("shadow-card").hidden = !shadow;
+    if (!shadow) {
+      if (state.shadowKey !== null && window.Plotly) Plotly.purge(chart);
+      chart.dataset.points = "0";
+      state.shadowKey = null;
+      state.shadowFigure = { key: null, at: 0 };
+      return;
+    }
+    const key = status.name + "@" + shadow.version;
+    if (state.shadowKey !== key) {  // a new challenger: fresh inputs
+      state.shadowKey = key;
+      $("shadow-note").value = "";
+      $("shadow-as-fault").checked = false;
+    }
+    $("shadow-title").textContent =
+      "Challenger v" + shadow.version + " in shadow beside champion v" + status.champion_version;
+    $("shadow-since").textContent = "since " + dateTime(shadow.since);
+    $("shadow-reason").textContent =
+      "Trained on " + shadow.reason + ". It scores every streamed batch beside the champion; " +
+      "nothing changes for the plant until you decide.";
+    const stats = [
+      ["rows scored by both", fmt(shadow.rows)],
+      ["champion flags", percent(shadow.champion_flag_rate)],
+      ["challenger flags", percent(shadow.challenger_flag_rate)],
+      ["agreement", percent(shadow.agreement)],
+    ];
+    if (shadow.errors) stats.push(["challenger errors", fmt(shadow.errors)]);
+    $("shadow-stats").replaceChildren(
+      ...stats.map(([label, value]) =>
+        el("div", { class: "card" }, [el("div", { class: "label", text: label }), el("div", { class: "value", text: value })])
+      )
+    );
+    renderGate(shadow.gate);
+    const empty = $("shadow-empty");
+    empty.hidden = shadow.rows > 0;
+    chart.hidden = !shadow.rows;
+    empty.textContent =
+      "No streamed rows scored yet. The overlay of both models' scores, with both limits, " +
+      "fills while " + status.name + (status.streaming ? " streams." : " streams (it is not streaming now).");
+    if (!shadow.rows) return;
+    const figureKey = key + ":" + shadow.rows;
+    const due = Date.now() - state.shadowFigure.at >= SHADOW_FIGURE_EVERY_MS;
+    const fresh = !state.shadowFigure.key || !state.shadowFigure.key.startsWith(key + ":");
+    if (state.shadowFigure.key !== figureKey && (due || fresh)) {
+      state.shadowFigure = { key: figureKey, at: Date.now() };
+      refreshShadowFigure(status.name, shadow.version).catch(report);
+    }
+  }
+
+  function renderGate(gate) {
+    const box = $("shadow-gate");
+    box.className = "gate";
+    if (!gate) {
+      box.replaceChildren(
+        el("p", { class: "muted", text: "The gate's advice is not known here (the challenger was resumed from the store)." })
+      );
+      return;
+    }
+    box.className = "gate " + (gate.passed ? "passed" : "failed");
+    box.replaceChildren(
+      el("div", { class: "gate-head" }, [
+        el("strong", { text: gate.passed ? "Gate passed" : "Gate failed" }),
+        el("span", { class: "muted", text: " · advice: the decision is yours" }),
+      ]),
+      el(
+        "ul",
+        { class: "gate-checks" },
+        (gate.checks || []).map((check) =>
+          el("li", { class: check.passed ? "passed" : "failed" }, [
+            el("span", { class: "mark", text: check.passed ? "✓" : "✗", title: check.passed ? "passed" : "failed" }),
+            check.detail,
+          ])
+        )
+      )
+    );
+  }
+
+  async function refreshShadowFigure(name, version) {
+    const figure = await api(experimentPath(name, "/shadow/figure"));
+    const shadow = state.status && state.status.shadow;
+    if (state.selected !== name || !shadow || shadow.version !== version) return;
+    const layout = Object.assign({}, figure.layout || {}, {
+      autosize: true,
+      margin: { l: 50, r: 20, t: 10, b: 40 },
+      uirevision: name + "@" + version,
+    });
+    delete layout.title;
+    delete layout.width;
+    delete layout.height;
+    const chart = $("shadow-chart");
+    Plotly.react(chart, figure.data || [], layout, PLOT_CONFIG);
+    const first = (figure.data || [])[0] || {};
+    chart.dataset.points = String((first.y || []).length);
+    chart.dataset.version = String(version);
+  }
+
+  async function decide(kind) {
+    const name = state.selected;
+    const status = state.status;
+    const shadow = status && status.shadow;
+    if (!shadow) return;
+    const asFault = $("shadow-as-fault").checked;
+    const advice = shadow.gate
+      ? "\n\n" + (shadow.gate.passed ? "The gate passed it." : "The gate FAILED it: " + shadow.gate.reason)
+      : "";
+    const question =
+      kind === "promote"
+        ? "Promote challenger v" + shadow.version + " to champion of " + name + "?\n\n" +
+          "It serves the predictions from now on; Roll back returns to v" + status.champion_version + "." + advice
+        : "Reject challenger v" + shadow.version + " of " + name + "?\n\n" +
+          "Champion v" + status.champion_version + " serves on." +
+          (asFault ? " The rows the champion flagged in the alarm are kept as a known fault." : "");
+    if (!window.confirm(question)) return;
+    const note = $("shadow-note").value.trim();
+    setDeciding(true);
+    try {
+      if (kind === "promote") {
+        const body = await api(experimentPath(name, "/promote"), { method: "POST", json: { reason: note } });
+        showMessage("promoted: v" + body.version + " is the champion now (Roll back returns to v" + status.champion_version + ")");
+      } else {
+        const body = await api(experimentPath(name, "/reject"), {
+          method: "POST",
+          json: { reason: note, as_fault: asFault },
+        });
+        showMessage(
+          "rejected v" + body.version + "; champion v" + status.champion_version + " serves on" +
+            (body.as_fault ? "; " + fmt(body.fault_rows) + " rows kept as a known fault" : "")
+        );
+      }
+    } catch (err) {
+      showMessage(kind + " failed: " + err.message, true);
+    } finally {
+      setDeciding(false);
+      state.versionsKey = null;
+      poll(true);
+    }
+  }
+
+  function setDeciding(on) {
+    state.deciding = on;
+    ["alert-fault", "alert-normal", "shadow-promote", "shadow-reject"].forEach((id) => {
+      $(id).disabled = on;
+    });
   }
 
   // -- reports ---------------------------------------------------------------------------
@@ -504,7 +779,7 @@
       const body = await api(path, { method: method, json: json });
       let text = label + ": done";
       if (body && body.job_id) {
-        text = label + ": job " + body.job_id + " " + body.state + (label.startsWith("retrain") ? " (promoted only if not worse on a holdout)" : "");
+        text = label + ": job " + body.job_id + " " + body.state;
         state.watch = { id: body.job_id, label: label };
       }
       else if (body && "version" in body) text = label + ": now serving v" + body.version;
@@ -524,6 +799,10 @@
     });
     $("retrain").addEventListener("click", () => action("retrain", experimentPath(state.selected, "/retrain"), "POST"));
     $("rollback").addEventListener("click", () => action("rollback", experimentPath(state.selected, "/rollback"), "POST"));
+    $("alert-fault").addEventListener("click", () => labelSinceAlert("fault"));
+    $("alert-normal").addEventListener("click", () => labelSinceAlert("normal"));
+    $("shadow-promote").addEventListener("click", () => decide("promote"));
+    $("shadow-reject").addEventListener("click", () => decide("reject"));
     $("report-png").addEventListener("click", () => openFigure("png").catch(report));
     $("report-html").addEventListener("click", () => openFigure("html").catch(report));
   }
