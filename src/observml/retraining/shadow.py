@@ -179,7 +179,11 @@ class Shadow:
                 figure.add_hline(
                     y=limit,
                     line={"dash": dash, "width": 1.5, "color": colour},
-                    annotation_text=f"limit {limit:.3g} ({label})",
+                    annotation_text=(
+                        f"limit {limit:.3g} (both models)"
+                        if label == "both models"
+                        else f"{label} limit {limit:.3g}"
+                    ),
                     annotation_position=f"top {side}",
                     annotation_font_color=colour,
                 )

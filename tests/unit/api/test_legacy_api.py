@@ -29,6 +29,6 @@ def test_api_refuses_an_observml_1_model_it_lacks_naming_the_closest(client: Tes
     }
     body = {"name": "orders", "type": "process_mining", "config": config}
     response = client.post("/experiments", json=body)
-    assert response.status_code == 400
+    assert response.status_code == 422  # a ConfigError: the config does not fit its type
     assert response.json()["error"] == "ConfigError"
     assert "The closest process_mining model is 'sequential_rules'" in response.json()["message"]
