@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
-from observml.config import HubConfig, load_config
+from observml.config.hub_config import HubConfig, load_config
+from observml.config.registry import PluginRegistry
 from observml.errors import (
     ConfigError,
     DataError,
@@ -23,12 +24,11 @@ from observml.errors import (
     ServiceUnavailableError,
     TrainingInProgressError,
 )
-from observml.hub import ExperimentHub
+from observml.hub.hub import ExperimentHub
 from observml.plugins.base import Plugin
 from observml.plugins.datastream import DataStreamPlugin, Message
 from observml.plugins.memory import InMemoryDataStreamPlugin, InMemoryMLOpsPlugin
 from observml.plugins.mlops import MLOpsPlugin
-from observml.registry import PluginRegistry
 
 try:
     __version__ = _metadata.version("observml")

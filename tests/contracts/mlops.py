@@ -16,7 +16,6 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from observml.errors import DataError, NotFoundError
-from observml.persistence import ARTIFACT_PATH_TAG, load_artifacts, save_artifacts
 from observml.plugins.mlops import (
     MAX_METRICS_PER_BATCH,
     MAX_PARAMS_PER_BATCH,
@@ -28,6 +27,7 @@ from observml.plugins.mlops import (
     RunRecord,
     tracked_run,
 )
+from observml.store.artifacts import ARTIFACT_PATH_TAG, load_artifacts, save_artifacts
 
 MISSING_RUN = "0123456789abcdef0123456789abcdef"
 MISSING_EXPERIMENT = "987654321"

@@ -14,8 +14,8 @@ import pytest
 
 from observml.experiments.fault_detection import FaultDetectionExperiment
 from observml.experiments.fault_isolation import FaultIsolationExperiment
-from observml.experiments.store import load_experiment_from_store, save_experiment
 from observml.plugins.memory import InMemoryMLOpsPlugin
+from observml.store.experiments import load_experiment_from_store, save_experiment
 from tests.services import dataset_path, read_dataset
 
 pytestmark = pytest.mark.integration

@@ -50,9 +50,9 @@ import pandas as pd
 import pytest
 
 from observml.experiments.process_mining import ProcessMiningExperiment
-from observml.experiments.store import load_experiment_from_store, save_experiment
 from observml.experiments.time_series import TimeSeriesExperiment
 from observml.plugins.memory import InMemoryMLOpsPlugin
+from observml.store.experiments import load_experiment_from_store, save_experiment
 from tests.services import read_dataset, require_module
 
 pytestmark = pytest.mark.integration

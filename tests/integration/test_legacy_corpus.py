@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from observml.legacy import LEGACY_MODELS, config_type
-from observml.registry import PluginRegistry
+from observml.config.legacy import LEGACY_MODELS, config_type
+from observml.config.registry import PluginRegistry
 from tests.services import read_dataset
 
 pytestmark = pytest.mark.integration
@@ -107,7 +107,7 @@ def test_legacy_file_trains_and_predicts_on_real_data(
     assert config_type(config) == kind
     cls = PluginRegistry().resolve("experiment", kind)
     experiment = cls(f"legacy-{key}", config)
-    assert [r.name for r in caplog.records] == ["observml.legacy"]  # one notice per file
+    assert [r.name for r in caplog.records] == ["observml.config.legacy"]  # one notice per file
     assert "load_object" not in experiment.config
     train, test = _data(key, kind)
     experiment.train(train)

@@ -11,7 +11,7 @@ import pytest
 from observml import ExperimentHub
 from observml.config import GlobalSection, HubConfig
 from observml.errors import UntrustedModelError
-from observml.signing import KEY_ID_TAG, ModelSigner
+from observml.store.signing import KEY_ID_TAG, ModelSigner
 from tests.services import require_module
 
 require_module("mlflow", "mlflow")

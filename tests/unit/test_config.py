@@ -79,8 +79,8 @@ plugins:
 
 def test_config_env_expanded_port_becomes_integer(monkeypatch: pytest.MonkeyPatch) -> None:
     from observml.config import GlobalSection
+    from observml.config.validation import check_arguments
     from observml.errors import ConfigProblem
-    from observml.validation import check_arguments
 
     problems: list[ConfigProblem] = []
     values = check_arguments(GlobalSection, {"health_timeout": "2.5"}, "global", problems)

@@ -28,7 +28,7 @@ def test_all_is_sorted_and_complete() -> None:
 
 def test_import_observml_imports_no_heavy_driver() -> None:
     code = (
-        "import sys, observml, observml.hub, observml.registry;"
+        "import sys, observml, observml.hub, observml.config.registry;"
         "heavy = [m for m in ('mlflow', 'pika', 'fastapi', 'click', 'pm4py', 'uvicorn')"
         " if m in sys.modules];"
         "print(','.join(heavy))"

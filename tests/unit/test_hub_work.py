@@ -335,7 +335,7 @@ def test_one_job_at_a_time(hub: ExperimentHub) -> None:
     gate = threading.Event()
     hub.train("pump", data=sensors(300), wait=True)
     experiment = hub._get("pump")  # hold the job open deterministically
-    from observml.jobs import Job
+    from observml.runtime.jobs import Job
 
     blocker = Job("pump", "train", lambda job: (gate.wait(10), {})[1])
     experiment.add_job(blocker.start())

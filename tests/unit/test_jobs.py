@@ -18,7 +18,13 @@ import pytest
 
 from observml import ExperimentHub, InMemoryDataStreamPlugin, InMemoryMLOpsPlugin
 from observml.errors import ConfigError
-from observml.jobs import IsolationSetting, Job, choose_isolation, describe_exit, run_isolated
+from observml.runtime.jobs import (
+    IsolationSetting,
+    Job,
+    choose_isolation,
+    describe_exit,
+    run_isolated,
+)
 from tests.unit import jobs_for_tests
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from observml.config.legacy import LEGACY_MODELS, LEGACY_TYPES, config_type, modernize, translate
 from observml.errors import ConfigError
 from observml.experiments.fault_detection import FaultDetectionExperiment
 from observml.experiments.fault_isolation import FaultIsolationExperiment
-from observml.legacy import LEGACY_MODELS, LEGACY_TYPES, config_type, modernize, translate
 from tests.services import require_module
 from tests.unit.cli_helpers import MEMORY, run
 
@@ -412,7 +412,9 @@ def test_hub_keeps_the_translated_config(memory_hub: Any, caplog: pytest.LogCapt
     rows["b"] = rows["a"] * 2 + [float(i % 3) for i in range(60)]
     memory_hub.train("legacy-pca", data=rows, wait=True)
     assert len(memory_hub.predict("legacy-pca", rows)) == 60
-    assert [r.name for r in caplog.records if r.name == "observml.legacy"] == ["observml.legacy"]
+    assert [r.name for r in caplog.records if r.name == "observml.config.legacy"] == [
+        "observml.config.legacy"
+    ]
 
 
 # -- the CLI ------------------------------------------------------------------------------

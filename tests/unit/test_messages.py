@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from observml.messages import FORMAT_HEADER, json_records, rows_from_batch, rows_from_message
+from observml.io.messages import FORMAT_HEADER, json_records, rows_from_batch, rows_from_message
 from observml.plugins.datastream import Message
 
 

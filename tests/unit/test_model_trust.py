@@ -16,14 +16,14 @@ import pytest
 
 from observml import ExperimentHub, InMemoryDataStreamPlugin, InMemoryMLOpsPlugin
 from observml.config import GlobalSection, HubConfig
+from observml.config.registry import BUILTIN_PLUGINS, PluginRegistry
 from observml.errors import ConfigError, UntrustedModelError
 from observml.experiments.base import Experiment, load_experiment
 from observml.experiments.fault_detection import FaultDetectionExperiment
 from observml.experiments.fault_isolation import FaultIsolationExperiment
-from observml.experiments.model_files import TRUSTED_TYPES
-from observml.experiments.store import load_experiment_from_store
-from observml.registry import BUILTIN_PLUGINS, PluginRegistry
-from observml.signing import KEY_ID_TAG, MODEL_KEY_ENV_VAR, SIGNATURE_TAG, ModelSigner
+from observml.store.experiments import load_experiment_from_store
+from observml.store.model_files import TRUSTED_TYPES
+from observml.store.signing import KEY_ID_TAG, MODEL_KEY_ENV_VAR, SIGNATURE_TAG, ModelSigner
 
 FD_CONFIG = {"create_model": {"model": "iforest", "params": {"n_estimators": 30}}}
 KEY_A = "a-key-for-hub-a-0123456789abcdef"

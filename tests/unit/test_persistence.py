@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from observml.errors import ConfigError, NotFoundError
-from observml.persistence import load_artifacts, save_artifacts
 from observml.plugins.memory import InMemoryMLOpsPlugin
+from observml.store.artifacts import load_artifacts, save_artifacts
 from tests.contracts.mlops import fitted_model_dir
 
 MODEL = "pump-detector"

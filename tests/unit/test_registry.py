@@ -10,8 +10,8 @@ import pytest
 
 from observml import ExperimentHub
 from observml.config import PluginSection, parse_config
+from observml.config.registry import BUILTIN_PLUGINS, PluginRegistry, build_plugin
 from observml.errors import ConfigError, PluginLoadError, UnknownPluginError
-from observml.registry import BUILTIN_PLUGINS, PluginRegistry, build_plugin
 
 
 def test_registry_builtins_are_lazy_strings() -> None:

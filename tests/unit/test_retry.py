@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from observml.retry import backoff_delays, retry_call
+from observml.plugins.retry import backoff_delays, retry_call
 
 
 class Refused(ConnectionError):

@@ -33,7 +33,7 @@ from observml.api.metrics import build_registry
 from observml.api.middleware import BodyLimitMiddleware, CatchAllMiddleware, error_payload
 from observml.api.settings import ApiSettings
 from observml.errors import ObservMLError
-from observml.hub import ExperimentHub
+from observml.hub.hub import ExperimentHub
 
 __all__ = ["create_app"]
 

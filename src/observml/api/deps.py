@@ -15,8 +15,8 @@ import pandas as pd
 from fastapi import APIRouter, Depends, Path, Request
 
 from observml.api.schemas import ErrorOut, Rows
-from observml.dataio import DataLike, to_frame
-from observml.hub import ExperimentHub
+from observml.hub.hub import ExperimentHub
+from observml.io.rows import DataLike, to_frame
 
 __all__ = [
     "Hub",

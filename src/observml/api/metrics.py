@@ -24,10 +24,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from observml.errors import ObservMLError
-from observml.streaming import experiment_queues
+from observml.runtime.streaming import experiment_queues
 
 if TYPE_CHECKING:
-    from observml.hub import ExperimentHub
+    from observml.hub.hub import ExperimentHub
 
 __all__ = ["HealthCache", "HubCollector", "build_registry"]
 

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+from observml.config.validation import check_arguments
 from observml.errors import ConfigError, ConfigProblem
-from observml.validation import check_arguments
 
 __all__ = ["API_TOKEN_ENV_VAR", "ApiSettings", "is_loopback"]
 
@@ -77,8 +77,8 @@ class ApiSettings:
     def check(cls, raw: Mapping[str, Any] | None, problems: list[ConfigProblem]) -> ApiSettings:
         """Validate the ``api:`` mapping, appending what is wrong to ``problems``.
 
-        ``observml.config`` calls this while it reads the file, so a bad ``api:`` section is
-        reported with the rest (``observml config check``), without importing fastapi.
+        :mod:`observml.config.hub_config` calls this while it reads the file, so a bad ``api:``
+        section is reported with the rest (``observml config check``), without importing fastapi.
 
         Returns:
             The settings from the valid values (defaults where a value is wrong).

@@ -38,7 +38,7 @@ from observml.errors import (
 )
 
 if TYPE_CHECKING:
-    from observml.hub import ExperimentHub
+    from observml.hub.hub import ExperimentHub
 
 __all__ = [
     "BY",
@@ -369,7 +369,7 @@ def backend(url: str | None, token: str | None, hub_config: str | None) -> Itera
         with ApiClient(url, token=token) as client:
             yield RemoteBackend(client)
         return
-    from observml.hub import ExperimentHub
+    from observml.hub.hub import ExperimentHub
 
     # MLflow draws a progress bar on stderr for every model it downloads; not useful here.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

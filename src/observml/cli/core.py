@@ -12,11 +12,18 @@ import click
 import yaml
 
 from observml.api.settings import ApiSettings
-from observml.config import DEFAULT_PLUGINS, find_config_file, load_config
+from observml.config.hub_config import DEFAULT_PLUGINS, find_config_file, load_config
+from observml.config.legacy import (
+    MODERN_ORDER,
+    config_type,
+    is_legacy,
+    modernize,
+    ordered,
+    translate,
+)
+from observml.config.registry import PluginRegistry
 from observml.errors import ConfigError, UnknownPluginError
-from observml.hub import ExperimentHub
-from observml.legacy import MODERN_ORDER, config_type, is_legacy, modernize, ordered, translate
-from observml.registry import PluginRegistry
+from observml.hub.hub import ExperimentHub
 
 __all__ = ["config_group", "health_command", "plugins_command", "table"]
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from observml.demo import DemoSummary
-    from observml.jobs import Job
+    from observml.runtime.jobs import Job
 
 __all__ = ["demo_command"]
 

@@ -26,8 +26,8 @@ from observml.cli.core import table
 from observml.cli.decisions import field, retrain_lines, retraining_lines
 from observml.cli.files import read_rows
 from observml.cli.options import hub_config_option, json_option, remote_options, timeout_option
+from observml.config.legacy import config_type
 from observml.errors import ConfigError, ExperimentError, PluginNotConfiguredError
-from observml.legacy import config_type
 
 __all__ = [
     "predict_command",
@@ -360,9 +360,9 @@ def encode_rows(frame: pd.DataFrame, rows_per_message: int, orient: str) -> list
 @contextmanager
 def open_datastream(hub_config: str | None) -> Iterator[Any]:
     """Yield the configured datastream plugin alone (no MLOps store is started)."""
-    from observml.config import load_config
-    from observml.plugin_host import PluginHost
-    from observml.registry import build_plugin
+    from observml.config.hub_config import load_config
+    from observml.config.registry import build_plugin
+    from observml.hub.plugin_host import PluginHost
 
     quiet_driver_logs()
     config = load_config(hub_config)

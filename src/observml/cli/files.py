@@ -21,7 +21,7 @@ def read_rows(path: str | Path) -> pd.DataFrame:
     Raises:
         DataError: Unknown suffix, unreadable content, or Parquet without pyarrow.
     """
-    from observml.dataio import to_frame
+    from observml.io.rows import to_frame
 
     file = Path(path)
     suffix = file.suffix.lower()

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import click
 
-from observml.config import load_config
+from observml.config.hub_config import load_config
 
 __all__ = ["serve_command"]
 
@@ -58,7 +58,7 @@ def serve_command(
             f"the REST API needs fastapi and uvicorn ({exc.name} is missing):"
             " pip install 'observml[api]'"
         ) from exc
-    from observml.hub import ExperimentHub
+    from observml.hub.hub import ExperimentHub
 
     config = load_config(config_path)
     settings = ApiSettings.from_config(config.api, source=config.source)

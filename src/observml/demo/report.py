@@ -30,7 +30,7 @@ from observml.demo.scenario import (
 )
 
 if TYPE_CHECKING:
-    from observml.hub import ExperimentHub
+    from observml.hub.hub import ExperimentHub
 
 __all__ = ["render_report", "stream_figure", "where_to_look", "write_report"]
 

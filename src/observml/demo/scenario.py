@@ -36,14 +36,14 @@ import yaml
 
 from observml import datasets
 from observml.errors import ConfigError, ExperimentError, PluginError
-from observml.streaming import experiment_queues, predict_queue, predictions_queue
+from observml.runtime.streaming import experiment_queues, predict_queue, predictions_queue
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
 
-    from observml.hub import ExperimentHub
-    from observml.jobs import Job
+    from observml.hub.hub import ExperimentHub
     from observml.plugins.datastream import DataStreamPlugin
+    from observml.runtime.jobs import Job
 
 __all__ = [
     "DemoOptions",
@@ -611,9 +611,9 @@ def run_demo(options: DemoOptions, reporter: DemoReporter | None = None) -> Demo
     Raises:
         ObservMLError: A stage failed or timed out; the message says which and why.
     """
-    from observml.config import HOME_ENV_VAR
+    from observml.config.hub_config import HOME_ENV_VAR
     from observml.demo.report import write_report
-    from observml.hub import ExperimentHub
+    from observml.hub.hub import ExperimentHub
 
     started = time.perf_counter()
     say = reporter or _Quiet()

@@ -15,7 +15,7 @@ signature; :meth:`Experiment.train` calls it. Subclasses implement ``_fit``, ``_
 ``_metrics``, ``_model_reports`` and ``_model_report_names``; the base does data parsing,
 checks, EDA, the retrain policy and saving/loading. State learned in training ends in ``_``
 and is what :meth:`Experiment.save` writes (in formats that do not run code where they exist,
-signed; see :mod:`observml.experiments.model_files` and :mod:`observml.signing`).
+signed; see :mod:`observml.store.model_files` and :mod:`observml.store.signing`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,15 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from observml.dataio import (
+from observml.config.legacy import modernize
+from observml.errors import (
+    ConfigError,
+    ConfigProblem,
+    DataError,
+    ExperimentError,
+    ModelNotTrainedError,
+)
+from observml.io.rows import (
     DataLike,
     check_format,
     coerce_numeric,
@@ -45,22 +53,14 @@ from observml.dataio import (
     require_non_empty,
     to_frame,
 )
-from observml.errors import (
-    ConfigError,
-    ConfigProblem,
-    DataError,
-    ExperimentError,
-    ModelNotTrainedError,
-)
-from observml.legacy import modernize
 from observml.retraining.drift import FloatArray, ScoreSample
 from observml.retraining.policy import RetrainPolicy, check_policy
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
 
-    from observml.registry import PluginRegistry
-    from observml.signing import ModelSigner
+    from observml.config.registry import PluginRegistry
+    from observml.store.signing import ModelSigner
 
 __all__ = [
     "CONFIG_FILE",
@@ -595,15 +595,15 @@ class Experiment(abc.ABC):
 
         The state is every attribute ending in ``_`` (``settings_`` is rebuilt from the
         config), each in a format that does not run code when read where one exists (see
-        :mod:`observml.experiments.model_files`). The folder is then signed.
+        :mod:`observml.store.model_files`). The folder is then signed.
 
         Args:
             directory: The folder to write.
             signer: The hub's key; ``None`` uses ``$OBSERVML_MODEL_KEY`` or the key file
-                (see :mod:`observml.signing`).
+                (see :mod:`observml.store.signing`).
         """
-        from observml.experiments.model_files import write_state
-        from observml.signing import ModelSigner
+        from observml.store.model_files import write_state
+        from observml.store.signing import ModelSigner
 
         self._check_trained()
         root = Path(directory)
@@ -637,7 +637,7 @@ class Experiment(abc.ABC):
         Raises:
             UntrustedModelError: The state needs unpickling and ``allow_pickle`` is false.
         """
-        from observml.experiments.model_files import read_state
+        from observml.store.model_files import read_state
 
         root = Path(directory)
         document = _read_config(root)
@@ -693,7 +693,7 @@ def load_experiment(
 
     Args:
         directory: What :meth:`Experiment.save` wrote.
-        registry: Type name -> class, or a :class:`~observml.registry.PluginRegistry` (its
+        registry: Type name -> class, or a :class:`~observml.config.registry.PluginRegistry` (its
             ``experiment`` plugin type); ``None`` uses the built-ins and entry points.
         signer: The hub's key; ``None`` uses ``$OBSERVML_MODEL_KEY`` or the key file.
         trust_unsigned: Load folders that are unsigned, altered or signed by another key
@@ -704,7 +704,7 @@ def load_experiment(
         UntrustedModelError: The signature is missing, wrong or another key's; names
             ``where`` and says what to do.
     """
-    from observml.signing import ModelSigner
+    from observml.store.signing import ModelSigner
 
     root = Path(directory)
     where = where or str(root)
@@ -730,7 +730,7 @@ def load_experiment(
                 f" Known: {', '.join(sorted(registry))}."
             )
     else:
-        from observml.registry import PluginRegistry
+        from observml.config.registry import PluginRegistry
 
         cls = (registry or PluginRegistry()).resolve(
             "experiment", kind, where=f"{where}: {CONFIG_FILE}: type", trusted=reason is None

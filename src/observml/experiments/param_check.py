@@ -26,8 +26,8 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from observml.config.validation import check_value
 from observml.errors import ConfigProblem
-from observml.validation import check_value
 
 __all__ = ["check_params"]
 

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 import numpy as np
 import pandas as pd
 
-from observml.dataio import DataLike, parse_datetime, require_columns
 from observml.errors import ConfigProblem, DataError
 from observml.experiments._process_models import ACTIVITY, CASE, TIME, ProcessModel, Variant
 from observml.experiments.base import Experiment, ModelSpec
+from observml.io.rows import DataLike, parse_datetime, require_columns
 from observml.retraining.drift import FloatArray
 
 if TYPE_CHECKING:

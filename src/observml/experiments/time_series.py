@@ -36,11 +36,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Self
 import numpy as np
 import pandas as pd
 
-from observml.dataio import DataLike, coerce_numeric, require_columns
 from observml.errors import ConfigError, ConfigProblem, DataError
 from observml.experiments._timegrid import TimeGrid, infer_freq
 from observml.experiments._ts_steps import forecast_metrics, horizons, place, regularize
 from observml.experiments.base import Experiment, ModelSpec
+from observml.io.rows import DataLike, coerce_numeric, require_columns
 from observml.retraining.drift import FloatArray
 
 if TYPE_CHECKING:

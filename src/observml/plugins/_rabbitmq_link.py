@@ -20,11 +20,11 @@ from typing import Any, Final
 
 import pika
 
+from observml.config.redact import mask_text
 from observml.plugins.datastream import (
     Message,
     OutgoingMessage,
 )
-from observml.redact import mask_text
 
 __all__ = [
     "PERMANENT_CODES",

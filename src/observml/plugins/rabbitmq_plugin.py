@@ -39,6 +39,7 @@ from pika.exceptions import (
 )
 from pika.exceptions import AuthenticationError as PikaAuthenticationError
 
+from observml.config.validation import accepted_parameters
 from observml.errors import (
     AuthenticationError,
     ConfigError,
@@ -66,8 +67,7 @@ from observml.plugins.datastream import (
     dead_letter_queue,
     one_at_a_time,
 )
-from observml.retry import retry_call
-from observml.validation import accepted_parameters
+from observml.plugins.retry import retry_call
 
 __all__ = ["RabbitMQPlugin"]
 

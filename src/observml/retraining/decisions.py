@@ -23,7 +23,7 @@ from observml.plugins.mlops import MLOpsPlugin
 
 if TYPE_CHECKING:
     from observml.experiments.base import Experiment
-    from observml.managed import ManagedExperiment
+    from observml.hub.managed import ManagedExperiment
 
 __all__ = [
     "CHALLENGER",

@@ -194,7 +194,7 @@ def check_drift_test(raw: Any, problems: list[ConfigProblem]) -> DriftTest | Non
 
     ``drift: true`` takes every default.
     """
-    from observml.validation import check_arguments
+    from observml.config.validation import check_arguments
 
     if raw is None or raw is False:
         return None

@@ -159,7 +159,7 @@ def check_policy(
         problems: Where each problem is appended, with its key.
         ground_truth: Whether the experiment type's stream carries ground truth.
     """
-    from observml.validation import check_arguments
+    from observml.config.validation import check_arguments
 
     before = len(problems)
     drift = check_drift_test(raw.get("drift"), problems)

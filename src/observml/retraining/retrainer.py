@@ -46,11 +46,11 @@ from observml.retraining.window import Selection, alarm_episodes, select_rows
 
 if TYPE_CHECKING:
     from observml.experiments.base import Experiment
-    from observml.jobs import Job
-    from observml.managed import ManagedExperiment
+    from observml.hub.managed import ManagedExperiment
     from observml.plugins.datastream import DataStreamPlugin
     from observml.plugins.mlops import MLOpsPlugin, ModelVersion
     from observml.retraining.drift import ScoreSample
+    from observml.runtime.jobs import Job
 
 __all__ = ["FAULT", "NORMAL", "Retrainer", "StartJob"]
 

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from observml import ExperimentHub
-from observml.jobs import Job
 from observml.plugins.base import HealthReport
+from observml.runtime.jobs import Job
 from tests.services import find_chromium, require_chromium, require_module
 from tests.unit.api.conftest import (
     FD_CONFIG,

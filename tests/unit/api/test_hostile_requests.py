@@ -93,7 +93,7 @@ MODULE_PATHS = [
     "ctypes:CDLL",
     "http.server:test",
     "os.path:join",
-    "observml.registry:load_object",
+    "observml.config.registry:load_object",
     "observml.experiments.fault_detection:FaultDetectionExperiment",
     "tests.unit.api.test_hostile_requests:SideEffect",
     "tests.unit.api.hostile_module_never_imported:Thing",

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from observml.config.registry import PluginRegistry
 from observml.errors import ConfigError, DataError, ExperimentError, ModelNotTrainedError
 from observml.experiments import reports
 from observml.experiments.base import (
@@ -21,7 +22,6 @@ from observml.experiments.base import (
     report_filename,
     report_name,
 )
-from observml.registry import PluginRegistry
 from observml.retraining.policy import RetrainPolicy
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from observml.dataio import (
+from observml.errors import DataError
+from observml.io.rows import (
     check_format,
     coerce_numeric,
     parse_datetime,
@@ -14,7 +15,6 @@ from observml.dataio import (
     require_non_empty,
     to_frame,
 )
-from observml.errors import DataError
 
 FRAME = pd.DataFrame(
     {"a": [1.0, 2.0, 3.0], "b": [4, 5, 6], "ds": pd.date_range("2024-01-01", periods=3, freq="h")}

@@ -10,8 +10,8 @@ import pytest
 
 from observml.errors import ConfigError, DataError
 from observml.experiments.fault_detection import MODELS, FaultDetectionExperiment
-from observml.experiments.store import load_experiment_from_store, save_experiment
 from observml.plugins.memory import InMemoryMLOpsPlugin
+from observml.store.experiments import load_experiment_from_store, save_experiment
 
 SENSORS = [f"sensor_{j:02d}" for j in range(5)]
 

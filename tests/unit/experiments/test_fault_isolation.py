@@ -11,8 +11,8 @@ import pytest
 
 from observml.errors import ConfigError, DataError
 from observml.experiments.fault_isolation import MODELS, FaultIsolationExperiment
-from observml.experiments.store import load_experiment_from_store, save_experiment
 from observml.plugins.memory import InMemoryMLOpsPlugin
+from observml.store.experiments import load_experiment_from_store, save_experiment
 
 #: Accuracy each model reaches on the held-out 200 rows of the synthetic line (seed 2), with a
 #: margin; the majority class alone scores 0.42. Measured: tree 0.81, forest 0.855, naive

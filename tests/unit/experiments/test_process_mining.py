@@ -17,9 +17,9 @@ import pytest
 from observml import datasets
 from observml.errors import ConfigError, DataError
 from observml.experiments.process_mining import MODELS, ProcessMiningExperiment
-from observml.experiments.store import load_experiment_from_store, save_experiment
 from observml.plugins.memory import InMemoryMLOpsPlugin
 from observml.retraining import RetrainTracker
+from observml.store.experiments import load_experiment_from_store, save_experiment
 from tests.services import require_module
 
 require_module("pm4py", "process-mining")

@@ -9,8 +9,8 @@ import pytest
 
 from observml.errors import NotFoundError
 from observml.experiments.fault_detection import FaultDetectionExperiment
-from observml.experiments.store import load_experiment_from_store, save_experiment
 from observml.plugins.memory import InMemoryMLOpsPlugin
+from observml.store.experiments import load_experiment_from_store, save_experiment
 
 CONFIG = {"setup": {"datetime_column": "ds"}, "create_model": {"model": "pca"}, "eda": True}
 

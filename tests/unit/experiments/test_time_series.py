@@ -16,10 +16,10 @@ import pytest
 
 from observml import datasets
 from observml.errors import ConfigError, DataError, ModelNotTrainedError
-from observml.experiments.store import load_experiment_from_store, save_experiment
 from observml.experiments.time_series import MODELS, TimeSeriesExperiment
 from observml.plugins.memory import InMemoryMLOpsPlugin
 from observml.retraining import RetrainTracker
+from observml.store.experiments import load_experiment_from_store, save_experiment
 
 HAS_PROPHET = importlib.util.find_spec("prophet") is not None
 

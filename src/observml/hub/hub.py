@@ -23,9 +23,7 @@ from typing import TYPE_CHECKING, Any, Self, cast
 
 import pandas as pd
 
-from observml.config import ExperimentInstanceSection
-from observml.dataio import DataLike, to_frame
-from observml.draining import drain, drain_training_rows
+from observml.config.hub_config import ExperimentInstanceSection
 from observml.errors import (
     ConfigError,
     DataError,
@@ -37,24 +35,26 @@ from observml.errors import (
     ObservMLError,
     TrainingInProgressError,
 )
-from observml.experiments.store import load_experiment_from_store, save_experiment
-from observml.jobs import IsolationSetting, Job, choose_isolation
-from observml.managed import ManagedExperiment
-from observml.messages import encode_result, frame_from_message
-from observml.plugin_host import PluginHost
+from observml.hub.managed import ManagedExperiment
+from observml.hub.plugin_host import PluginHost
+from observml.io.messages import encode_result, frame_from_message
+from observml.io.rows import DataLike, to_frame
 from observml.plugins.datastream import DataStreamPlugin, Message
 from observml.plugins.mlops import MLOpsPlugin, ModelVersion
 from observml.retraining.decisions import CHAMPION, PREVIOUS, Decision, log_decision, promote
 from observml.retraining.retrainer import Retrainer
-from observml.signing import ModelSigner
-from observml.streaming import (
+from observml.runtime.draining import drain, drain_training_rows
+from observml.runtime.jobs import IsolationSetting, Job, choose_isolation
+from observml.runtime.streaming import (
     StreamWorker,
     experiment_queues,
     predict_queue,
     predictions_queue,
     train_queue,
 )
-from observml.training import run_training
+from observml.runtime.training import run_training
+from observml.store.experiments import load_experiment_from_store, save_experiment
+from observml.store.signing import ModelSigner
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
@@ -78,7 +78,7 @@ class ExperimentHub(PluginHost):
         job_isolation: Where each fit runs. ``"auto"`` (default): a job you wait for
             (``wait=True``) in this process, a background job in a fresh child process that
             ``stop_training`` kills and that never re-runs your script. ``"process"`` or
-            ``"thread"``: always there. See :func:`observml.jobs.choose_isolation`.
+            ``"thread"``: always there. See :func:`observml.runtime.jobs.choose_isolation`.
     """
 
     def __init__(self, *, job_isolation: str | None = None, **kwargs: Any) -> None:
@@ -118,7 +118,7 @@ class ExperimentHub(PluginHost):
         is restored from the MLOps store, and streaming resumes where ``streaming: true``.
 
         Args:
-            path: The config file (see :func:`observml.config.find_config_file`).
+            path: The config file (see :func:`observml.config.hub_config.find_config_file`).
             streaming: ``False`` creates and restores the experiments without starting their
                 streams (one-shot tools such as the CLI's ``train`` and ``predict``).
         """
@@ -752,7 +752,7 @@ class ExperimentHub(PluginHost):
     # -- model files ----------------------------------------------------------------------
     @property
     def model_signer(self) -> ModelSigner:
-        """The key this hub signs and checks model folders with (see :mod:`observml.signing`).
+        """The key this hub signs and checks model folders with (see :mod:`observml.store.signing`).
 
         ``global.model_key``, else ``$OBSERVML_MODEL_KEY``, else ``$OBSERVML_HOME/model.key``
         (created on first use).

@@ -21,15 +21,15 @@ import numpy as np
 import pandas as pd
 
 from observml.errors import ObservMLError, ServiceUnavailableError
-from observml.managed import ManagedExperiment
-from observml.messages import encode_rows, json_records, rows_from_batch, rows_from_message
+from observml.hub.managed import ManagedExperiment
+from observml.io.messages import encode_rows, json_records, rows_from_batch, rows_from_message
 from observml.plugins.datastream import DataStreamPlugin, Message
 from observml.plugins.mlops import Metric, MLOpsPlugin
 from observml.retraining.alerts import alerts_queue
 from observml.retraining.shadow import Shadow, shadow_queue
 
 if TYPE_CHECKING:
-    from observml.config import StreamingSection
+    from observml.config.hub_config import StreamingSection
     from observml.experiments.base import Experiment
     from observml.retraining.drift import ScoreSample
 

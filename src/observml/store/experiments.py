@@ -4,7 +4,7 @@ A saved experiment is the folder :meth:`Experiment.save` writes, signed with the
 key, uploaded under the run's ``model`` artifact path and registered as a version of the model
 named like the experiment; the run gets the key id and the signature as tags. Loading
 downloads that folder into a temporary directory and checks its signature before reading
-anything in it (see :mod:`observml.signing`): anyone who can write to the MLOps store can
+anything in it (see :mod:`observml.store.signing`): anyone who can write to the MLOps store can
 replace a file there, and a pickle runs code when it is read.
 """
 
@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 from observml.experiments.base import Experiment, load_experiment
 
 if TYPE_CHECKING:
+    from observml.config.registry import PluginRegistry
     from observml.plugins.mlops import MLOpsPlugin, ModelVersion
-    from observml.registry import PluginRegistry
-    from observml.signing import ModelSigner
+    from observml.store.signing import ModelSigner
 
 __all__ = ["ARTIFACT_PATH", "load_experiment_from_store", "save_experiment"]
 
@@ -55,8 +55,8 @@ def save_experiment(
     Returns:
         The registered version.
     """
-    from observml.persistence import save_artifacts
-    from observml.signing import KEY_ID_TAG, SIGNATURE_TAG, ModelSigner
+    from observml.store.artifacts import save_artifacts
+    from observml.store.signing import KEY_ID_TAG, SIGNATURE_TAG, ModelSigner
 
     signer = signer or ModelSigner.from_settings()
     with tempfile.TemporaryDirectory(prefix="observml-save-") as tmp:
@@ -113,7 +113,7 @@ def load_experiment_from_store(
         UntrustedModelError: The folder is unsigned, altered or signed by another key; the
             message names the run.
     """
-    from observml.persistence import load_artifacts, resolve_run
+    from observml.store.artifacts import load_artifacts, resolve_run
 
     artifact_path = ARTIFACT_PATH
     if run_id is None:
@@ -133,7 +133,7 @@ def load_experiment_from_store(
 
 
 def _signature(folder: Path) -> str:
-    from observml.signing import SIGNATURE_FILE
+    from observml.store.signing import SIGNATURE_FILE
 
     document = json.loads((folder / SIGNATURE_FILE).read_text("utf-8"))
     return str(document["mac"])

@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Final
 
+from observml.config.redact import mask_text
+from observml.config.validation import check_arguments
 from observml.errors import ConfigError, ConfigProblem, PluginLoadError, UnknownPluginError
 from observml.plugins.base import Plugin
-from observml.redact import mask_text
-from observml.validation import check_arguments
 
 if TYPE_CHECKING:
-    from observml.config import PluginSection
+    from observml.config.hub_config import PluginSection
 
 __all__ = [
     "BUILTIN_PLUGINS",

@@ -23,10 +23,10 @@ from observml.retraining.window import RetrainWindow
 
 if TYPE_CHECKING:
     from observml.experiments.base import Experiment
-    from observml.jobs import Job
     from observml.retraining.gate import GateResult
     from observml.retraining.shadow import Shadow
     from observml.retraining.window import Selection
+    from observml.runtime.jobs import Job
 
 __all__ = ["ManagedExperiment"]
 

@@ -17,9 +17,9 @@ from typing import Any, Final
 
 import pandas as pd
 
-from observml.config import HOME_ENV_VAR
+from observml.config.hub_config import HOME_ENV_VAR
 from observml.errors import DataError
-from observml.messages import frame_from_message
+from observml.io.messages import frame_from_message
 from observml.plugins.datastream import DataStreamPlugin, Message
 
 __all__ = ["drain", "drain_training_rows"]

@@ -1,6 +1,6 @@
 """Sign the model folders a hub writes, and refuse to load one no hub key signed.
 
-A saved experiment is a folder (see :mod:`observml.experiments.model_files`). Before it is
+A saved experiment is a folder (see :mod:`observml.store.model_files`). Before it is
 uploaded, :meth:`ModelSigner.sign` writes ``signature.json``: the SHA-256 of every file and an
 HMAC-SHA256 over that list with the hub's model key. Before anything in a downloaded folder is
 read, :meth:`ModelSigner.verify` recomputes both; an unsigned folder, a changed byte in any
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from observml.config import HOME_ENV_VAR
+from observml.config.hub_config import HOME_ENV_VAR
 from observml.errors import ConfigError, UntrustedModelError
 
 __all__ = [

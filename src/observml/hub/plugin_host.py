@@ -10,11 +10,11 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
 
-from observml.config import HubConfig, load_config
+from observml.config.hub_config import HubConfig, load_config
+from observml.config.redact import mask_text, redact, secrets_of
+from observml.config.registry import PluginRegistry, build_plugin
 from observml.errors import ObservMLError, PluginInitError, PluginNotConfiguredError
 from observml.plugins.base import HealthReport, Plugin
-from observml.redact import mask_text, redact, secrets_of
-from observml.registry import PluginRegistry, build_plugin
 
 __all__ = ["PluginHost"]
 

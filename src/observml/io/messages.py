@@ -26,8 +26,8 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from observml.dataio import to_frame
 from observml.errors import DataError, ObservMLError
+from observml.io.rows import to_frame
 from observml.plugins.datastream import Message, OutgoingMessage
 
 __all__ = [

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from observml.experiments.store import save_experiment
-from observml.jobs import Isolation, Job, JobStoppedError, run_isolated
 from observml.plugins.mlops import MLOpsPlugin, ModelVersion
+from observml.runtime.jobs import Isolation, Job, JobStoppedError, run_isolated
+from observml.store.experiments import save_experiment
 
 if TYPE_CHECKING:
     from observml.experiments.base import Experiment
-    from observml.managed import ManagedExperiment
-    from observml.signing import ModelSigner
+    from observml.hub.managed import ManagedExperiment
+    from observml.store.signing import ModelSigner
 
 __all__ = ["TrainingOutcome", "fit_experiment", "flatten_params", "run_training"]
 

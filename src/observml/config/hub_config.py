@@ -30,8 +30,8 @@ from typing import Any, Final, Literal
 
 import yaml
 
+from observml.config.validation import check_arguments
 from observml.errors import ConfigError, ConfigProblem
-from observml.validation import check_arguments
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -118,7 +118,7 @@ class GlobalSection:
     health_timeout: float = 5.0
     job_isolation: Literal["auto", "process", "thread"] = "auto"
     #: The key model folders are signed with (HMAC-SHA256); else ``$OBSERVML_MODEL_KEY``, else
-    #: ``$OBSERVML_HOME/model.key`` (see :mod:`observml.signing`).
+    #: ``$OBSERVML_HOME/model.key`` (see :mod:`observml.store.signing`).
     model_key: str | None = field(default=None, repr=False)
     #: Load model folders no hub key signed (e.g. from an older observml). Off by default.
     trust_unsigned_models: bool = False
@@ -536,8 +536,8 @@ def _instance_config(
 
 def _check_plugin_configs(config: HubConfig, *, skip: set[str]) -> list[ConfigProblem]:
     """Import each enabled plugin class and check its ``config:`` against the constructor."""
+    from observml.config.registry import PluginRegistry
     from observml.errors import PluginError
-    from observml.registry import PluginRegistry
 
     registry = PluginRegistry({"experiment": config.experiment_types()})
     problems: list[ConfigProblem] = []

@@ -1,0 +1,48 @@
+"""Configuration: the hub config file, the one plugin registry, and checking what users write.
+
+* :mod:`~observml.config.hub_config` — ``hub_config.yaml`` read into typed sections
+  (``${VAR}`` expanded, every problem reported with its key path);
+* :mod:`~observml.config.registry` — the one table of plugins and experiment types, and entry
+  points; module paths only on trusted lookups;
+* :mod:`~observml.config.validation` — keyword arguments checked against signatures;
+* :mod:`~observml.config.legacy` — ObservML 1.0 experiment configs translated;
+* :mod:`~observml.config.redact` — secrets masked wherever configs are shown.
+
+Must not import: the hub, the runtime, plugins' drivers (mlflow, pika) or the API.
+"""
+
+from __future__ import annotations
+
+from observml.config.hub_config import (
+    CONFIG_ENV_VAR,
+    DEFAULT_CONFIG_FILE,
+    DEFAULT_PLUGINS,
+    HOME_ENV_VAR,
+    ExperimentInstanceSection,
+    ExperimentTypeSection,
+    GlobalSection,
+    HubConfig,
+    PluginSection,
+    StreamingSection,
+    expand_env,
+    find_config_file,
+    load_config,
+    parse_config,
+)
+
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "DEFAULT_CONFIG_FILE",
+    "DEFAULT_PLUGINS",
+    "HOME_ENV_VAR",
+    "ExperimentInstanceSection",
+    "ExperimentTypeSection",
+    "GlobalSection",
+    "HubConfig",
+    "PluginSection",
+    "StreamingSection",
+    "expand_env",
+    "find_config_file",
+    "load_config",
+    "parse_config",
+]
