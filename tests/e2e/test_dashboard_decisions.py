@@ -79,9 +79,11 @@ def raise_alert(hub: ExperimentHub) -> dict[str, Any]:
     """Stream the normal regime, then a shifted one the champion flags: the alert opens."""
     send(hub, sensors(150, seed=1))
     send(hub, sensors(100, shift=4.0, seed=2))
-    alert: dict[str, Any] | None = hub.status("pump")["alerts"]["open"]
-    assert alert is not None, hub.status("pump")["decisions"]
-    return alert
+    deadline = time.monotonic() + 30  # the policy runs just after the batch is counted
+    while (alert := hub.status("pump")["alerts"]["open"]) is None:
+        assert time.monotonic() < deadline, hub.status("pump")["decisions"]
+        time.sleep(0.05)
+    return dict(alert)
 
 
 def put_in_shadow(hub: ExperimentHub) -> None:

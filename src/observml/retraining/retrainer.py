@@ -208,7 +208,10 @@ class Retrainer:
                 raise DataError(f"experiment {managed.name!r}: {message}")
             log_decision(self._mlops_or_none(), managed, Decision("skipped", message))
             return None
-        if len(selection.train) - selection.carried < policy.min_rows:
+        # an automatic retrain needs new rows to learn from; one a person asked for may
+        # carry mostly the champion's rows
+        learnt_from = len(selection.train) - (0 if requested else selection.carried)
+        if learnt_from < policy.min_rows:
             message = (
                 f"only {selection.summary}: fewer new rows than retrain.min_rows"
                 f" {policy.min_rows}."
