@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
-from observml.config.hub_config import HubConfig, load_config
+from observml.config import HubConfig, load_config
 from observml.config.registry import PluginRegistry
 from observml.errors import (
     ConfigError,

@@ -47,5 +47,5 @@ def test_demo_runs_on_rabbitmq(
         assert name in out
     assert (tmp_path / "report.html").stat().st_size > 1_000_000
     config = load_config(tmp_path / ".observml" / "demo" / "hub_config.yaml")
-    assert config.plugins["datastream"].name == "rabbitmq"
+    assert config.plugins["datastream"].type == "rabbitmq"
     assert config.plugins["datastream"].config["password"] == "guest"

@@ -39,12 +39,12 @@ def test_config_without_file_is_the_embedded_default() -> None:
     config = load_config()
     assert config.source is None
     assert dict(config.plugins) == dict(DEFAULT_PLUGINS)
-    assert [s.name for s in config.enabled_plugins()] == ["mlflow", "local"]
+    assert [s.type for s in config.enabled_plugins()] == ["mlflow", "local"]
 
 
 def test_config_spec_plugin_section_parses(write_config: Callable[[str], Path]) -> None:
     config = load_config(write_config(SPEC_PLUGINS), check_plugins=False)
-    assert config.plugins["mlops"].name == "mlflow"
+    assert config.plugins["mlops"].type == "mlflow"
     assert config.plugins["mlops"].config == {"mlflow_uri": "http://localhost:5000"}
     assert config.plugins["datastream"].config["port"] == 5672
     assert config.source == "hub_config.yaml"
@@ -52,7 +52,7 @@ def test_config_spec_plugin_section_parses(write_config: Callable[[str], Path]) 
 
 def test_config_found_in_current_directory(write_config: Callable[[str], Path]) -> None:
     write_config(MEMORY)
-    assert load_config().plugins["mlops"].name == "memory"
+    assert load_config().plugins["mlops"].type == "memory"
 
 
 def test_config_path_from_environment(
@@ -60,7 +60,7 @@ def test_config_path_from_environment(
 ) -> None:
     path = write_config(MEMORY, name="other.yaml")
     monkeypatch.setenv("OBSERVML_CONFIG", str(path))
-    assert load_config().plugins["datastream"].name == "memory"
+    assert load_config().plugins["datastream"].type == "memory"
 
 
 def test_config_env_expansion_with_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,7 +107,7 @@ experiments:
   - {name: old, module: mypkg.other, class: Other, enabled: false}
 """
     )
-    assert config.experiment_types() == {"custom": "mypkg.detect:MyDetector"}
+    assert config.type_targets() == {"custom": "mypkg.detect:MyDetector"}
 
 
 def test_config_reports_every_problem_at_once() -> None:

@@ -93,8 +93,8 @@ def test_demo_quick_trains_streams_retrains_and_reports(
     assert "champion vs challenger in shadow" in report
     assert "then rejected as a fault" in report
     config = load_config(summary.hub_config)
-    assert [i.name for i in config.instances] == list(TYPES)
-    assert config.plugins["datastream"].name == "local"
+    assert [i.name for i in config.experiments] == list(TYPES)
+    assert config.plugins["datastream"].type == "local"
     assert "mlflow ui --backend-store-uri sqlite:///.observml/mlflow.db" in out
     assert "observml serve --config .observml/demo/hub_config.yaml" in out
     assert "report.html" in out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from observml.api.settings import API_TOKEN_ENV_VAR, ApiSettings
+from observml.config.api_settings import API_TOKEN_ENV_VAR, ApiSettings
 
 if TYPE_CHECKING:
     from observml.api.app import create_app

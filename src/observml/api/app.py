@@ -31,7 +31,7 @@ from observml.api.auth import PUBLIC_PATHS, BearerTokenMiddleware
 from observml.api.figures import PngRenderer
 from observml.api.metrics import build_registry
 from observml.api.middleware import BodyLimitMiddleware, CatchAllMiddleware, error_payload
-from observml.api.settings import ApiSettings
+from observml.config.api_settings import ApiSettings
 from observml.errors import ObservMLError
 from observml.hub.hub import ExperimentHub
 

@@ -30,7 +30,7 @@ from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from observml.api.middleware import send_error
-from observml.api.settings import API_TOKEN_ENV_VAR
+from observml.config.api_settings import API_TOKEN_ENV_VAR
 from observml.errors import ForbiddenError, UnauthorizedError
 
 __all__ = [

@@ -15,7 +15,7 @@ from fastapi import Request, Response
 
 from observml.api.auth import SESSION_COOKIE, session_value, token_matches
 from observml.api.deps import make_router
-from observml.api.settings import API_TOKEN_ENV_VAR
+from observml.config.api_settings import API_TOKEN_ENV_VAR
 from observml.errors import UnauthorizedError
 
 __all__ = ["router"]

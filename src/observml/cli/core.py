@@ -11,8 +11,8 @@ from typing import Any, Final
 import click
 import yaml
 
-from observml.api.settings import ApiSettings
-from observml.config.hub_config import DEFAULT_PLUGINS, find_config_file, load_config
+from observml.config import DEFAULT_PLUGINS, find_config_file, load_config
+from observml.config.api_settings import ApiSettings
 from observml.config.legacy import (
     MODERN_ORDER,
     config_type,
@@ -53,7 +53,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def plugins_command(config_path: str | None, as_json: bool) -> None:
     """List every plugin implementation the registry can see, per plugin type."""
     config = load_config(config_path, check_plugins=False)
-    registry = PluginRegistry({"experiment": config.experiment_types()})
+    registry = PluginRegistry({"experiment": config.type_targets()})
     found = registry.snapshot()
     rows = [
         (plugin_type, spec.name, spec.origin, spec.target)
@@ -108,9 +108,9 @@ def config_check(path: str | None, experiment_type: str | None) -> None:
             " (embedded default)" if DEFAULT_PLUGINS.get(section.plugin_type) == section else ""
         )
         click.echo(
-            f"  plugins.{section.plugin_type}: {section.name} [{state}] config: {keys}{default}"
+            f"  plugins.{section.plugin_type}: {section.type} [{state}] config: {keys}{default}"
         )
-    for entry in config.experiments:
+    for entry in config.types:
         state = "enabled" if entry.enabled else "disabled"
         click.echo(f"  experiments: {entry.name} -> {entry.target} [{state}]")
     api = ApiSettings.from_config(config.api, source=config.source)  # checked by load_config

@@ -360,7 +360,7 @@ def encode_rows(frame: pd.DataFrame, rows_per_message: int, orient: str) -> list
 @contextmanager
 def open_datastream(hub_config: str | None) -> Iterator[Any]:
     """Yield the configured datastream plugin alone (no MLOps store is started)."""
-    from observml.config.hub_config import load_config
+    from observml.config import load_config
     from observml.config.registry import build_plugin
     from observml.hub.plugin_host import PluginHost
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import click
 
-from observml.config.hub_config import load_config
+from observml.config import load_config
 
 __all__ = ["serve_command"]
 

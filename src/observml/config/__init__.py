@@ -13,7 +13,8 @@ Must not import: the hub, the runtime, plugins' drivers (mlflow, pika) or the AP
 
 from __future__ import annotations
 
-from observml.config.hub_config import (
+from observml.config.hub_config import expand_env, find_config_file, load_config, parse_config
+from observml.config.sections import (
     CONFIG_ENV_VAR,
     DEFAULT_CONFIG_FILE,
     DEFAULT_PLUGINS,
@@ -24,10 +25,6 @@ from observml.config.hub_config import (
     HubConfig,
     PluginSection,
     StreamingSection,
-    expand_env,
-    find_config_file,
-    load_config,
-    parse_config,
 )
 
 __all__ = [

@@ -24,37 +24,27 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import yaml
 
+from observml.config.registry import check_plugin_sections
+from observml.config.sections import (
+    CONFIG_ENV_VAR,
+    DEFAULT_CONFIG_FILE,
+    DEFAULT_PLUGINS,
+    ExperimentInstanceSection,
+    ExperimentTypeSection,
+    GlobalSection,
+    HubConfig,
+    PluginSection,
+    StreamingSection,
+)
 from observml.config.validation import check_arguments
 from observml.errors import ConfigError, ConfigProblem
 
-__all__ = [
-    "CONFIG_ENV_VAR",
-    "DEFAULT_CONFIG_FILE",
-    "DEFAULT_PLUGINS",
-    "HOME_ENV_VAR",
-    "ExperimentInstanceSection",
-    "ExperimentTypeSection",
-    "GlobalSection",
-    "HubConfig",
-    "PluginSection",
-    "StreamingSection",
-    "expand_env",
-    "find_config_file",
-    "load_config",
-    "parse_config",
-]
-
-#: Path of the hub config when none is given on the command line.
-CONFIG_ENV_VAR: Final = "OBSERVML_CONFIG"
-#: Folder for the embedded stores (default ``./.observml``).
-HOME_ENV_VAR: Final = "OBSERVML_HOME"
-DEFAULT_CONFIG_FILE: Final = "hub_config.yaml"
+__all__ = ["expand_env", "find_config_file", "load_config", "parse_config"]
 
 _TOP_LEVEL_KEYS: Final = ("version", "global", "plugins", "experiments", "streaming", "api")
 _SECTION_KEYS: Final = ("enabled", "type", "config")
@@ -67,103 +57,6 @@ _REMOVED_TASKQUEUE: Final = (
     " Delete this section."
 )
 _ENV_PATTERN: Final = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
-
-
-@dataclass(frozen=True)
-class PluginSection:
-    """One ``plugins.<plugin_type>`` section."""
-
-    plugin_type: str
-    name: str  # the YAML key ``type``: which implementation
-    config: Mapping[str, Any] = field(default_factory=dict)
-    enabled: bool = True
-
-    @property
-    def where(self) -> str:
-        """The key path of this section, for messages."""
-        return f"plugins.{self.plugin_type}"
-
-
-@dataclass(frozen=True)
-class ExperimentTypeSection:
-    """One ``experiments:`` entry: an experiment type loaded from ``module``/``class``."""
-
-    name: str
-    module: str
-    class_name: str
-    enabled: bool = True
-
-    @property
-    def target(self) -> str:
-        """``module:Class`` for the registry."""
-        return f"{self.module}:{self.class_name}"
-
-
-@dataclass(frozen=True)
-class ExperimentInstanceSection:
-    """One ``experiments:`` entry with ``type``: an experiment the hub creates on start."""
-
-    name: str
-    type: str
-    config: Mapping[str, Any] = field(default_factory=dict)
-    streaming: bool = False
-    enabled: bool = True
-
-
-@dataclass(frozen=True)
-class GlobalSection:
-    """The ``global:`` section."""
-
-    log_level: str = "INFO"
-    health_timeout: float = 5.0
-    job_isolation: Literal["auto", "process", "thread"] = "auto"
-    #: The key model folders are signed with (HMAC-SHA256); else ``$OBSERVML_MODEL_KEY``, else
-    #: ``$OBSERVML_HOME/model.key`` (see :mod:`observml.store.signing`).
-    model_key: str | None = field(default=None, repr=False)
-    #: Load model folders no hub key signed (e.g. from an older observml). Off by default.
-    trust_unsigned_models: bool = False
-
-
-@dataclass(frozen=True)
-class StreamingSection:
-    """The ``streaming:`` section: how prediction streams batch, log and retrain."""
-
-    batch_size: int = 100
-    max_wait: float = 0.5
-    prefetch: int = 200
-    retrain_rows: int = 5000
-    holdout_fraction: float = 0.2
-    log_interval: float = 5.0
-    champion_refresh: float = 5.0
-
-
-#: Plugins used when the config does not mention a plugin type: no servers needed.
-DEFAULT_PLUGINS: Final[Mapping[str, PluginSection]] = {
-    "mlops": PluginSection("mlops", "mlflow", {}),
-    "datastream": PluginSection("datastream", "local", {}),
-}
-
-
-@dataclass(frozen=True)
-class HubConfig:
-    """A validated hub configuration."""
-
-    plugins: Mapping[str, PluginSection] = field(default_factory=lambda: dict(DEFAULT_PLUGINS))
-    experiments: tuple[ExperimentTypeSection, ...] = ()
-    instances: tuple[ExperimentInstanceSection, ...] = ()
-    global_: GlobalSection = field(default_factory=GlobalSection)
-    streaming: StreamingSection = field(default_factory=StreamingSection)
-    api: Mapping[str, Any] = field(default_factory=dict)
-    version: int = 1
-    source: str | None = None
-
-    def enabled_plugins(self) -> list[PluginSection]:
-        """Return the enabled plugin sections in file order."""
-        return [s for s in self.plugins.values() if s.enabled]
-
-    def experiment_types(self) -> dict[str, str]:
-        """Return ``{name: "module:Class"}`` of the enabled ``experiments:`` entries."""
-        return {e.name: e.target for e in self.experiments if e.enabled}
 
 
 def find_config_file(path: str | os.PathLike[str] | None = None) -> Path | None:
@@ -239,13 +132,13 @@ def parse_config(
     if check_plugins:
         broken = {p.key.split(".")[1] for p in problems if p.key.startswith("plugins.")}
         if not any(p.key == "plugins" for p in problems):
-            problems.extend(_check_plugin_configs(config, skip=broken))
+            problems.extend(check_plugin_sections(config, skip=broken))
     if problems:
         raise ConfigError(source=source, problems=problems)
     return HubConfig(
         plugins=config.plugins,
         experiments=config.experiments,
-        instances=config.instances,
+        types=config.types,
         global_=config.global_,
         streaming=config.streaming,
         api=config.api,
@@ -331,8 +224,8 @@ def _parse(raw: dict[str, Any], problems: list[ConfigProblem], base_dir: Path) -
     types, instances = _parse_experiments(raw.get("experiments"), problems, base_dir)
     return HubConfig(
         plugins=_parse_plugins(raw.get("plugins"), problems),
-        experiments=types,
-        instances=instances,
+        experiments=instances,
+        types=types,
         global_=_parse_global(raw.get("global"), problems),
         streaming=_parse_streaming(raw.get("streaming"), problems),
         api=api,
@@ -342,7 +235,7 @@ def _parse(raw: dict[str, Any], problems: list[ConfigProblem], base_dir: Path) -
 
 def _check_api(raw: Mapping[str, Any], problems: list[ConfigProblem]) -> None:
     """Check the ``api:`` section as ``observml serve`` will read it (imports no fastapi)."""
-    from observml.api.settings import ApiSettings  # the api layer builds on this module
+    from observml.config.api_settings import ApiSettings  # the api layer builds on this module
 
     ApiSettings.check(raw, problems)
 
@@ -532,25 +425,3 @@ def _instance_config(
         ConfigProblem(where, f"expected a mapping or a path to a YAML file, got {_kind(raw)}.")
     )
     return {}
-
-
-def _check_plugin_configs(config: HubConfig, *, skip: set[str]) -> list[ConfigProblem]:
-    """Import each enabled plugin class and check its ``config:`` against the constructor."""
-    from observml.config.registry import PluginRegistry
-    from observml.errors import PluginError
-
-    registry = PluginRegistry({"experiment": config.experiment_types()})
-    problems: list[ConfigProblem] = []
-    for section in config.enabled_plugins():
-        if section.plugin_type in skip:
-            continue
-        try:
-            cls = registry.resolve(
-                section.plugin_type, section.name, where=f"{section.where}.type", trusted=True
-            )
-        except PluginError as exc:
-            message = str(exc).removeprefix(f"{section.where}.type: ")
-            problems.append(ConfigProblem(f"{section.where}.type", message))
-            continue
-        check_arguments(cls, section.config, f"{section.where}.config", problems)
-    return problems

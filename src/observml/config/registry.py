@@ -30,11 +30,17 @@ from typing import TYPE_CHECKING, Any, Final
 
 from observml.config.redact import mask_text
 from observml.config.validation import check_arguments
-from observml.errors import ConfigError, ConfigProblem, PluginLoadError, UnknownPluginError
+from observml.errors import (
+    ConfigError,
+    ConfigProblem,
+    PluginError,
+    PluginLoadError,
+    UnknownPluginError,
+)
 from observml.plugins.base import Plugin
 
 if TYPE_CHECKING:
-    from observml.config.hub_config import PluginSection
+    from observml.config.sections import HubConfig, PluginSection
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -42,6 +48,7 @@ __all__ = [
     "PluginRegistry",
     "PluginSpec",
     "build_plugin",
+    "check_plugin_sections",
     "load_object",
 ]
 
@@ -328,7 +335,7 @@ def build_plugin(registry: PluginRegistry, section: PluginSection) -> Plugin:
         UnknownPluginError, PluginLoadError: The implementation cannot be found or imported.
     """
     where = section.where
-    cls = registry.resolve(section.plugin_type, section.name, where=f"{where}.type", trusted=True)
+    cls = registry.resolve(section.plugin_type, section.type, where=f"{where}.type", trusted=True)
     problems: list[ConfigProblem] = []
     kwargs = check_arguments(cls, section.config, f"{where}.config", problems)
     if problems:
@@ -340,20 +347,39 @@ def build_plugin(registry: PluginRegistry, section: PluginSection) -> Plugin:
             f"{where}: constructing {cls.__name__} failed: {type(exc).__name__}:"
             f" {mask_text(str(exc))}. Check the values under '{where}.config'.",
             plugin_type=section.plugin_type,
-            name=section.name,
+            name=section.type,
         ) from exc
     if not isinstance(plugin, Plugin):
         raise PluginLoadError(
             f"{where}.type: {cls.__name__} is not a plugin: it needs plugin_type, initialize(),"
             " shutdown() and health_check().",
             plugin_type=section.plugin_type,
-            name=section.name,
+            name=section.type,
         )
     if plugin.plugin_type != section.plugin_type:
         raise PluginLoadError(
             f"{where}.type: {cls.__name__} is a {plugin.plugin_type!r} plugin, configured under"
             f" {where!r}. Move it to 'plugins.{plugin.plugin_type}'.",
             plugin_type=section.plugin_type,
-            name=section.name,
+            name=section.type,
         )
     return plugin
+
+
+def check_plugin_sections(config: HubConfig, *, skip: set[str]) -> list[ConfigProblem]:
+    """Import each enabled plugin class and check its ``config:`` against the constructor."""
+    registry = PluginRegistry({"experiment": config.type_targets()})
+    problems: list[ConfigProblem] = []
+    for section in config.enabled_plugins():
+        if section.plugin_type in skip:
+            continue
+        try:
+            cls = registry.resolve(
+                section.plugin_type, section.type, where=f"{section.where}.type", trusted=True
+            )
+        except PluginError as exc:
+            message = str(exc).removeprefix(f"{section.where}.type: ")
+            problems.append(ConfigProblem(f"{section.where}.type", message))
+            continue
+        check_arguments(cls, section.config, f"{section.where}.config", problems)
+    return problems

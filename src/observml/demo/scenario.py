@@ -611,7 +611,7 @@ def run_demo(options: DemoOptions, reporter: DemoReporter | None = None) -> Demo
     Raises:
         ObservMLError: A stage failed or timed out; the message says which and why.
     """
-    from observml.config.hub_config import HOME_ENV_VAR
+    from observml.config import HOME_ENV_VAR
     from observml.demo.report import write_report
     from observml.hub.hub import ExperimentHub
 

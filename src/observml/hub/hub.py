@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Self, cast
 
 import pandas as pd
 
-from observml.config.hub_config import ExperimentInstanceSection
+from observml.config import ExperimentInstanceSection
 from observml.errors import (
     ConfigError,
     DataError,
@@ -124,7 +124,7 @@ class ExperimentHub(PluginHost):
         """
         hub = super().from_config(path)
         try:
-            for instance in hub.config.instances:
+            for instance in hub.config.experiments:
                 if instance.enabled:
                     hub._start_configured(instance, streaming=streaming)
         except BaseException:

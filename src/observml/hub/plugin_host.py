@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
 
-from observml.config.hub_config import HubConfig, load_config
+from observml.config import HubConfig, load_config
 from observml.config.redact import mask_text, redact, secrets_of
 from observml.config.registry import PluginRegistry, build_plugin
 from observml.errors import ObservMLError, PluginInitError, PluginNotConfiguredError
@@ -44,7 +44,7 @@ class PluginHost:
         health_timeout: float | None = None,
     ) -> None:
         self.config = config or HubConfig(plugins={})
-        self.registry = registry or PluginRegistry({"experiment": self.config.experiment_types()})
+        self.registry = registry or PluginRegistry({"experiment": self.config.type_targets()})
         self.health_timeout = health_timeout or self.config.global_.health_timeout
         self._plugins: dict[str, Plugin] = {}
         self._lock = threading.RLock()

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from observml.config.hub_config import HOME_ENV_VAR
+from observml.config import HOME_ENV_VAR
 from observml.config.validation import accepted_parameters
 from observml.errors import ConfigError, DataError, ServiceUnavailableError
 from observml.plugins.base import HealthReport

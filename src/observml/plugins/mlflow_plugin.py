@@ -36,7 +36,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.rest_utils import http_request
 
-from observml.config.hub_config import HOME_ENV_VAR
+from observml.config import HOME_ENV_VAR
 from observml.config.redact import mask_text, mask_uri
 from observml.errors import (
     ConfigError,

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import pandas as pd
 
-from observml.config.hub_config import HOME_ENV_VAR
+from observml.config import HOME_ENV_VAR
 from observml.errors import DataError
 from observml.io.messages import frame_from_message
 from observml.plugins.datastream import DataStreamPlugin, Message

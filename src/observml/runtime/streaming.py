@@ -29,7 +29,7 @@ from observml.retraining.alerts import alerts_queue
 from observml.retraining.shadow import Shadow, shadow_queue
 
 if TYPE_CHECKING:
-    from observml.config.hub_config import StreamingSection
+    from observml.config import StreamingSection
     from observml.experiments.base import Experiment
     from observml.retraining.drift import ScoreSample
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from observml.config.hub_config import HOME_ENV_VAR
+from observml.config import HOME_ENV_VAR
 from observml.errors import ConfigError, UntrustedModelError
 
 __all__ = [

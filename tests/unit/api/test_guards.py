@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from observml import ExperimentHub
 from observml.api import ApiSettings, create_app
 from observml.api.auth import token_matches
-from observml.api.settings import is_loopback
+from observml.config.api_settings import is_loopback
 from observml.errors import ConfigError
 from tests.unit.cli_helpers import MEMORY
 
