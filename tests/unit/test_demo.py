@@ -15,7 +15,8 @@ from observml.cli import demo as demo_cli
 from observml.cli import main
 from observml.config import load_config
 from observml.demo import DemoOptions, DemoSize, DemoSummary, demo_config
-from observml.demo.scenario import ORDERS, PUMP, Demo, make_data
+from observml.demo.scenario import Demo
+from observml.demo.setup import ORDERS, PUMP, make_data
 from observml.errors import ExperimentError
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quiet_cli_output")]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import click
 import yaml
 
+from observml.cli.render import table
 from observml.config import DEFAULT_PLUGINS, find_config_file, load_config
 from observml.config.api_settings import ApiSettings
 from observml.config.legacy import (
@@ -25,20 +25,12 @@ from observml.config.registry import PluginRegistry
 from observml.errors import ConfigError, UnknownPluginError
 from observml.hub.hub import ExperimentHub
 
-__all__ = ["config_group", "health_command", "plugins_command", "table"]
+__all__ = ["config_group", "health_command", "plugins_command"]
 
 #: Top-level keys that only an experiment config has (``load_object`` is ObservML 1.0's).
 _EXPERIMENT_KEYS: Final = frozenset({*MODERN_ORDER, "load_object"}) - {"description"}
 #: Top-level keys of a hub config.
 _HUB_KEYS: Final = ("version", "global", "plugins", "experiments", "streaming", "api")
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Render rows as an aligned plain-text table with upper-case headers."""
-    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=False)]
-    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(line.rstrip() for line in lines)
 
 
 @click.command("plugins")
@@ -121,7 +113,7 @@ def config_check(path: str | None, experiment_type: str | None) -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 def config_migrate(path: str) -> None:
     """Print the modern form of experiment config PATH (ObservML 1.0 files are translated)."""
-    from observml.cli.experiments import read_experiment_config
+    from observml.cli.files import read_experiment_config
 
     raw = read_experiment_config(path)
     if not _is_experiment(raw):

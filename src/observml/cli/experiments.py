@@ -14,20 +14,18 @@ import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Final
 
 import click
 import pandas as pd
-import yaml
 
 from observml.cli.client import backend, json_rows, quiet_driver_logs
-from observml.cli.core import table
 from observml.cli.decisions import field, retrain_lines, retraining_lines
-from observml.cli.files import read_rows
+from observml.cli.files import read_experiment_config, read_rows
 from observml.cli.options import hub_config_option, json_option, remote_options, timeout_option
+from observml.cli.render import table
 from observml.config.legacy import config_type
-from observml.errors import ConfigError, ExperimentError, PluginNotConfiguredError
+from observml.errors import ExperimentError, PluginNotConfiguredError
 
 __all__ = [
     "predict_command",
@@ -44,21 +42,6 @@ _POLL_SECONDS: Final = 0.2
 
 
 # -- reading files -------------------------------------------------------------------------
-def read_experiment_config(path: str | Path) -> dict[str, Any]:
-    """Read an experiment config (YAML or JSON mapping of setup/create_model/retrain/...)."""
-    file = Path(path)
-    try:
-        loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML or JSON: {exc}.", source=str(file)) from exc
-    if not isinstance(loaded, dict):
-        raise ConfigError(
-            "expected a mapping with setup, create_model, retrain (and optionally type).",
-            source=str(file),
-        )
-    return loaded
-
-
 # -- progress ------------------------------------------------------------------------------
 def watch_job(ops: Any, job_id: str, label: str, timeout: float) -> dict[str, Any]:
     """Show a progress bar (on stderr) until the job ends; return its final status.

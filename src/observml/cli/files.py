@@ -1,15 +1,16 @@
-"""Reading rows from the files the commands take (``--data``, ``--file``)."""
+"""Reading the files the commands take: rows (``--data``, ``--file``) and experiment configs."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import pandas as pd
+import yaml
 
-from observml.errors import DataError
+from observml.errors import ConfigError, DataError
 
-__all__ = ["SUFFIXES", "read_rows"]
+__all__ = ["SUFFIXES", "read_experiment_config", "read_rows"]
 
 #: The file types :func:`read_rows` reads.
 SUFFIXES: Final = (".csv", ".json", ".jsonl", ".ndjson", ".parquet", ".pq")
@@ -49,3 +50,18 @@ def _read_parquet(file: Path) -> pd.DataFrame:
             f"{file}: reading Parquet needs pyarrow, which is not installed."
             " Install it with: pip install pyarrow"
         ) from exc
+
+
+def read_experiment_config(path: str | Path) -> dict[str, Any]:
+    """Read an experiment config (YAML or JSON mapping of setup/create_model/retrain/...)."""
+    file = Path(path)
+    try:
+        loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML or JSON: {exc}.", source=str(file)) from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            "expected a mapping with setup, create_model, retrain (and optionally type).",
+            source=str(file),
+        )
+    return loaded

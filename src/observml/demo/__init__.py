@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-from observml.demo.scenario import (
-    DemoOptions,
-    DemoReporter,
-    DemoSize,
-    DemoSummary,
-    ExperimentOutcome,
-    demo_config,
-    run_demo,
-)
+from observml.demo.run import run_demo
+from observml.demo.setup import DemoOptions, DemoSize, demo_config
+from observml.demo.summary import DemoReporter, DemoSummary, ExperimentOutcome
 
 __all__ = [
     "DemoOptions",

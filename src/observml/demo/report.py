@@ -19,15 +19,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from observml.demo.scenario import (
-    LINE,
-    LOAD,
-    ORDERS,
-    PUMP,
-    DemoSummary,
-    ExperimentOutcome,
-    StoryStep,
-)
+from observml.demo.setup import LINE, LOAD, ORDERS, PUMP
+from observml.demo.summary import DemoSummary, ExperimentOutcome, StoryStep
 
 if TYPE_CHECKING:
     from observml.hub.hub import ExperimentHub

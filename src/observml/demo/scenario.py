@@ -23,18 +23,25 @@ it, so ``observml serve --config <that file>`` serves the demo's champions on th
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, cast
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from observml import datasets
+from observml.demo.setup import (
+    LINE,
+    LOAD,
+    ORDERS,
+    PUMP,
+    DemoData,
+    DemoOptions,
+    experiment_configs,
+    make_data,
+    messages,
+)
+from observml.demo.summary import DemoReporter, ExperimentOutcome, QuietReporter, StoryStep
 from observml.errors import ConfigError, ExperimentError, PluginError
 from observml.runtime.streaming import experiment_queues, predict_queue, predictions_queue
 
@@ -43,311 +50,10 @@ if TYPE_CHECKING:
 
     from observml.hub.hub import ExperimentHub
     from observml.plugins.datastream import DataStreamPlugin
-    from observml.runtime.jobs import Job
 
-__all__ = [
-    "DemoOptions",
-    "DemoReporter",
-    "DemoSize",
-    "DemoSummary",
-    "ExperimentOutcome",
-    "StoryStep",
-    "demo_config",
-    "run_demo",
-]
+__all__ = ["Demo"]
 
-PUMP: Final = "demo-pump"
-LINE: Final = "demo-line"
-LOAD: Final = "demo-load"
-ORDERS: Final = "demo-orders"
 _POLL: Final = 0.1
-
-
-@dataclass(frozen=True)
-class DemoSize:
-    """How much data the demo generates (rows, or cases for the event log).
-
-    The pump streams ``pump_normal`` rows, then ``pump_shifted`` at its new duty point (the
-    alert), then ``pump_after`` more at that point while a challenger is in shadow, then
-    ``pump_settled`` normal rows for the new champion and ``pump_fault`` rows of a failing
-    bearing (in two halves: the second is scored in shadow before the person decides).
-    ``pump_window`` is the retrain window (``streaming.retrain_rows``).
-    """
-
-    pump_train: int = 1500
-    pump_normal: int = 300
-    pump_shifted: int = 600
-    pump_after: int = 400
-    pump_settled: int = 300
-    pump_fault: int = 300
-    pump_window: int = 600
-    line_train: int = 1500
-    line_stream: int = 400
-    load_days: int = 45
-    orders_train: int = 200
-    orders_stream: int = 60
-    rows_per_message: int = 10
-
-    @classmethod
-    def quick(cls) -> DemoSize:
-        """A small run (tests, ``--quick``)."""
-        return cls(
-            pump_train=600,
-            pump_normal=200,
-            pump_shifted=400,
-            pump_after=200,
-            pump_settled=200,
-            pump_fault=200,
-            pump_window=400,
-            line_train=500,
-            line_stream=150,
-            load_days=21,
-            orders_train=60,
-            orders_stream=20,
-        )
-
-
-@dataclass(frozen=True)
-class DemoOptions:
-    """Where the demo runs and how big it is.
-
-    Attributes:
-        size: Data sizes.
-        datastream: ``"local"`` (embedded queue) or ``"rabbitmq"``.
-        rabbitmq: Connection settings for ``rabbitmq`` (host, port, username, virtual_host;
-            the password comes from ``$RABBITMQ_PASSWORD``, default ``guest``).
-        report: Where the HTML report goes.
-        timeout: Seconds to wait for each phase (training, streaming, the retrain).
-        job_isolation: How training jobs run (``thread`` starts fastest).
-    """
-
-    size: DemoSize = field(default_factory=DemoSize)
-    datastream: Literal["local", "rabbitmq"] = "local"
-    rabbitmq: Mapping[str, Any] = field(default_factory=dict)
-    report: Path = Path("observml-demo-report.html")
-    timeout: float = 120.0
-    job_isolation: Literal["thread", "process"] = "thread"
-
-
-@dataclass
-class ExperimentOutcome:
-    """One experiment's result, a row of the summary table."""
-
-    name: str
-    experiment_type: str
-    model: str
-    champion_version: int | None = None
-    metric: str = ""
-    predictions: int = 0
-    retrains: int = 0
-    skipped: str | None = None
-    stream: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
-
-
-@dataclass(frozen=True)
-class StoryStep:
-    """One step of the pump's retraining story, for the report and the summary."""
-
-    step: str
-    text: str
-    version: int | None = None
-    figure: Figure | None = field(default=None, repr=False, compare=False)
-
-
-@dataclass
-class DemoSummary:
-    """What the demo did and where to look."""
-
-    experiments: list[ExperimentOutcome]
-    report: Path
-    hub_config: Path
-    mlflow_db: Path
-    datastream: str
-    story: list[StoryStep]
-    seconds: float = 0.0
-
-    def outcome(self, name: str) -> ExperimentOutcome:
-        """Return the outcome of experiment ``name``."""
-        return next(e for e in self.experiments if e.name == name)
-
-
-class DemoReporter(Protocol):
-    """Where the demo says what it does (the CLI renders it with rich)."""
-
-    def step(self, text: str) -> None:
-        """Start a stage."""
-
-    def note(self, text: str) -> None:
-        """Say something about the current stage."""
-
-    def wait_jobs(self, jobs: Mapping[str, Job], timeout: float) -> None:
-        """Return once every job ended (showing progress), or after ``timeout`` seconds."""
-
-
-class _Quiet:
-    def step(self, text: str) -> None:
-        pass
-
-    def note(self, text: str) -> None:
-        pass
-
-    def wait_jobs(self, jobs: Mapping[str, Job], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        for job in jobs.values():
-            job.wait(max(0.0, deadline - time.monotonic()))
-
-
-# -- configuration -------------------------------------------------------------------------
-def experiment_configs(size: DemoSize) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Return ``{name: (type, config)}`` of the demo's experiments."""
-    off = {"enabled": False}
-    return {
-        PUMP: (
-            "fault_detection",
-            {
-                "description": "pump sensors; alerts when the anomaly rate stays high",
-                "setup": {"datetime_column": "ds"},
-                "create_model": {"model": "pca", "params": {"alpha": 0.99}},
-                "retrain": {
-                    "metric": "anomaly_rate",
-                    "threshold": 0.3,
-                    "higher_better": False,
-                    "window": 3,
-                    "min_samples": size.pump_normal,
-                    "promotion": "approve",
-                },
-            },
-        ),
-        LINE: (
-            "fault_isolation",
-            {
-                "description": "three-phase line: which fault is it?",
-                "setup": {"datetime_column": "ds", "target": "fault"},
-                "create_model": {"model": "random_forest", "params": {"n_estimators": 100}},
-                "retrain": off,
-            },
-        ),
-        LOAD: (
-            "time_series",
-            {
-                "description": "hourly load forecast; actuals outside the interval are anomalies",
-                "setup": {"target": "y", "datetime_column": "ds", "freq": "h"},
-                "create_model": {
-                    "model": "exponential_smoothing",
-                    "params": {"trend": "add", "seasonal": "add", "seasonal_periods": 24},
-                },
-                "retrain": off,
-            },
-        ),
-        ORDERS: (
-            "process_mining",
-            {
-                "description": "production orders checked against the discovered process",
-                "setup": {"case_column": "case_id", "activity_column": "activity"},
-                "create_model": {"model": "heuristics_miner"},
-                "retrain": off,
-            },
-        ),
-    }
-
-
-def demo_config(options: DemoOptions, *, experiments: Sequence[str] = ()) -> str:
-    """Return the demo's hub config as YAML (``experiments`` are listed for ``serve``)."""
-    if options.datastream == "rabbitmq":
-        settings = {
-            "host": "127.0.0.1",
-            "port": 5672,
-            "username": "guest",
-            **{k: v for k, v in options.rabbitmq.items() if k != "password"},
-            "password": "${RABBITMQ_PASSWORD:-guest}",
-        }
-        datastream: dict[str, Any] = {"type": "rabbitmq", "config": settings}
-    else:
-        datastream = {"type": "local"}
-    configs = experiment_configs(options.size)
-    document: dict[str, Any] = {
-        "version": 1,
-        "global": {"log_level": "WARNING", "job_isolation": options.job_isolation},
-        "plugins": {
-            "mlops": {"type": "mlflow", "config": {"mlflow_uri": "local"}},
-            "datastream": datastream,
-        },
-        "streaming": {
-            "batch_size": 10,
-            "max_wait": 0.2,
-            "retrain_rows": options.size.pump_window,
-            "holdout_fraction": 0.25,
-            "log_interval": 2.0,
-        },
-    }
-    if experiments:
-        document["experiments"] = [
-            {"name": n, "type": configs[n][0], "config": configs[n][1], "streaming": True}
-            for n in experiments
-        ]
-    header = (
-        "# Written by 'observml demo'. Serve the demo's experiments on the dashboard with:\n"
-        "#   observml serve --config <this file>\n"
-    )
-    return header + yaml.safe_dump(document, sort_keys=False)
-
-
-# -- data ----------------------------------------------------------------------------------
-@dataclass
-class _Data:
-    train: pd.DataFrame
-    phases: list[pd.DataFrame]  # streamed in order; the pump's story acts in between
-    per_case: bool = False
-    changes: tuple[str, ...] = ()  # when the pump's duty point moved and its bearing failed
-
-
-def make_data(size: DemoSize) -> dict[str, _Data]:
-    """Generate every experiment's training rows and streamed rows."""
-    parts = [
-        size.pump_train,
-        size.pump_normal,
-        size.pump_shifted,
-        size.pump_after,
-        size.pump_settled,
-        size.pump_fault,
-    ]
-    pump = datasets.pump_sensors(sum(parts), seed=11, faults=False)
-    pump = pump.drop(columns=["fault", "fault_type"])
-    cut = np.cumsum(parts)
-    stream = pump.iloc[cut[0] :].reset_index(drop=True)
-    moved = np.clip((np.arange(len(stream)) - size.pump_normal) / 12, 0, 1)
-    stream["sensor_00"] += 18 * moved  # a new duty point after maintenance
-    stream["sensor_01"] -= 12 * moved
-    failing = np.arange(cut[4] - cut[0], len(stream))
-    stream.loc[failing, "sensor_03"] += np.linspace(15, 30, len(failing))  # a bearing wears
-    ends = [0, size.pump_normal + size.pump_shifted, *(cut[3:] - cut[0])]
-    ends.insert(-1, ends[-2] + size.pump_fault // 2)
-    line = datasets.fault_table(size.line_train + size.line_stream, seed=3)
-    hours = 24 * size.load_days
-    load = datasets.seasonal_series(hours, seed=4, n_anomalies=max(3, size.load_days // 5))
-    split = 2 * hours // 3
-    orders_train = datasets.event_log(size.orders_train, seed=6, deviation_rate=0.05)
-    orders_new = datasets.event_log(
-        size.orders_stream, seed=7, deviation_rate=0.25, start="2024-03-01"
-    )
-    return {
-        PUMP: _Data(
-            pump.iloc[: cut[0]],
-            [stream.iloc[a:b] for a, b in zip(ends, ends[1:], strict=False)],
-            changes=(str(stream["ds"].iloc[size.pump_normal]), str(stream["ds"].iloc[ends[3]])),
-        ),
-        LINE: _Data(line.iloc[: size.line_train], [line.iloc[size.line_train :]]),
-        LOAD: _Data(load.iloc[:split].drop(columns="anomaly"), [load.iloc[split:]]),
-        ORDERS: _Data(orders_train.drop(columns="deviant"), [orders_new], per_case=True),
-    }
-
-
-def _messages(frame: pd.DataFrame, rows: int, per_case: bool) -> list[str]:
-    if per_case:
-        groups = [g for _, g in frame.groupby("case_id", sort=False)]
-    else:
-        groups = [frame.iloc[i : i + rows] for i in range(0, len(frame), rows)]
-    return [g.to_json(orient="records", date_format="iso") for g in groups]
 
 
 # -- the scenario --------------------------------------------------------------------------
@@ -359,7 +65,7 @@ class Demo:
     ) -> None:
         self.hub = hub
         self.options = options
-        self.say = reporter or _Quiet()
+        self.say = reporter or QuietReporter()
         self.data = make_data(options.size)
         self.outcomes: dict[str, ExperimentOutcome] = {}
         self.sent: dict[str, int] = {}
@@ -525,7 +231,7 @@ class Demo:
         data = self.data[name]
         if phase >= len(data.phases):
             return
-        bodies = _messages(data.phases[phase], self.options.size.rows_per_message, data.per_case)
+        bodies = messages(data.phases[phase], self.options.size.rows_per_message, data.per_case)
         self.stream.publish_batch(predict_queue(name), bodies)
         self.sent[name] = self.sent.get(name, 0) + len(bodies)
         rows = len(data.phases[phase])
@@ -567,7 +273,7 @@ class Demo:
             self.say.note(f"{name}: {len(stream):,} predictions; {outcome.metric}")
 
 
-def _key_metric(name: str, stream: pd.DataFrame, data: _Data) -> str:
+def _key_metric(name: str, stream: pd.DataFrame, data: DemoData) -> str:
     """One line: the number that tells whether the experiment works on the streamed rows."""
     if stream.empty:
         return "no predictions"
@@ -588,7 +294,7 @@ def _key_metric(name: str, stream: pd.DataFrame, data: _Data) -> str:
     return ""
 
 
-def _pump_metric(stream: pd.DataFrame, data: _Data) -> str:
+def _pump_metric(stream: pd.DataFrame, data: DemoData) -> str:
     """Share flagged in each chapter of the pump's story, with the version that served it."""
     shift_at, fault_at = (pd.Timestamp(t) for t in data.changes)
     times = pd.to_datetime(stream["ds"])
@@ -602,48 +308,3 @@ def _pump_metric(stream: pd.DataFrame, data: _Data) -> str:
         for version, rows in stream[mask.to_numpy()].groupby("version", sort=True):
             parts.append(f"{label} {rows['anomaly'].mean():.0%} (v{version})")
     return "flagged: " + ", ".join(parts)
-
-
-# -- entry point ---------------------------------------------------------------------------
-def run_demo(options: DemoOptions, reporter: DemoReporter | None = None) -> DemoSummary:
-    """Run the scenario on a hub built from the demo config; write the report; summarise.
-
-    Raises:
-        ObservMLError: A stage failed or timed out; the message says which and why.
-    """
-    from observml.config import HOME_ENV_VAR
-    from observml.demo.report import write_report
-    from observml.hub.hub import ExperimentHub
-
-    started = time.perf_counter()
-    say = reporter or _Quiet()
-    home = Path(os.environ.get(HOME_ENV_VAR) or ".observml").resolve()  # as the plugins do
-    folder = home / "demo"
-    folder.mkdir(parents=True, exist_ok=True)
-    config_file = folder / "hub_config.yaml"
-    config_file.write_text(demo_config(options), encoding="utf-8")
-    where = "RabbitMQ" if options.datastream == "rabbitmq" else "the local queue"
-    say.step(f"Starting a hub: MLflow under {_short(home)}, {where}")
-    with ExperimentHub.from_config(config_file) as hub:
-        demo = Demo(hub, options, say)
-        outcomes = demo.run()
-        say.step("Writing the report")
-        summary = DemoSummary(
-            experiments=outcomes,
-            report=options.report.resolve(),
-            hub_config=config_file,
-            mlflow_db=home / "mlflow.db",
-            datastream=options.datastream,
-            story=list(demo.story),
-        )
-        write_report(hub, summary)
-    config_file.write_text(demo_config(options, experiments=demo.active()), encoding="utf-8")
-    summary.seconds = time.perf_counter() - started
-    return summary
-
-
-def _short(path: Path) -> str:
-    try:
-        return f"./{path.relative_to(Path.cwd().resolve())}"
-    except ValueError:
-        return str(path)

@@ -41,8 +41,8 @@ from observml.io.messages import encode_result, frame_from_message
 from observml.io.rows import DataLike, to_frame
 from observml.plugins.datastream import DataStreamPlugin, Message
 from observml.plugins.mlops import MLOpsPlugin, ModelVersion
-from observml.retraining.decisions import CHAMPION, PREVIOUS, Decision, log_decision, promote
-from observml.retraining.retrainer import Retrainer
+from observml.retraining.decisions import CHAMPION, Decision
+from observml.retraining.retrainer import Retrainer, promote
 from observml.runtime.draining import drain, drain_training_rows
 from observml.runtime.jobs import IsolationSetting, Job, choose_isolation
 from observml.runtime.streaming import (
@@ -512,14 +512,7 @@ class ExperimentHub(PluginHost):
     def _promote_always(
         self, managed: ManagedExperiment, experiment: Experiment, version: ModelVersion, run_id: str
     ) -> dict[str, Any]:
-        promote(self._mlops(), managed, experiment, version.version)
-        log_decision(
-            self._mlops(),
-            managed,
-            Decision("trained", f"trained on {experiment.n_train_rows_} rows", version.version),
-            run_id=run_id,
-        )
-        return {"promoted": True}
+        return self._retrainer.champion_trained(managed, experiment, version.version, run_id)
 
     # -- prediction -----------------------------------------------------------------------
     def predict(self, name: str, data: DataLike | None = None) -> pd.DataFrame:
@@ -674,25 +667,7 @@ class ExperimentHub(PluginHost):
         Raises:
             NotFoundError: There is no previous version.
         """
-        managed = self._get(name)
-        mlops = self._mlops()
-        previous = managed.previous_version
-        if previous is None:
-            found = mlops.get_version_by_alias(name, PREVIOUS)
-            previous = found.version if found else None
-        if previous is None:
-            raise NotFoundError(
-                f"experiment {name!r}: no previous version to roll back to. A rollback needs a"
-                " promotion or a second training first."
-            )
-        experiment = load_experiment_from_store(
-            mlops, name, version=previous, registry=self.registry, **self._trust()
-        )
-        promote(mlops, managed, experiment, previous)
-        log_decision(
-            mlops, managed, Decision("rolled_back", f"rolled back to version {previous}", previous)
-        )
-        return previous
+        return self._retrainer.rollback(self._get(name))
 
     def runs(self, name: str, max_results: int = 50) -> list[dict[str, Any]]:
         """Return the experiment's MLOps runs, newest first."""

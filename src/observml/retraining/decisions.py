@@ -17,23 +17,11 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from observml.plugins.mlops import MLOpsPlugin
 
-if TYPE_CHECKING:
-    from observml.experiments.base import Experiment
-    from observml.hub.managed import ManagedExperiment
-
-__all__ = [
-    "CHALLENGER",
-    "CHAMPION",
-    "PREVIOUS",
-    "SHADOW_TAG",
-    "Decision",
-    "log_decision",
-    "promote",
-]
+__all__ = ["CHALLENGER", "CHAMPION", "PREVIOUS", "SHADOW_TAG", "Decision", "tag_in_store"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,46 +58,16 @@ class Decision:
         }
 
 
-def promote(
-    mlops: MLOpsPlugin,
-    managed: ManagedExperiment,
-    experiment: Experiment,
-    version: int,
-    *,
-    learnt_through: int = -1,
+def tag_in_store(
+    mlops: MLOpsPlugin, model_name: str, decision: Decision, *, run_id: str | None = None
 ) -> None:
-    """Move ``champion`` to ``version`` (old champion -> ``previous``) and swap it in.
-
-    ``learnt_through`` is the newest streamed row (window sequence number) it learnt from.
-    """
-    _, old = managed.champion()
-    if old is not None and old != version:
-        mlops.set_alias(managed.name, PREVIOUS, old)
-    mlops.set_alias(managed.name, CHAMPION, version)
-    managed.swap(experiment, version, learnt_through=learnt_through)
-
-
-def log_decision(
-    mlops: MLOpsPlugin | None,
-    managed: ManagedExperiment,
-    decision: Decision,
-    *,
-    run_id: str | None = None,
-) -> None:
-    """Record ``decision`` on the experiment, log it, and tag it in the store (never raises)."""
-    managed.record(decision)
-    version = f" v{decision.version}" if decision.version is not None else ""
-    logger.info("%s%s: %s: %s", managed.name, version, decision.kind, decision.reason)
-    if mlops is None:
-        return
+    """Write ``decision`` to the store: a run tag, and the version's standing (never raises)."""
     try:
         if run_id is not None:
             metrics = {k: v for k, v in decision.metrics.items() if not math.isnan(v)}
             tags = {f"observml.decision.{decision.kind}": decision.reason[:4000]}
             mlops.log_batch(run_id, tags=tags, metrics=metrics)
         if decision.version is not None and decision.kind in _STANDING:
-            mlops.set_version_tag(
-                managed.name, decision.version, "observml.decision", decision.kind
-            )
+            mlops.set_version_tag(model_name, decision.version, "observml.decision", decision.kind)
     except Exception:  # the decision is kept in status(); the store may be briefly down
-        logger.warning("%s: could not log decision %s", managed.name, decision.kind, exc_info=True)
+        logger.warning("%s: could not tag decision %s", model_name, decision.kind, exc_info=True)

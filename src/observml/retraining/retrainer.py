@@ -27,10 +27,11 @@ from observml.errors import DataError, NotFoundError
 from observml.retraining.alerts import alerts_queue
 from observml.retraining.decisions import (
     CHALLENGER,
+    CHAMPION,
+    PREVIOUS,
     SHADOW_TAG,
     Decision,
-    log_decision,
-    promote,
+    tag_in_store,
 )
 from observml.retraining.feedback import Evidence, FeedbackStore
 from observml.retraining.gate import (
@@ -52,12 +53,46 @@ if TYPE_CHECKING:
     from observml.retraining.drift import ScoreSample
     from observml.runtime.jobs import Job
 
-__all__ = ["FAULT", "NORMAL", "Retrainer", "StartJob"]
+__all__ = ["FAULT", "NORMAL", "Retrainer", "StartJob", "log_decision", "promote"]
 
 logger = logging.getLogger(__name__)
 
 FAULT = "fault"
 NORMAL = "normal"
+
+
+def promote(
+    mlops: MLOpsPlugin,
+    managed: ManagedExperiment,
+    experiment: Experiment,
+    version: int,
+    *,
+    learnt_through: int = -1,
+) -> None:
+    """Move ``champion`` to ``version`` (old champion -> ``previous``) and swap it in.
+
+    ``learnt_through`` is the newest streamed row (window sequence number) it learnt from.
+    """
+    _, old = managed.champion()
+    if old is not None and old != version:
+        mlops.set_alias(managed.name, PREVIOUS, old)
+    mlops.set_alias(managed.name, CHAMPION, version)
+    managed.swap(experiment, version, learnt_through=learnt_through)
+
+
+def log_decision(
+    mlops: MLOpsPlugin | None,
+    managed: ManagedExperiment,
+    decision: Decision,
+    *,
+    run_id: str | None = None,
+) -> None:
+    """Record ``decision`` on the experiment, log it, and tag it in the store (never raises)."""
+    managed.record(decision)
+    version = f" v{decision.version}" if decision.version is not None else ""
+    logger.info("%s%s: %s: %s", managed.name, version, decision.kind, decision.reason)
+    if mlops is not None:
+        tag_in_store(mlops, managed.name, decision, run_id=run_id)
 
 
 class StartJob(Protocol):
@@ -533,6 +568,39 @@ class Retrainer:
             "labelled": len(library) - len(faults) - len(normal),
             "recent": [e.to_dict() for e in library[-10:][::-1]],
         }
+
+    def champion_trained(
+        self, managed: ManagedExperiment, experiment: Experiment, version: int, run_id: str
+    ) -> dict[str, Any]:
+        """A training a person started (``hub.train``) serves at once: they chose its data."""
+        mlops = self._mlops()
+        promote(mlops, managed, experiment, version)
+        trained = Decision("trained", f"trained on {experiment.n_train_rows_} rows", version)
+        log_decision(mlops, managed, trained, run_id=run_id)
+        return {"promoted": True}
+
+    def rollback(self, managed: ManagedExperiment) -> int:
+        """Serve the previous champion again and move ``champion`` back to it.
+
+        Raises:
+            NotFoundError: There is no previous version.
+        """
+        mlops = self._mlops()
+        previous = managed.previous_version
+        if previous is None:
+            found = mlops.get_version_by_alias(managed.name, PREVIOUS)
+            previous = found.version if found else None
+        if previous is None:
+            raise NotFoundError(
+                f"experiment {managed.name!r}: no previous version to roll back to. A rollback"
+                " needs a promotion or a second training first."
+            )
+        experiment = self._load_version(managed.name, previous)
+        promote(mlops, managed, experiment, previous)
+        log_decision(
+            mlops, managed, Decision("rolled_back", f"rolled back to version {previous}", previous)
+        )
+        return previous
 
     # -- restart and other hubs -----------------------------------------------------------
     def restore_shadow(self, managed: ManagedExperiment) -> bool:
