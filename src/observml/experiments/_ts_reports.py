@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -14,9 +14,22 @@ from observml.experiments import reports
 
 if TYPE_CHECKING:
     from observml.experiments._forecasters import FloatArray
-    from observml.experiments.time_series import TimeSeriesExperiment
+    from observml.experiments.base import ExperimentSettings
+
+
+class TimeSeriesExperiment(Protocol):
+    """What the figures read of a trained ``time_series`` experiment."""
+
+    name: str
+    settings_: ExperimentSettings
+    freq_: str
+    last_time_: pd.Timestamp
+    train_series_: pd.Series
+    z_: float
+
 
 __all__ = [
+    "TimeSeriesExperiment",
     "autocorrelation_figure",
     "components_figure",
     "forecast_figure",

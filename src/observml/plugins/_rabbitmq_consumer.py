@@ -6,8 +6,9 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pika.exceptions import (
     AMQPChannelError,
@@ -32,12 +33,45 @@ from observml.plugins.datastream import (
     settle,
 )
 
-if TYPE_CHECKING:
-    from observml.plugins.rabbitmq_plugin import RabbitMQPlugin
-
-__all__ = ["Consumer"]
+__all__ = ["Broker", "Consumer"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Broker:
+    """What a consumer needs of its plugin: its settings and how it talks to the broker.
+
+    Attributes:
+        closing: Set when the plugin disconnects; every consumer returns.
+        open_link: ``open_link(attempts=..., timeout=...)`` opens a connection with a channel.
+        declare: ``declare(link, queue)`` declares the queue and its dead-letter queue.
+        publish_again: ``publish_again(link, queue, [(message, returns), ...])`` publishes
+            copies at the back of the queue, confirmed.
+        dead_letter: ``dead_letter(link, queue, [(message, reason), ...])``, confirmed.
+        channel_error: Turns a channel error into the plugin's error, saying what was done.
+        where: The broker's address, for messages.
+        secrets: Values masked in messages.
+        shutdown_timeout: Seconds a stop waits for the handler's batch in hand.
+        connection_attempts: Attempts of the first connection.
+        reconnect_timeout: Seconds a lost connection may take to come back.
+        delivery_limit: Returns after which a message is dead-lettered.
+        max_message_bytes: Larger bodies are dead-lettered unread.
+    """
+
+    closing: threading.Event
+    open_link: Callable[..., Link]
+    declare: Callable[[Link, str], None]
+    publish_again: Callable[[Link, str, Sequence[tuple[Message, int]]], None]
+    dead_letter: Callable[[Link, str, Any], None]
+    channel_error: Callable[[BaseException, str], Exception]
+    where: str
+    secrets: tuple[str, ...]
+    shutdown_timeout: float
+    connection_attempts: int
+    reconnect_timeout: float
+    delivery_limit: int
+    max_message_bytes: int
 
 
 @dataclass(frozen=True)
@@ -77,7 +111,7 @@ class Consumer:
 
     def __init__(
         self,
-        plugin: RabbitMQPlugin,
+        broker: Broker,
         queue: str,
         handler: BatchHandler,
         *,
@@ -86,13 +120,13 @@ class Consumer:
         prefetch: int,
         stop: threading.Event | None,
     ) -> None:
-        self._plugin = plugin
+        self._broker = broker
         self._queue = queue
         self._handler = handler
         self._batch_size = max(batch_size, 1)
         self._max_wait = max_wait
         self._prefetch = max(prefetch, self._batch_size)
-        self._stops = (plugin._closing,) if stop is None else (plugin._closing, stop)
+        self._stops = (broker.closing,) if stop is None else (broker.closing, stop)
         self._cond = threading.Condition()
         self._buffer: collections.deque[Delivery] = collections.deque()
         self._returned: list[Delivery] = []  # the connection's thread only
@@ -117,7 +151,7 @@ class Consumer:
             with self._cond:
                 self._halt = True
                 self._cond.notify_all()
-            worker.join(timeout=self._plugin.shutdown_timeout)
+            worker.join(timeout=self._broker.shutdown_timeout)
         if self._crash is not None:
             raise self._crash
 
@@ -143,13 +177,13 @@ class Consumer:
         raise Stopped
 
     def _connect_and_serve(self, worker: threading.Thread) -> None:
-        plugin, first = self._plugin, True
+        broker, first = self._broker, True
         while not self._stopping():
             try:
-                link = plugin._open_link(
+                link = broker.open_link(
                     f"consumer {self._queue}",
-                    attempts=plugin.connection_attempts if first else None,
-                    timeout=None if first else plugin.reconnect_timeout,
+                    attempts=broker.connection_attempts if first else None,
+                    timeout=None if first else broker.reconnect_timeout,
                     sleep=self._sleep,
                     retry_auth=not first,
                 )
@@ -161,12 +195,12 @@ class Consumer:
                 return
             except (AMQPConnectionError, AMQPChannelError) as exc:
                 if isinstance(exc, ChannelClosedByBroker) and exc.reply_code in PERMANENT_CODES:
-                    raise plugin._channel_error(exc, f"consuming {self._queue!r}") from exc
+                    raise broker.channel_error(exc, f"consuming {self._queue!r}") from exc
                 logger.warning(
                     "%s: consumer of %r lost its connection (%s); reconnecting",
-                    plugin._where,
+                    broker.where,
                     self._queue,
-                    describe(exc, plugin._secrets),
+                    describe(exc, broker.secrets),
                 )
                 with self._cond:  # unacked deliveries come back from the broker
                     self._generation += 1
@@ -178,7 +212,7 @@ class Consumer:
 
     def _serve(self, link: Link, worker: threading.Thread) -> None:
         connection = link.connection
-        self._plugin._declare(link, self._queue)
+        self._broker.declare(link, self._queue)
         channel = connection.channel()
         channel.basic_qos(prefetch_count=self._prefetch)
         cancelled: list[object] = []
@@ -195,7 +229,7 @@ class Consumer:
             with self._cond:
                 self._halt = True
                 self._cond.notify_all()
-            deadline = time.monotonic() + self._plugin.shutdown_timeout
+            deadline = time.monotonic() + self._broker.shutdown_timeout
             while worker.is_alive() and time.monotonic() < deadline:
                 connection.process_data_events(time_limit=0.05)
                 self._apply(link, channel)
@@ -212,7 +246,7 @@ class Consumer:
             left = [d for d in self._buffer if d.generation == self._generation]
             self._buffer.clear()
         if left:
-            self._plugin._publish_again(link, self._queue, [(d.message, d.returns) for d in left])
+            self._broker.publish_again(link, self._queue, [(d.message, d.returns) for d in left])
             for delivery in left:
                 channel.basic_ack(delivery.tag)
 
@@ -240,14 +274,14 @@ class Consumer:
             return
         dead = [(batch[i].message, why) for batch, out in entries for i, why in out.dead.items()]
         if dead:
-            self._plugin._dead_letter(link, self._queue, dead)
+            self._broker.dead_letter(link, self._queue, dead)
         # A requeue is a confirmed copy at the tail, not a nack: the broker flags a nacked
         # message redelivered, which would count as a consumer's death.
         again = [
             (batch[i].message, batch[i].returns) for batch, out in entries for i in out.requeue
         ]
         if again:
-            self._plugin._publish_again(link, self._queue, again)
+            self._broker.publish_again(link, self._queue, again)
         done = [batch[i].tag for batch, out in entries for i in (*out.ack, *out.dead, *out.requeue)]
         if done:
             channel.basic_ack(max(done), multiple=True)
@@ -258,7 +292,7 @@ class Consumer:
         Copies and dead letters are confirmed before the ack, so a crash in between leaves a
         duplicate (flagged as a redelivery), never a loss.
         """
-        limit = self._plugin.delivery_limit
+        limit = self._broker.delivery_limit
         while self._returned:  # publishing reads frames: more returns may arrive meanwhile
             returned, self._returned = self._returned, []
             over = [
@@ -269,14 +303,14 @@ class Consumer:
                 logger.warning(
                     "%s: %d message(s) of %r reached delivery_limit=%d without an ack; moved to"
                     " the dead-letter queue",
-                    self._plugin._where,
+                    self._broker.where,
                     len(over),
                     self._queue,
                     limit,
                 )
-                self._plugin._dead_letter(link, self._queue, over)
+                self._broker.dead_letter(link, self._queue, over)
             if again:
-                self._plugin._publish_again(link, self._queue, again)
+                self._broker.publish_again(link, self._queue, again)
             for delivery in returned:
                 channel.basic_ack(delivery.tag)
 
@@ -287,7 +321,7 @@ class Consumer:
                 outcome = settle(
                     self._handler,
                     [delivery.message for delivery in batch],
-                    max_bytes=self._plugin.max_message_bytes,
+                    max_bytes=self._broker.max_message_bytes,
                 )
                 self._post(batch, outcome)
                 if outcome.requeue:  # the handler's service is down: do not spin on it

@@ -1,6 +1,7 @@
 """RabbitMQ implementation of :class:`~observml.plugins.datastream.DataStreamPlugin`.
 
-The only module that imports pika. What it guarantees:
+The plugin itself (with its connection in :mod:`._rabbitmq_link` and its consumer in
+:mod:`._rabbitmq_consumer`, the three modules that import pika). What it guarantees:
 
 - Queues are durable and carry no arguments (quorum queues: only ``x-queue-type``), so a
   producer that declares ``queue_declare(q, durable=True)``, before or after the hub, declares
@@ -47,7 +48,7 @@ from observml.errors import (
     NotFoundError,
     ServiceUnavailableError,
 )
-from observml.plugins._rabbitmq_consumer import Consumer
+from observml.plugins._rabbitmq_consumer import Broker, Consumer
 from observml.plugins._rabbitmq_link import (
     PERMANENT_CODES,
     REDELIVERIES_HEADER,
@@ -374,7 +375,7 @@ class RabbitMQPlugin:
             ServiceUnavailableError: The broker stayed away longer than ``reconnect_timeout``.
         """
         consumer = Consumer(
-            self,
+            self._broker(),
             queue,
             one_at_a_time(handler),
             batch_size=1,
@@ -396,7 +397,7 @@ class RabbitMQPlugin:
     ) -> None:
         """Call ``handler`` with micro-batches until ``disconnect()`` or ``stop`` is set."""
         consumer = Consumer(
-            self,
+            self._broker(),
             queue,
             handler,
             batch_size=batch_size,
@@ -405,6 +406,24 @@ class RabbitMQPlugin:
             stop=stop,
         )
         self._run(consumer)
+
+    def _broker(self) -> Broker:
+        """What a consumer of this plugin needs of it (see :class:`Broker`)."""
+        return Broker(
+            closing=self._closing,
+            open_link=self._open_link,
+            declare=self._declare,
+            publish_again=self._publish_again,
+            dead_letter=self._dead_letter,
+            channel_error=self._channel_error,
+            where=self._where,
+            secrets=self._secrets,
+            shutdown_timeout=self.shutdown_timeout,
+            connection_attempts=self.connection_attempts,
+            reconnect_timeout=self.reconnect_timeout,
+            delivery_limit=self.delivery_limit,
+            max_message_bytes=self.max_message_bytes,
+        )
 
     def queue_depth(self, queue: str) -> int:
         """Return how many messages are ready in ``queue`` (0 if it does not exist)."""
