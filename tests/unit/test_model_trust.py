@@ -18,10 +18,11 @@ from observml import ExperimentHub, InMemoryDataStreamPlugin, InMemoryMLOpsPlugi
 from observml.config import GlobalSection, HubConfig
 from observml.config.registry import BUILTIN_PLUGINS, PluginRegistry
 from observml.errors import ConfigError, UntrustedModelError
-from observml.experiments.base import Experiment, load_experiment
+from observml.experiments.base import Experiment
 from observml.experiments.fault_detection import FaultDetectionExperiment
 from observml.experiments.fault_isolation import FaultIsolationExperiment
 from observml.store.experiments import load_experiment_from_store
+from observml.store.folders import load_folder, save_folder
 from observml.store.model_files import TRUSTED_TYPES
 from observml.store.signing import KEY_ID_TAG, MODEL_KEY_ENV_VAR, SIGNATURE_TAG, ModelSigner
 
@@ -121,11 +122,11 @@ def test_skops_saved_model_round_trips_with_identical_predictions(
 
     frame = datasets.pump_sensors(300, 4, seed=1) if data == "pump" else datasets.fault_table(500)
     experiment = cls("x", config).train(frame.iloc[:200])
-    root = experiment.save(tmp_path / "saved")
+    root = save_folder(experiment, tmp_path / "saved")
     written = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
     assert files <= written
     assert "model.pkl" not in written  # nothing of it needs a pickle
-    loaded = load_experiment(root, PluginRegistry())
+    loaded = load_folder(root, PluginRegistry())
     new_rows = frame.iloc[200:]
     pd.testing.assert_frame_equal(loaded.predict(new_rows), experiment.predict(new_rows))
     pd.testing.assert_frame_equal(loaded.get_train_data(), experiment.get_train_data())
@@ -142,10 +143,10 @@ def test_arima_is_saved_as_parameters_and_restored_exactly(tmp_path: Path) -> No
     }
     experiment = TimeSeriesExperiment("ts", config).train(series.iloc[:150])
     experiment.predict(series.iloc[150:170])  # takes the actuals in: a 'known' Kalman state
-    root = experiment.save(tmp_path / "arima")
+    root = save_folder(experiment, tmp_path / "arima")
     assert (root / "parts" / "forecaster_.skops").is_file()
     assert not (root / "model.pkl").exists()
-    loaded = load_experiment(root, PluginRegistry())
+    loaded = load_folder(root, PluginRegistry())
     assert isinstance(loaded, TimeSeriesExperiment)
     new_rows = series.iloc[170:]
     expected = experiment.predict(new_rows, update=False)
@@ -261,24 +262,24 @@ def test_a_signed_folder_with_an_untrusted_skops_type_is_refused(tmp_path: Path)
     import skops.io as sio
 
     experiment = FaultDetectionExperiment("x", FD_CONFIG).train(sensors(200))
-    root = experiment.save(tmp_path / "saved", signer=ModelSigner(KEY_A.encode()))
+    root = save_folder(experiment, tmp_path / "saved", signer=ModelSigner(KEY_A.encode()))
     (root / "parts" / "detector_.skops").write_bytes(sio.dumps(Foreign()))
     signer = ModelSigner(KEY_A.encode())
     signer.sign(root)  # even a folder signed by our own key is read with skops' allow-list
     with pytest.raises(
         UntrustedModelError, match=r"parts/detector_.skops holds types this hub does not load:"
     ):
-        load_experiment(root, PluginRegistry(), signer=signer)
+        load_folder(root, PluginRegistry(), signer=signer)
 
 
 def test_unsigned_folder_names_only_registered_types(tmp_path: Path) -> None:
-    root = FaultDetectionExperiment("x", FD_CONFIG).train(sensors(200)).save(tmp_path / "m")
+    root = save_folder(FaultDetectionExperiment("x", FD_CONFIG).train(sensors(200)), tmp_path / "m")
     config = (root / "config.yaml").read_text(encoding="utf-8")
     (root / "config.yaml").write_text(config.replace("fault_detection", "os:system"), "utf-8")
     with pytest.raises(UntrustedModelError, match="was altered after signing"):
-        load_experiment(root, PluginRegistry())
+        load_folder(root, PluginRegistry())
     with pytest.raises(Exception, match="'os:system' is a module path"):
-        load_experiment(root, PluginRegistry(), trust_unsigned=True)
+        load_folder(root, PluginRegistry(), trust_unsigned=True)
 
 
 def test_legacy_pickle_loads_only_with_the_opt_in(tmp_path: Path) -> None:
@@ -291,8 +292,8 @@ def test_legacy_pickle_loads_only_with_the_opt_in(tmp_path: Path) -> None:
         "type: fault_detection\nname: x\nconfig: " + json.dumps(FD_CONFIG) + "\n", "utf-8"
     )
     with pytest.raises(UntrustedModelError, match="it is unsigned.*trust_unsigned_models: true"):
-        load_experiment(root, PluginRegistry())
-    loaded = load_experiment(root, PluginRegistry(), trust_unsigned=True)
+        load_folder(root, PluginRegistry())
+    loaded = load_folder(root, PluginRegistry(), trust_unsigned=True)
     pd.testing.assert_frame_equal(loaded.predict(sensors(10)), experiment.predict(sensors(10)))
 
 

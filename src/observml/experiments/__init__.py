@@ -6,7 +6,8 @@ when the type is resolved through the registry's ``experiment`` plugin type.
 
 from __future__ import annotations
 
-from observml.experiments.base import Experiment, ExperimentSettings, ModelSpec, load_experiment
+from observml.experiments.base import Experiment, load_experiment
+from observml.experiments.spec import ExperimentSettings, ModelSpec
 
 __all__ = [
     "Experiment",

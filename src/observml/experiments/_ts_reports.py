@@ -14,7 +14,7 @@ from observml.experiments import reports
 
 if TYPE_CHECKING:
     from observml.experiments._forecasters import FloatArray
-    from observml.experiments.base import ExperimentSettings
+    from observml.experiments.spec import ExperimentSettings
 
 
 class TimeSeriesExperiment(Protocol):

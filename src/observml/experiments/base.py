@@ -21,29 +21,24 @@ signed; see :mod:`observml.store.model_files` and :mod:`observml.store.signing`)
 from __future__ import annotations
 
 import abc
-import importlib
-import inspect
-import json
 import logging
 import time
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Self
-from urllib.parse import quote, unquote
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from observml.config.legacy import modernize
 from observml.errors import (
     ConfigError,
     ConfigProblem,
     DataError,
-    ExperimentError,
     ModelNotTrainedError,
 )
+from observml.experiments.spec import ExperimentSettings, ModelSpec
 from observml.io.rows import (
     DataLike,
     check_format,
@@ -62,147 +57,17 @@ if TYPE_CHECKING:
     from observml.config.registry import PluginRegistry
     from observml.store.signing import ModelSigner
 
-__all__ = [
-    "CONFIG_FILE",
-    "METRICS_FILE",
-    "MODEL_FILE",
-    "REPORTS_DIR",
-    "Experiment",
-    "ExperimentSettings",
-    "ModelSpec",
-    "load_experiment",
-    "report_filename",
-    "report_name",
-]
+#: ``ModelSpec`` and ``ExperimentSettings`` live in :mod:`.spec`; the names stay importable here
+#: (a type of your own imports them from this module, as docs/models.md shows).
+__all__ = ["Experiment", "ExperimentSettings", "ModelSpec", "load_experiment"]
 
 logger = logging.getLogger(__name__)
 
-#: The part of a saved state that only a pickle can hold (signed; see ``model_files``).
-MODEL_FILE: Final = "model.pkl"
-CONFIG_FILE: Final = "config.yaml"
-METRICS_FILE: Final = "metrics.json"
-REPORTS_DIR: Final = "reports"
 _TOP_KEYS: Final = ("setup", "eda", "create_model", "retrain", "type", "description")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One entry of an experiment type's model table.
-
-    Attributes:
-        target: ``"module:attr"`` of the class or function that builds the model; its
-            signature lists the ``create_model.params`` accepted. Imported on first use.
-        defaults: Values used for target parameters the config leaves out.
-        options: Parameters our own code reads (name -> default), accepted on top of the
-            target's, e.g. ``contamination`` or ``alpha``.
-        exclude: Target parameters the experiment passes itself (not configurable).
-        extra: The ``observml`` extra that installs the target's package.
-        summary: One line for docs and error messages.
-        adapter: Optional ``"module:attr"`` wrapping the built target:
-            ``adapter(target(**params), **options)`` (see :meth:`build`).
-        requires: Modules that must import for the model to work (checked by :meth:`load`
-            when the target itself imports them lazily).
-        in_sample_scores: Whether the model's scores on its own training rows look like its
-            scores on new rows of the same process; ``False`` makes the drift test's
-            ``reference: auto`` take its reference from the stream.
-    """
-
-    target: str
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    options: Mapping[str, Any] = field(default_factory=dict)
-    exclude: tuple[str, ...] = ()
-    extra: str | None = None
-    summary: str = ""
-    adapter: str | None = None
-    requires: tuple[str, ...] = ()
-    in_sample_scores: bool = True
-
-    def load(self, where: str = "create_model.model") -> Any:
-        """Import and return the target.
-
-        Raises:
-            ConfigError: Its package is missing; says which extra to install.
-        """
-        for module_name in self.requires:
-            self._import(module_name, where)
-        return self._resolve(self.target, where)
-
-    def build(self, params: Mapping[str, Any], options: Mapping[str, Any]) -> Any:
-        """Return ``adapter(target(**params), **options)`` (or ``target(**params)``)."""
-        model = self.load()(**params)
-        if self.adapter is None:
-            return model
-        return self._resolve(self.adapter, "create_model.model")(model, **options)
-
-    def _resolve(self, target: str, where: str) -> Any:
-        module_name, _, attr = target.partition(":")
-        obj: Any = self._import(module_name, where)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-        return obj
-
-    def _import(self, module_name: str, where: str) -> Any:
-        try:
-            return importlib.import_module(module_name)
-        except ImportError as exc:
-            fix = (
-                f"pip install 'observml[{self.extra}]'"
-                if self.extra
-                else f"pip install {module_name.split('.')[0]}"
-            )
-            raise ConfigError(
-                f"the model needs {(exc.name or module_name).split('.')[0]!r}, which is not"
-                " installed."
-                f" Install it with: {fix}",
-                key=where,
-            ) from exc
-
-    def check(
-        self, raw: Mapping[str, Any], where: str = "create_model.params"
-    ) -> list[ConfigProblem]:
-        """Return a problem for each value of ``raw`` its target or adapter does not take.
-
-        Types (and, for scikit-learn estimators and our adapters, ranges) come from the
-        target's ``_parameter_constraints``, else its annotations, else its defaults (see
-        :mod:`observml.experiments.param_check`). Unknown names are not checked here.
-        """
-        from observml.experiments.param_check import check_params
-
-        adapter = self._resolve(self.adapter, "create_model.model") if self.adapter else None
-        return check_params(
-            raw,
-            target=self.load(),
-            adapter=adapter,
-            options=self.options,
-            defaults=self.defaults,
-            where=where,
-        )
-
-    def accepted(self, where: str = "create_model.model") -> dict[str, Any]:
-        """Return ``{param: default}`` of every accepted parameter (options first)."""
-        target = self.load(where)
-        params: dict[str, Any] = dict(self.options)
-        for name, p in inspect.signature(target).parameters.items():
-            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or name in self.exclude:
-                continue
-            if name not in params:
-                params[name] = self.defaults.get(name, None if p.default is p.empty else p.default)
-        return params
-
-
-@dataclass(frozen=True)
-class ExperimentSettings:
-    """A validated config: what :meth:`Experiment.validate_config` returns."""
-
-    model: str
-    spec: ModelSpec
-    params: dict[str, Any]
-    options: dict[str, Any]
-    setup: dict[str, Any]
-    format: dict[str, Any] | None
-    eda: bool
-    retrain: RetrainPolicy
-    metric: str
+_MOVED: Final = (
+    "{what} moved to observml.store.folders.{new}: call it there (this alias goes away in"
+    " observml 0.2)."
+)
 
 
 class Experiment(abc.ABC):
@@ -589,64 +454,42 @@ class Experiment(abc.ABC):
         """Scores of the newest ``size`` training rows (the drift test's reference)."""
         return self.drift_scores(self._predict(frame.iloc[max(0, len(frame) - size) :]))
 
-    # -- persistence ----------------------------------------------------------------------
-    def save(self, directory: Path | str, *, signer: ModelSigner | None = None) -> Path:
-        """Write the fitted state, ``config.yaml``, ``metrics.json`` and ``reports/*.json``.
+    # -- state ----------------------------------------------------------------------------
+    def fitted_state(self) -> dict[str, Any]:
+        """Return what training learnt: every attribute ending in ``_`` but ``settings_``.
 
-        The state is every attribute ending in ``_`` (``settings_`` is rebuilt from the
-        config), each in a format that does not run code when read where one exists (see
-        :mod:`observml.store.model_files`). The folder is then signed.
+        ``settings_`` is rebuilt from the config by :meth:`from_state`. What a saved folder
+        holds (see :func:`observml.store.folders.save_folder`).
 
-        Args:
-            directory: The folder to write.
-            signer: The hub's key; ``None`` uses ``$OBSERVML_MODEL_KEY`` or the key file
-                (see :mod:`observml.store.signing`).
+        Raises:
+            ModelNotTrainedError: Called before :meth:`train`.
         """
-        from observml.store.model_files import write_state
-        from observml.store.signing import ModelSigner
-
         self._check_trained()
-        root = Path(directory)
-        (root / REPORTS_DIR).mkdir(parents=True, exist_ok=True)
-        state = {
+        return {
             k: v
             for k, v in vars(self).items()
             if k.endswith("_") and not k.startswith("_") and k != "settings_"
         }
-        write_state(root, state)
-        document = {"type": self.experiment_type, "name": self.name, "config": _plain(self.config)}
-        (root / CONFIG_FILE).write_text(yaml.safe_dump(document, sort_keys=False), "utf-8")
-        (root / METRICS_FILE).write_text(json.dumps(self.metrics_, indent=2), "utf-8")
-        for name, figure in self.reports().items():
-            (root / REPORTS_DIR / report_filename(name)).write_text(figure.to_json(), "utf-8")
-        (signer or ModelSigner.from_settings()).sign(root)
-        return root
 
     @classmethod
-    def load(
-        cls, directory: Path | str, *, allow_pickle: bool = False, where: str | None = None
-    ) -> Experiment:
-        """Load the state :meth:`save` wrote; use :func:`load_experiment`, which checks it first.
-
-        Args:
-            directory: The folder.
-            allow_pickle: Whether the part of the state that is a pickle may be read; only
-                once the folder's signature is verified (or unsigned models are trusted).
-            where: What the folder is, for messages (e.g. the run).
-
-        Raises:
-            UntrustedModelError: The state needs unpickling and ``allow_pickle`` is false.
-        """
-        from observml.store.model_files import read_state
-
-        root = Path(directory)
-        document = _read_config(root)
-        experiment = cls(str(document.get("name", root.name)), document.get("config") or {})
-        state = read_state(root, allow_pickle=allow_pickle, where=where or str(root))
+    def from_state(cls, name: str, config: Mapping[str, Any], state: Mapping[str, Any]) -> Self:
+        """Return a trained experiment from its config and :meth:`fitted_state`."""
+        experiment = cls(name, config)
         vars(experiment).update(state)
         if "settings_" not in state:
             experiment.settings_ = experiment.validate_config()
         return experiment
+
+    def save(self, directory: Path | str, *, signer: ModelSigner | None = None) -> Path:
+        """Deprecated: use :func:`observml.store.folders.save_folder`."""
+        warnings.warn(
+            _MOVED.format(what="Experiment.save", new="save_folder"),
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from observml.store.folders import save_folder  # deprecated alias
+
+        return save_folder(self, directory, signer=signer)
 
     def _check_trained(self) -> None:
         if not self.is_trained:
@@ -676,84 +519,7 @@ class Experiment(abc.ABC):
         """Return the names :meth:`_model_reports` produces."""
 
 
-def load_experiment(
-    directory: Path | str,
-    registry: PluginRegistry | Mapping[str, type[Experiment]] | None = None,
-    *,
-    signer: ModelSigner | None = None,
-    trust_unsigned: bool = False,
-    where: str | None = None,
-) -> Experiment:
-    """Check a saved experiment's signature, then load it with the class ``config.yaml`` names.
-
-    Nothing in the folder is read before its signature is checked. A folder signed by
-    ``signer`` loads fully, and its type may be any class the registry resolves for the
-    operator. Otherwise it is refused, unless ``trust_unsigned``: then it loads with a
-    warning, and its type must be a registered name (never a module path).
-
-    Args:
-        directory: What :meth:`Experiment.save` wrote.
-        registry: Type name -> class, or a :class:`~observml.config.registry.PluginRegistry` (its
-            ``experiment`` plugin type); ``None`` uses the built-ins and entry points.
-        signer: The hub's key; ``None`` uses ``$OBSERVML_MODEL_KEY`` or the key file.
-        trust_unsigned: Load folders that are unsigned, altered or signed by another key
-            (``global.trust_unsigned_models``).
-        where: What the folder is, for messages (``run <id> (<name> version <n>)``).
-
-    Raises:
-        UntrustedModelError: The signature is missing, wrong or another key's; names
-            ``where`` and says what to do.
-    """
-    from observml.store.signing import ModelSigner
-
-    root = Path(directory)
-    where = where or str(root)
-    if not (root / CONFIG_FILE).is_file():
-        raise ExperimentError(f"{root}: no {CONFIG_FILE}; this is not a saved experiment.")
-    signer = signer or ModelSigner.from_settings()
-    reason = signer.check(root)
-    if reason is not None:
-        if not trust_unsigned:
-            signer.verify(root, where=where)  # raises, saying why and what to do
-        logger.warning(
-            "%s: loading a model this hub's key did not sign (%s), because"
-            " global.trust_unsigned_models is true",
-            where,
-            reason,
-        )
-    kind = str(_read_config(root).get("type", ""))
-    if isinstance(registry, Mapping):
-        cls = registry.get(kind)
-        if cls is None:
-            raise ExperimentError(
-                f"{where}: {CONFIG_FILE}: unknown experiment type {kind!r}."
-                f" Known: {', '.join(sorted(registry))}."
-            )
-    else:
-        from observml.config.registry import PluginRegistry
-
-        cls = (registry or PluginRegistry()).resolve(
-            "experiment", kind, where=f"{where}: {CONFIG_FILE}: type", trusted=reason is None
-        )
-    if not (isinstance(cls, type) and issubclass(cls, Experiment)):
-        raise ExperimentError(f"{where}: {CONFIG_FILE}: type {kind!r} is not an Experiment class.")
-    return cls.load(root, allow_pickle=reason is None or trust_unsigned, where=where)
-
-
 # -- helpers ------------------------------------------------------------------------------
-def report_filename(name: str) -> str:
-    """Return the file a report is saved as: ``<name>.json`` with ``/``, ``%`` etc. escaped.
-
-    Report names carry column names (``histogram_Flow (m3/h)``); :func:`report_name` undoes it.
-    """
-    return quote(name, safe=" ()[]{}-_.,+=@") + ".json"
-
-
-def report_name(filename: str) -> str:
-    """Return the report name of a file written by :meth:`Experiment.save`."""
-    return unquote(filename.removesuffix(".json"))
-
-
 def _keys() -> str:
     return ", ".join(_TOP_KEYS[:4])
 
@@ -779,22 +545,17 @@ def _as_bool(value: Any, key: str, problems: list[ConfigProblem]) -> bool:
     return False
 
 
-def _read_config(root: Path) -> dict[str, Any]:
-    path = root / CONFIG_FILE
-    if not path.is_file():
-        raise ExperimentError(f"{root}: no {CONFIG_FILE}; this is not a saved experiment.")
-    document = yaml.safe_load(path.read_text("utf-8"))
-    if not isinstance(document, dict):
-        raise ExperimentError(f"{path}: expected a mapping with type, name and config.")
-    return document
+def load_experiment(
+    directory: Path | str,
+    registry: PluginRegistry | Mapping[str, type[Experiment]] | None = None,
+    **options: Any,
+) -> Experiment:
+    """Deprecated: use :func:`observml.store.folders.load_folder`."""
+    warnings.warn(
+        _MOVED.format(what="load_experiment", new="load_folder"),
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    from observml.store.folders import load_folder  # deprecated alias
 
-
-def _plain(value: Any) -> Any:
-    """Turn a config into YAML-safe builtins (mappings, lists, scalars)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    return load_folder(directory, registry, **options)

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from observml.errors import ConfigError, ConfigProblem, DataError
-from observml.experiments.base import Experiment, ModelSpec
+from observml.experiments.base import Experiment
+from observml.experiments.spec import ModelSpec
 from observml.retraining.drift import FloatArray
 
 if TYPE_CHECKING:

@@ -29,7 +29,8 @@ import pandas as pd
 
 from observml.errors import ConfigProblem, DataError
 from observml.experiments._process_models import ACTIVITY, CASE, TIME, ProcessModel, Variant
-from observml.experiments.base import Experiment, ModelSpec
+from observml.experiments.base import Experiment
+from observml.experiments.spec import ModelSpec
 from observml.io.rows import DataLike, parse_datetime, require_columns
 from observml.retraining.drift import FloatArray
 

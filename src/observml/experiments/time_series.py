@@ -39,7 +39,8 @@ import pandas as pd
 from observml.errors import ConfigError, ConfigProblem, DataError
 from observml.experiments._timegrid import TimeGrid, infer_freq
 from observml.experiments._ts_steps import forecast_metrics, horizons, place, regularize
-from observml.experiments.base import Experiment, ModelSpec
+from observml.experiments.base import Experiment
+from observml.experiments.spec import ModelSpec
 from observml.io.rows import DataLike, coerce_numeric, require_columns
 from observml.retraining.drift import FloatArray
 

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from observml.experiments.base import Experiment, load_experiment
+from observml.experiments.base import Experiment
+from observml.store.folders import load_folder, save_folder
 
 if TYPE_CHECKING:
     from observml.config.registry import PluginRegistry
@@ -60,7 +61,7 @@ def save_experiment(
 
     signer = signer or ModelSigner.from_settings()
     with tempfile.TemporaryDirectory(prefix="observml-save-") as tmp:
-        experiment.save(tmp, signer=signer)
+        save_folder(experiment, tmp, signer=signer)
         tags = {KEY_ID_TAG: signer.key_id, SIGNATURE_TAG: _signature(Path(tmp))}
         mlops.log_batch(run_id, tags=tags)
         if log_metrics:
@@ -104,7 +105,8 @@ def load_experiment_from_store(
         alias: Model alias to load.
         run_id: Load the experiment saved in this run instead.
         version: Load this model version instead.
-        registry: Where to find experiment classes by type (see :func:`load_experiment`).
+        registry: Where to find experiment classes by type (see
+            :func:`~observml.store.folders.load_folder`).
         signer: The hub's model key; ``None`` uses ``$OBSERVML_MODEL_KEY`` or the key file.
         trust_unsigned: Load a folder no hub key signed (``global.trust_unsigned_models``).
 
@@ -124,7 +126,7 @@ def load_experiment_from_store(
         label = f"run {run_id} ({name})"
     with tempfile.TemporaryDirectory(prefix="observml-load-") as tmp:
         local = load_artifacts(mlops, run_id=run_id, dst_dir=Path(tmp), artifact_path=artifact_path)
-        experiment = load_experiment(
+        experiment = load_folder(
             local, registry, signer=signer, trust_unsigned=trust_unsigned, where=label
         )
     if experiment.name != name:

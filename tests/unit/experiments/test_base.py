@@ -15,14 +15,10 @@ import yaml
 from observml.config.registry import PluginRegistry
 from observml.errors import ConfigError, DataError, ExperimentError, ModelNotTrainedError
 from observml.experiments import reports
-from observml.experiments.base import (
-    Experiment,
-    ModelSpec,
-    load_experiment,
-    report_filename,
-    report_name,
-)
+from observml.experiments.base import Experiment
+from observml.experiments.spec import ModelSpec
 from observml.retraining.policy import RetrainPolicy
+from observml.store.folders import load_folder, report_filename, report_name, save_folder
 
 
 class ScaledSum(Experiment):
@@ -262,7 +258,7 @@ def test_reports_without_eda() -> None:
 def test_save_writes_the_files_and_load_predicts_the_same(tmp_path: Path) -> None:
     experiment = make({"setup": {"datetime_column": "ds"}, "eda": True}).train(DATA)
     experiment.score(DATA)
-    root = experiment.save(tmp_path / "saved")
+    root = save_folder(experiment, tmp_path / "saved")
     assert (root / "state.json").is_file()
     assert (root / "signature.json").is_file()
     assert not (root / "model.pkl").exists()  # a StandardScaler and a DataFrame: no pickle
@@ -270,7 +266,7 @@ def test_save_writes_the_files_and_load_predicts_the_same(tmp_path: Path) -> Non
     assert document == {"type": "scaled_sum", "name": "demo", "config": experiment.config}
     assert "mae" in json.loads((root / "metrics.json").read_text())
     assert sorted(p.stem for p in (root / "reports").iterdir()) == sorted(experiment.plot_names())
-    loaded = load_experiment(root, {"scaled_sum": ScaledSum})
+    loaded = load_folder(root, {"scaled_sum": ScaledSum})
     assert isinstance(loaded, ScaledSum)
     pd.testing.assert_frame_equal(loaded.predict(DATA), experiment.predict(DATA))
     assert loaded.retrain_policy.promotion == "approve"  # usable after load
@@ -278,23 +274,23 @@ def test_save_writes_the_files_and_load_predicts_the_same(tmp_path: Path) -> Non
 
 def test_load_experiment_errors(tmp_path: Path) -> None:
     with pytest.raises(ExperimentError, match="no config.yaml; this is not a saved experiment"):
-        load_experiment(tmp_path)
-    root = make().train(DATA).save(tmp_path / "x")
+        load_folder(tmp_path)
+    root = save_folder(make().train(DATA), tmp_path / "x")
     with pytest.raises(ExperimentError, match="unknown experiment type 'scaled_sum'. Known: other"):
-        load_experiment(root, {"other": ScaledSum})
+        load_folder(root, {"other": ScaledSum})
     with pytest.raises(Exception, match="no experiment plugin named 'scaled_sum'"):
-        load_experiment(root, PluginRegistry())
+        load_folder(root, PluginRegistry())
 
 
 def test_save_before_train(tmp_path: Path) -> None:
     with pytest.raises(ModelNotTrainedError, match="Call train"):
-        make().save(tmp_path)
+        save_folder(make(), tmp_path)
 
 
 def test_report_files_escape_column_names(tmp_path: Path) -> None:
     frame = pd.DataFrame({"flow (m3/h)": np.arange(20.0), "50%": np.arange(20.0) ** 2})
     experiment = make({"eda": True}).train(frame)
-    root = experiment.save(tmp_path / "saved")
+    root = save_folder(experiment, tmp_path / "saved")
     files = sorted(p.name for p in (root / "reports").iterdir())
     assert "histogram_flow (m3%2Fh).json" in files
     assert sorted(report_name(f) for f in files) == sorted(experiment.plot_names())

@@ -16,6 +16,7 @@ from observml.experiments.process_mining import ProcessMiningExperiment
 from observml.experiments.time_series import TimeSeriesExperiment
 from observml.retraining.drift import DriftMonitor, DriftTest, ScoreSample
 from observml.retraining.policy import RetrainTracker
+from observml.store.folders import load_folder, save_folder
 
 COLUMNS = ["temp", "pressure", "flow"]
 
@@ -200,7 +201,7 @@ def test_reference_auto_uses_the_stream_for_models_scored_in_sample() -> None:
 
 def test_reference_survives_save_and_load(tmp_path: Any) -> None:
     experiment = detector(window=100).train(sensors(400))
-    loaded = FaultDetectionExperiment.load(experiment.save(tmp_path / "pump"))
+    loaded = load_folder(save_folder(experiment, tmp_path / "pump"))
     np.testing.assert_array_equal(loaded.reference_scores_, experiment.reference_scores_)
 
 
