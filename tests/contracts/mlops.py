@@ -248,6 +248,10 @@ class MLOpsContract:
         assert [r.run_id for r in quoted] == [first]
         assert plain not in {r.run_id for r in found}
         assert mlops.search_runs(experiment_id, tags={"observml.kind": "nothing"}) == []
+        both = mlops.start_run(experiment_id, tags={"label": 'it\'s "both"'})
+        assert [
+            r.run_id for r in mlops.search_runs(experiment_id, tags={"label": 'it\'s "both"'})
+        ] == [both]
 
     # -- artifacts ------------------------------------------------------------------------
     def test_log_artifact_defaults_to_the_last_started_run(

@@ -374,13 +374,17 @@ class MLflowPlugin(MLOpsPlugin):
         *,
         tags: Mapping[str, str] | None = None,
     ) -> list[RunRecord]:
-        """Return the runs of an experiment (those with every tag in ``tags``), newest first."""
+        """Return the runs of an experiment (those with every tag in ``tags``), newest first.
+
+        MLflow's filter has no escapes: a value holding both quote characters is compared
+        here, after the search, instead of in the query.
+        """
         client = self._require_client()
         runs: list[RunRecord] = []
         token: str | None = None
-        query = " and ".join(
-            f"tags.`{key}` = '{_quoted(value)}'" for key, value in (tags or {}).items()
-        )
+        wanted = dict(tags or {})
+        literals = {key: _literal(value) for key, value in wanted.items()}
+        query = " and ".join(f"tags.`{k}` = {v}" for k, v in literals.items() if v is not None)
         with self._boundary(f"experiment id {experiment_id!r}"):
             while len(runs) < max_results:
                 page = client.search_runs(
@@ -390,11 +394,12 @@ class MLflowPlugin(MLOpsPlugin):
                     order_by=["attributes.start_time DESC"],
                     page_token=token,
                 )
-                runs.extend(_run_record(r) for r in page)
+                found = (_run_record(r) for r in page)
+                runs.extend(r for r in found if all(r.tags.get(k) == v for k, v in wanted.items()))
                 token = page.token
                 if not token:
                     break
-        return runs
+        return runs[:max_results]
 
     def register_model(self, name: str, run_id: str, artifact_path: str) -> ModelVersion:
         """Register the run's artifact folder as a new version of model ``name``."""
@@ -576,9 +581,14 @@ def _batches(
         m, p, t = m + len(metric_chunk), p + len(param_chunk), t + len(tag_chunk)
 
 
-def _quoted(value: str) -> str:
-    """Escape a value for a single-quoted string in an MLflow filter."""
-    return str(value).replace("\\", "\\\\").replace("'", "\\'")
+def _literal(value: str) -> str | None:
+    """Quote a value for an MLflow filter (no escapes there); ``None`` if it holds both quotes."""
+    text = str(value)
+    if "'" not in text:
+        return f"'{text}'"
+    if '"' not in text:
+        return f'"{text}"'
+    return None
 
 
 def _user_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
