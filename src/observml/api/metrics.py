@@ -24,7 +24,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from observml.errors import ObservMLError
-from observml.runtime.streaming import experiment_queues
+from observml.io.queues import experiment_queues
 
 if TYPE_CHECKING:
     from observml.hub.hub import ExperimentHub

@@ -43,7 +43,7 @@ from observml.demo.setup import (
 )
 from observml.demo.summary import DemoReporter, ExperimentOutcome, QuietReporter, StoryStep
 from observml.errors import ConfigError, ExperimentError, PluginError
-from observml.runtime.streaming import experiment_queues, predict_queue, predictions_queue
+from observml.io.queues import experiment_queues, predict_queue, predictions_queue
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure

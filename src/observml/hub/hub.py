@@ -37,21 +37,16 @@ from observml.errors import (
 )
 from observml.hub.managed import ManagedExperiment
 from observml.hub.plugin_host import PluginHost
-from observml.io.messages import encode_result, frame_from_message
+from observml.io.queues import experiment_queues, predict_queue, train_queue
 from observml.io.rows import DataLike, to_frame
 from observml.plugins.datastream import DataStreamPlugin, Message
 from observml.plugins.mlops import MLOpsPlugin, ModelVersion
 from observml.retraining.decisions import CHAMPION, Decision
 from observml.retraining.retrainer import Retrainer, promote
+from observml.runtime.batch import BatchPredictor
 from observml.runtime.draining import drain, drain_training_rows
 from observml.runtime.jobs import IsolationSetting, Job, choose_isolation
-from observml.runtime.streaming import (
-    StreamWorker,
-    experiment_queues,
-    predict_queue,
-    predictions_queue,
-    train_queue,
-)
+from observml.runtime.streaming import StreamWorker
 from observml.runtime.training import run_training
 from observml.store.experiments import load_experiment_from_store, save_experiment
 from observml.store.signing import ModelSigner
@@ -542,27 +537,17 @@ class ExperimentHub(PluginHost):
             ) from exc
 
     def _predict_from_queue(self, managed: ManagedExperiment) -> pd.DataFrame:
+        """Drain ``<name>.predict`` through the stream's own batch path; return every result."""
+        self._champion(managed)  # no champion: say so now, not per batch
         stream = self._datastream()
+        predict = BatchPredictor(managed, stream, after_batch=self._retrainer.after_batch)
         results: list[pd.DataFrame] = []
 
         def handle(batch: Sequence[Message]) -> dict[int, str]:
-            experiment, version = self._champion(managed)
-            dead: dict[int, str] = {}
-            outgoing = []
-            for index, message in enumerate(batch):
-                try:
-                    frame = frame_from_message(message, experiment.settings_.format)
-                    result = experiment.predict(frame).reset_index(drop=True)
-                except Exception as exc:  # the message goes to the dead letters
-                    dead[index] = f"{type(exc).__name__}: {exc}"
-                    continue
-                outgoing.append(encode_result(message.message_id, managed.name, version, result))
-                results.append(result.assign(message_id=message.message_id))
-            if outgoing:
-                stream.publish_batch(predictions_queue(managed.name), outgoing)
-            managed.count("predicted_messages", len(outgoing))
-            managed.count("dead_letters", len(dead))
-            return dead
+            outcome = predict(batch)
+            if outcome.result is not None:
+                results.append(outcome.result.assign(message_id=outcome.message_ids))
+            return outcome.dead
 
         drain(stream, predict_queue(managed.name), handle)
         return pd.concat(results, ignore_index=True) if results else pd.DataFrame()

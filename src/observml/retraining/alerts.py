@@ -14,14 +14,9 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-__all__ = ["Alert", "Alerts", "alerts_queue"]
+__all__ = ["Alert", "Alerts"]
 
 _HISTORY: Final = 50
-
-
-def alerts_queue(name: str) -> str:
-    """The queue an experiment's alerts are published to."""
-    return f"{name}.alerts"
 
 
 @dataclass(frozen=True)

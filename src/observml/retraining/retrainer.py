@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from observml.errors import DataError, NotFoundError
-from observml.retraining.alerts import alerts_queue
+from observml.io.queues import alerts_queue
 from observml.retraining.decisions import (
     CHALLENGER,
     CHAMPION,

@@ -26,17 +26,12 @@ if TYPE_CHECKING:
     from observml.experiments.base import Experiment
     from observml.retraining.gate import GateResult
 
-__all__ = ["Shadow", "shadow_queue"]
+__all__ = ["Shadow"]
 
 _RECENT: Final = 2000
 _CHAMPION_COLOUR: Final = "#2f6fdb"
 _CHALLENGER_COLOUR: Final = "#d9822b"
 _LIMIT_COLOUR: Final = "#d64545"
-
-
-def shadow_queue(name: str) -> str:
-    """The queue a challenger in shadow publishes its results to."""
-    return f"{name}.shadow"
 
 
 @dataclass(frozen=True)

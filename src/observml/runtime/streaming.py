@@ -1,12 +1,13 @@
 """The prediction stream: consume -> micro-batch predict -> publish results -> ack.
 
 One :class:`StreamWorker` thread per streaming experiment consumes ``<name>.predict`` in
-micro-batches. A batch is predicted with the champion read once (so a swap never splits a
-batch), one result message per input message goes to ``<name>.predictions`` with publisher
-confirms, and only then are the inputs acked. A message that cannot be parsed or scored goes
-to ``<name>.predict.dead`` with the reason; the others carry on. If publishing fails because
-the service is down, the batch is requeued (nothing is lost; a redelivered input may produce a
-second result with the same ``message_id``, which consumers deduplicate).
+micro-batches and hands each to its :class:`~observml.runtime.batch.BatchPredictor` (one
+result per input message on ``<name>.predictions`` with publisher confirms); only then are the
+inputs acked. A message that cannot be parsed or scored goes to ``<name>.predict.dead`` with
+the reason; the others carry on. If publishing fails because the service is down, the batch is
+requeued (nothing is lost; a redelivered input may produce a second result with the same
+``message_id``, which consumers deduplicate). The worker also picks up a champion another hub
+process promoted, and logs batch metrics to a ``serving`` run.
 """
 
 from __future__ import annotations
@@ -15,94 +16,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-
-from observml.errors import ObservMLError, ServiceUnavailableError
+from observml.errors import ObservMLError
 from observml.hub.managed import ManagedExperiment
-from observml.io.messages import encode_rows, json_records, rows_from_batch, rows_from_message
+from observml.io.queues import predict_queue, predictions_queue, shadow_queue
 from observml.plugins.datastream import DataStreamPlugin, Message
 from observml.plugins.mlops import Metric, MLOpsPlugin
-from observml.retraining.alerts import alerts_queue
-from observml.retraining.shadow import Shadow, shadow_queue
+from observml.runtime.batch import AfterBatch, BatchPredictor
 
 if TYPE_CHECKING:
     from observml.config import StreamingSection
-    from observml.experiments.base import Experiment
-    from observml.retraining.drift import ScoreSample
 
-__all__ = [
-    "StreamWorker",
-    "batch_metrics",
-    "experiment_queues",
-    "predict_queue",
-    "predictions_queue",
-    "train_queue",
-]
+__all__ = ["StreamWorker"]
 
 logger = logging.getLogger(__name__)
-
-
-def train_queue(name: str) -> str:
-    """The queue training data for experiment ``name`` is read from."""
-    return f"{name}.train"
-
-
-def predict_queue(name: str) -> str:
-    """The queue rows to predict for experiment ``name`` arrive on."""
-    return f"{name}.predict"
-
-
-def predictions_queue(name: str) -> str:
-    """The queue results for experiment ``name`` are published to."""
-    return f"{name}.predictions"
-
-
-def experiment_queues(name: str) -> tuple[str, ...]:
-    """Every queue the hub declares for experiment ``name`` (each with its ``.dead`` queue)."""
-    return (
-        train_queue(name),
-        predict_queue(name),
-        predictions_queue(name),
-        shadow_queue(name),
-        alerts_queue(name),
-    )
-
-
-def batch_metrics(
-    experiment: Experiment, frame: pd.DataFrame, result: pd.DataFrame
-) -> dict[str, float]:
-    """Metrics of one predicted batch, computed from the predictions (no second predict).
-
-    ``anomaly_rate`` and ``mean_score`` from detector outputs; ``accuracy`` when the batch
-    carries the classifier's target; ``mae``/``mape`` when forecasts meet actuals;
-    ``fitness``/``conformance_rate`` from process-mining verdicts.
-    """
-    metrics: dict[str, float] = {}
-    if "anomaly" in result:
-        metrics["anomaly_rate"] = float(np.mean(result["anomaly"].astype(bool)))
-    if "score" in result:
-        metrics["mean_score"] = float(np.nanmean(result["score"].astype(float)))
-    if "fitness" in result:
-        metrics["fitness"] = float(np.nanmean(pd.to_numeric(result["fitness"], errors="coerce")))
-    if "conformant" in result:
-        metrics["conformance_rate"] = float(np.mean(result["conformant"].astype(bool)))
-    target = experiment.settings_.setup.get("target") if experiment.is_trained else None
-    if "prediction" in result and target and target in frame:
-        truth = frame[target].astype(str).to_numpy()
-        predicted = result["prediction"].astype(str).to_numpy()
-        metrics["accuracy"] = float(np.mean(truth == predicted))
-    if "forecast" in result and "actual" in result:
-        actual = pd.to_numeric(result["actual"], errors="coerce")
-        error = (actual - pd.to_numeric(result["forecast"], errors="coerce")).abs()
-        if error.notna().any():
-            metrics["mae"] = float(error.mean())
-            nonzero = actual.abs() > 1e-12
-            if nonzero.any():
-                metrics["mape"] = float((error[nonzero] / actual[nonzero].abs()).mean() * 100)
-    return metrics
 
 
 class StreamWorker:
@@ -127,16 +55,14 @@ class StreamWorker:
         mlops: MLOpsPlugin | None,
         settings: StreamingSection,
         *,
-        after_batch: Callable[
-            [ManagedExperiment, Mapping[str, float], int, ScoreSample | None], None
-        ],
+        after_batch: AfterBatch,
         refresh_champion: Callable[[ManagedExperiment], None],
     ) -> None:
         self.managed = managed
         self.datastream = datastream
         self.mlops = mlops
         self.settings = settings
-        self._after_batch = after_batch
+        self._predict = BatchPredictor(managed, datastream, after_batch=after_batch)
         self._refresh_champion = refresh_champion
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -147,7 +73,6 @@ class StreamWorker:
         self._last_refresh = time.monotonic()
         self._serving_run: str | None = None
         self._step = 0
-        self._drift_warned = False
         self.error: str | None = None
 
     @property
@@ -218,119 +143,10 @@ class StreamWorker:
     def _handle(self, batch: Sequence[Message]) -> dict[int, str]:
         """Predict one micro-batch; return ``{index: reason}`` for messages to dead-letter."""
         self._maybe_refresh()
-        experiment, version = self.managed.champion()
-        if experiment is None:
-            raise ServiceUnavailableError(
-                f"experiment {self.managed.name!r} has no champion yet; messages wait in"
-                f" {predict_queue(self.managed.name)!r} until one is trained."
-            )
-        started = time.perf_counter()
-        fmt = experiment.settings_.format
-        dead: dict[int, str] = {}
-        parts: list[tuple[int, list[dict[str, Any]] | pd.DataFrame]] = []
-        fast = rows_from_batch(batch, fmt)
-        if fast is not None:
-            parts = list(enumerate(fast))
-        else:
-            for index, message in enumerate(batch):
-                try:
-                    parts.append((index, rows_from_message(message, fmt)))
-                except ObservMLError as exc:
-                    dead[index] = f"{type(exc).__name__}: {exc}"
-        if not parts:
-            self.managed.count("dead_letters", len(dead))
-            return dead
-        frame, spans = _combine(parts)
-        parts_by_index = dict(parts)
-        records, failed, predicted = _predict_spans(experiment, frame, spans, parts_by_index)
-        dead.update(failed)
-        outgoing = [
-            encode_rows(batch[index].message_id, self.managed.name, version, records[index])
-            for index, _, _ in spans
-            if index in records
-        ]
-        if outgoing:
-            self.datastream.publish_batch(predictions_queue(self.managed.name), outgoing)
-        self.managed.count("dead_letters", len(dead))
-        scored = [(start, stop) for index, start, stop in spans if index in records]
-        if scored:
-            if predicted is not None:  # the whole batch in one call: rows and results as they are
-                rows, result = frame, predicted.reset_index(drop=True)
-            else:
-                keep = np.concatenate([np.arange(a, b) for a, b in scored])
-                rows = frame.iloc[keep].reset_index(drop=True)
-                result = pd.DataFrame.from_records(
-                    [row for index, _, _ in spans if index in records for row in records[index]]
-                )
-            metrics = batch_metrics(experiment, rows, result)
-            self.managed.count("predicted_messages", len(outgoing))
-            self.managed.remember(rows, result, metrics, experiment.alarms(rows, result))
-            shadow = self.managed.shadow
-            if shadow is not None:
-                kept = [(index, parts_by_index[index]) for index, _, _ in spans if index in records]
-                self._shadow(shadow, batch, kept, rows, experiment, result)
-            self.managed.observe_batch(time.perf_counter() - started)
-            self._queue_metrics(metrics, len(rows))
-            sample = self._score_sample(experiment, result, version)
-            self._after_batch(self.managed, metrics, len(rows), sample)
-        return dead
-
-    def _shadow(
-        self,
-        shadow: Shadow,
-        batch: Sequence[Message],
-        parts: list[tuple[int, list[dict[str, Any]] | pd.DataFrame]],
-        rows: pd.DataFrame,
-        champion: Experiment,
-        champion_result: pd.DataFrame,
-    ) -> None:
-        """Score the champion's rows with the challenger in shadow and publish to ``.shadow``."""
-        name = self.managed.name
-        _, spans = _combine(parts)
-        records, failed, predicted = _predict_spans(shadow.experiment, rows, spans, dict(parts))
-        for reason in failed.values():
-            shadow.failed(reason)
-        if not records:
-            return
-        outgoing = [
-            encode_rows(batch[index].message_id, name, shadow.version, records[index])
-            for index, _, _ in spans
-            if index in records
-        ]
-        try:
-            self.datastream.publish_batch(shadow_queue(name), outgoing)
-        except ObservMLError as exc:  # advisory results: the champion's went out already
-            shadow.failed(f"publishing to {shadow_queue(name)!r} failed: {exc}")
-        if failed:  # verdicts are compared only on batches both models scored whole
-            return
-        result = (
-            predicted.reset_index(drop=True)
-            if predicted is not None
-            else pd.DataFrame.from_records([r for index, _, _ in spans for r in records[index]])
-        )
-        time_values = champion.time_values(rows)
-        shadow.observe(
-            rows,
-            champion,
-            champion_result,
-            result,
-            x=None if time_values is None else time_values.to_numpy(),
-        )
-        self.managed.count("shadow_rows", len(rows))
-
-    def _score_sample(
-        self, experiment: Experiment, result: pd.DataFrame, version: int | None
-    ) -> ScoreSample | None:
-        """The batch's scores for the drift test (``None`` when the policy has none)."""
-        if self.managed.tracker.policy.drift is None:
-            return None
-        try:
-            return experiment.score_sample(result, model=version)
-        except ObservMLError as exc:  # predictions went out; only the drift test misses them
-            if not self._drift_warned:
-                logger.warning("%s: drift test skipped: %s", self.managed.name, exc)
-                self._drift_warned = True
-            return None
+        outcome = self._predict(batch)
+        if outcome.rows is not None:
+            self._queue_metrics(outcome.metrics, len(outcome.rows))
+        return outcome.dead
 
     # -- champion refresh and metric logging ----------------------------------------------
     def _maybe_refresh(self) -> None:
@@ -373,53 +189,3 @@ class StreamWorker:
                 self._serving_run = None
         except Exception:
             logger.warning("%s: logging stream metrics failed", self.managed.name, exc_info=True)
-
-
-def _combine(
-    parts: list[tuple[int, list[dict[str, Any]] | pd.DataFrame]],
-) -> tuple[pd.DataFrame, list[tuple[int, int, int]]]:
-    """Stack every message's rows into one frame; return it and ``(index, start, stop)`` spans."""
-    spans: list[tuple[int, int, int]] = []
-    position = 0
-    for index, rows in parts:
-        spans.append((index, position, position + len(rows)))
-        position += len(rows)
-    if all(isinstance(rows, list) for _, rows in parts):
-        records = [row for _, rows in parts for row in rows]
-        return pd.DataFrame.from_records(records), spans
-    frames = [
-        rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(rows)
-        for _, rows in parts
-    ]
-    return pd.concat(frames, ignore_index=True), spans
-
-
-def _predict_spans(
-    experiment: Experiment,
-    frame: pd.DataFrame,
-    spans: list[tuple[int, int, int]],
-    parts: Mapping[int, list[dict[str, Any]] | pd.DataFrame],
-) -> tuple[dict[int, list[dict[str, Any]]], dict[int, str], pd.DataFrame | None]:
-    """Predict the whole frame in one call, or message by message to find the bad ones.
-
-    Returns:
-        JSON-ready result rows per message index, reasons for the failures, and the whole
-        prediction frame when one call predicted every row (else ``None``).
-    """
-    try:
-        predicted = experiment.predict(frame)
-    except Exception:  # retried message by message below
-        predicted = None
-    if predicted is not None and len(predicted) == len(frame):
-        rows = json_records(predicted)
-        return {index: rows[start:stop] for index, start, stop in spans}, {}, predicted
-    results: dict[int, list[dict[str, Any]]] = {}
-    failed: dict[int, str] = {}
-    for index, _, _ in spans:
-        rows = parts[index]  # the message's own columns, so errors name what it lacks
-        try:
-            part = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(rows)
-            results[index] = json_records(experiment.predict(part))
-        except Exception as exc:  # a model failing on one message's rows
-            failed[index] = f"{type(exc).__name__}: {exc}"
-    return results, failed, None
