@@ -25,7 +25,10 @@ pytestmark = pytest.mark.integration
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "legacy"
 HAS_PROPHET = importlib.util.find_spec("prophet") is not None
 #: sklearn's MinCovDet warns on the three phase currents, which sum to zero (collinear).
-_MCD_WARNING = pytest.mark.filterwarnings("ignore:Determinant has increased:RuntimeWarning")
+_MCD_WARNINGS = [
+    pytest.mark.filterwarnings("ignore:Determinant has increased:RuntimeWarning"),
+    pytest.mark.filterwarnings("ignore:The covariance matrix associated to your dataset:UserWarning"),
+]
 
 #: File stem (the 1.0 key) -> (type, observml model, params/options the file must have set).
 EXPECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -50,7 +53,7 @@ EXPECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
 def _params(key: str) -> Any:
     marks = []
     if key == "ee":
-        marks.append(_MCD_WARNING)
+        marks.extend(_MCD_WARNINGS)
     if key == "prophet":
         marks.append(pytest.mark.skipif(not HAS_PROPHET, reason="the 'prophet' extra"))
     if key == "heuristics" and importlib.util.find_spec("pm4py") is None:
@@ -65,7 +68,7 @@ def test_legacy_corpus_has_one_file_per_old_key_observml_has() -> None:
 
 def _event_log() -> pd.DataFrame:
     """The production log in the pm4py column names ObservML 1.0's process mining read."""
-    log = read_dataset("production_event_log.csv").rename(
+    log = read_dataset("production_event_log_4cols.csv").rename(
         columns={
             "Case ID": "case:concept:name",
             "Activity": "concept:name",
@@ -78,7 +81,7 @@ def _event_log() -> pd.DataFrame:
 
 def _data(key: str, kind: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     if kind == "fault_detection":  # train on normal operation, predict a window with faults
-        train = read_dataset("detect_train.csv")
+        train = read_dataset("detect_train_4h.csv")
         return train[train["Output (S)"] == 0].drop(columns="Output (S)"), read_dataset(
             "detect_test_0.csv"
         )
@@ -86,9 +89,9 @@ def _data(key: str, kind: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         states = read_dataset("hmm_train.csv")
         return states.iloc[:700], states.iloc[700:]
     if kind == "fault_isolation":
-        return read_dataset("detect_train.csv"), read_dataset("detect_test_0.csv")
+        return read_dataset("detect_train_4h.csv"), read_dataset("detect_test_0.csv")
     if kind == "time_series":
-        return read_dataset("time_series_train.csv").iloc[-5000:], read_dataset(
+        return read_dataset("time_series_train_tail.csv").iloc[-5000:], read_dataset(
             "time_series_test_0.csv"
         )
     log = _event_log()
