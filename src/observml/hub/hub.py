@@ -40,7 +40,7 @@ from observml.hub.plugin_host import PluginHost
 from observml.io.queues import experiment_queues, predict_queue, train_queue
 from observml.io.rows import DataLike, to_frame
 from observml.plugins.datastream import DataStreamPlugin, Message
-from observml.plugins.mlops import MLOpsPlugin, ModelVersion
+from observml.plugins.mlops import MLOpsPlugin, ModelVersion, tracked_run
 from observml.retraining.decisions import CHAMPION, Decision
 from observml.retraining.retrainer import Retrainer, promote
 from observml.runtime.batch import BatchPredictor
@@ -599,15 +599,10 @@ class ExperimentHub(PluginHost):
         managed = self._get(name)
         experiment, _ = self._champion(managed)
         mlops = self._mlops()
-        run_id = mlops.start_run(
-            mlops.create_experiment(name), run_name="save", tags={"observml.kind": "save"}
-        )
-        try:
+        with tracked_run(
+            mlops, mlops.create_experiment(name), run_name="save", tags={"observml.kind": "save"}
+        ) as run_id:
             version = save_experiment(mlops, experiment, run_id=run_id, signer=self.model_signer)
-        except BaseException:
-            mlops.end_run(run_id, "FAILED")
-            raise
-        mlops.end_run(run_id, "FINISHED")
         promote(mlops, managed, experiment, version.version)
         return version.version
 

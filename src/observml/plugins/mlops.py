@@ -227,17 +227,20 @@ def tracked_run(
     *,
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
+    killed_by: tuple[type[BaseException], ...] = (KeyboardInterrupt,),
 ) -> Iterator[str]:
     """Start a run and always end it, whatever happens inside the block.
 
-    The run ends ``FINISHED`` when the block completes, ``KILLED`` on ``KeyboardInterrupt`` and
-    ``FAILED`` on any other exception, which is then re-raised unchanged.
+    The run ends ``FINISHED`` when the block completes, ``KILLED`` on an exception in
+    ``killed_by`` (someone stopped it) and ``FAILED`` on any other exception, which is then
+    re-raised unchanged. Every run the hub writes goes through here.
 
     Args:
         mlops: The MLOps plugin.
         experiment_id: Experiment of the new run.
         run_name: Name shown in the tracking UI.
         tags: Tags set when the run starts.
+        killed_by: Exceptions that mean "stopped on purpose" rather than "failed".
 
     Yields:
         The run id.
@@ -246,7 +249,7 @@ def tracked_run(
     try:
         yield run_id
     except BaseException as exc:
-        status: RunStatus = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        status: RunStatus = "KILLED" if isinstance(exc, killed_by) else "FAILED"
         try:
             mlops.end_run(run_id, status)
         except Exception:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pandas as pd
 
 from observml.errors import DataError, NotFoundError
+from observml.plugins.mlops import tracked_run
 
 if TYPE_CHECKING:
     from observml.plugins.mlops import MLOpsPlugin
@@ -91,27 +92,24 @@ class FeedbackStore:
                 " time range that covers rows in the retrain window."
             )
         rows = rows.tail(MAX_FEEDBACK_ROWS).reset_index(drop=True)
-        experiment_id = self.mlops.create_experiment(self.name)
-        run_id = self.mlops.start_run(
-            experiment_id,
-            run_name=f"feedback-{label}",
-            tags={
-                "observml.kind": FEEDBACK_KIND,
-                _LABEL_TAG: str(label),
-                _REASON_TAG: reason[:4000],
-                _ROWS_TAG: str(len(rows)),
-                _SOURCE_TAG: source[:250],
-            },
-        )
-        try:
-            with tempfile.TemporaryDirectory(prefix="observml-feedback-") as tmp:
-                path = Path(tmp) / _ROWS_FILE
-                path.write_text(rows.to_json(orient="table", date_format="iso"), "utf-8")
-                self.mlops.log_artifact(str(path), _ARTIFACT_DIR, run_id=run_id)
-        except BaseException:
-            self.mlops.end_run(run_id, "FAILED")
-            raise
-        self.mlops.end_run(run_id, "FINISHED")
+        with (
+            tracked_run(
+                self.mlops,
+                self.mlops.create_experiment(self.name),
+                run_name=f"feedback-{label}",
+                tags={
+                    "observml.kind": FEEDBACK_KIND,
+                    _LABEL_TAG: str(label),
+                    _REASON_TAG: reason[:4000],
+                    _ROWS_TAG: str(len(rows)),
+                    _SOURCE_TAG: source[:250],
+                },
+            ) as run_id,
+            tempfile.TemporaryDirectory(prefix="observml-feedback-") as tmp,
+        ):
+            path = Path(tmp) / _ROWS_FILE
+            path.write_text(rows.to_json(orient="table", date_format="iso"), "utf-8")
+            self.mlops.log_artifact(str(path), _ARTIFACT_DIR, run_id=run_id)
         evidence = Evidence(str(label), rows, reason, source, run_id, time.time())
         with self._lock:
             self._cache[run_id] = evidence

@@ -12,6 +12,7 @@ process promoted, and logs batch metrics to a ``serving`` run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ from observml.errors import ObservMLError
 from observml.hub.managed import ManagedExperiment
 from observml.io.queues import predict_queue, predictions_queue, shadow_queue
 from observml.plugins.datastream import DataStreamPlugin, Message
-from observml.plugins.mlops import Metric, MLOpsPlugin
+from observml.plugins.mlops import Metric, MLOpsPlugin, tracked_run
 from observml.runtime.batch import AfterBatch, BatchPredictor
 
 if TYPE_CHECKING:
@@ -71,6 +72,8 @@ class StreamWorker:
         self._pending: list[Metric] = []
         self._last_log = time.monotonic()
         self._last_refresh = time.monotonic()
+        #: The open "serving" run this worker logs to, ended when the worker stops.
+        self._serving = contextlib.ExitStack()
         self._serving_run: str | None = None
         self._step = 0
         self.error: str | None = None
@@ -178,14 +181,18 @@ class StreamWorker:
         self._last_log = time.monotonic()
         try:
             if self._serving_run is None:
-                experiment_id = self.mlops.create_experiment(self.managed.name)
-                self._serving_run = self.mlops.start_run(
-                    experiment_id, run_name="serving", tags={"observml.kind": "serving"}
+                self._serving_run = self._serving.enter_context(
+                    tracked_run(
+                        self.mlops,
+                        self.mlops.create_experiment(self.managed.name),
+                        run_name="serving",
+                        tags={"observml.kind": "serving"},
+                    )
                 )
             if points:
                 self.mlops.log_batch(self._serving_run, metrics=points)
             if final:
-                self.mlops.end_run(self._serving_run, "FINISHED")
                 self._serving_run = None
+                self._serving.close()  # ends the run FINISHED
         except Exception:
             logger.warning("%s: logging stream metrics failed", self.managed.name, exc_info=True)

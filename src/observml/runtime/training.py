@@ -6,13 +6,12 @@ when the job was stopped.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from observml.plugins.mlops import MLOpsPlugin, ModelVersion
+from observml.plugins.mlops import MLOpsPlugin, ModelVersion, tracked_run
 from observml.runtime.jobs import Isolation, Job, JobStoppedError, run_isolated
 from observml.store.experiments import save_experiment
 
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
     from observml.store.signing import ModelSigner
 
 __all__ = ["TrainingOutcome", "fit_experiment", "flatten_params", "run_training"]
-
-logger = logging.getLogger(__name__)
 
 #: ``(experiment, model version)`` handed to the caller's ``on_trained``.
 TrainingOutcome = tuple["Experiment", ModelVersion]
@@ -72,19 +69,20 @@ def run_training(
     challenger) and returns extra result fields; it runs before the run is ended, so what it
     logs lands in the same run. The model folder is signed with ``signer`` (the hub's key).
     """
-    experiment_id = mlops.create_experiment(managed.name)
-    run_id = mlops.start_run(
-        experiment_id,
+    tags = {
+        "observml.type": managed.experiment_type,
+        "observml.model": managed.template.model_name,
+        "observml.kind": kind,
+        "observml.job_id": job.job_id,
+    }
+    with tracked_run(
+        mlops,
+        mlops.create_experiment(managed.name),
         run_name=f"{kind}-{job.job_id}",
-        tags={
-            "observml.type": managed.experiment_type,
-            "observml.model": managed.template.model_name,
-            "observml.kind": kind,
-            "observml.job_id": job.job_id,
-        },
-    )
-    job.update(run_id=run_id, stage="fitting", progress=0.1)
-    try:
+        tags=tags,
+        killed_by=(KeyboardInterrupt, JobStoppedError),
+    ) as run_id:
+        job.update(run_id=run_id, stage="fitting", progress=0.1)
         mlops.log_batch(
             run_id,
             params=flatten_params(managed.config),
@@ -104,23 +102,9 @@ def run_training(
         version = save_experiment(mlops, experiment, run_id=run_id, signer=signer)
         job.update(version=version.version, progress=0.95, stage="registering")
         extra = on_trained(experiment, version, run_id)
-    except JobStoppedError:
-        mlops.kill_run(run_id)
-        raise
-    except BaseException:
-        _end_quietly(mlops, run_id, "FAILED")
-        raise
-    mlops.end_run(run_id, "FINISHED")
     return {
         "run_id": run_id,
         "version": version.version,
         "metrics": dict(experiment.metrics_),
         **extra,
     }
-
-
-def _end_quietly(mlops: MLOpsPlugin, run_id: str, status: str) -> None:
-    try:
-        mlops.end_run(run_id, status)  # type: ignore[arg-type]
-    except Exception:
-        logger.warning("could not end run %s as %s", run_id, status, exc_info=True)
