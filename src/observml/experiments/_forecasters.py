@@ -24,10 +24,10 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from observml.errors import ConfigError
+from observml.retraining.drift import FloatArray
 
 __all__ = [
     "ArimaForecaster",
@@ -41,8 +41,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-FloatArray = npt.NDArray[np.float64]
 
 
 @contextmanager
