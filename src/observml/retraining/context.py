@@ -1,0 +1,170 @@
+"""What every part of retraining shares: the store, the alert channel and the fault library.
+
+:class:`RetrainContext` is handed to the machine's side of retraining
+(:mod:`~observml.retraining.challenger`) and to the people's side
+(:mod:`~observml.retraining.reviews`), so both tell an alert, record a decision and read the
+fault library the same way. :func:`promote` is the one way a version becomes the champion.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from observml.io.queues import alerts_queue
+from observml.retraining.decisions import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS,
+    SHADOW_TAG,
+    Decision,
+    tag_in_store,
+)
+from observml.retraining.feedback import Evidence, FeedbackStore
+
+if TYPE_CHECKING:
+    from observml.experiments.base import Experiment
+    from observml.hub.managed import ManagedExperiment
+    from observml.plugins.datastream import DataStreamPlugin
+    from observml.plugins.mlops import MLOpsPlugin
+
+__all__ = ["FAULT", "NORMAL", "RetrainContext", "log_decision", "promote"]
+
+logger = logging.getLogger(__name__)
+
+#: The two labels every type takes in feedback (fault isolation also takes its classes).
+FAULT: Final = "fault"
+NORMAL: Final = "normal"
+
+
+def promote(
+    mlops: MLOpsPlugin,
+    managed: ManagedExperiment,
+    experiment: Experiment,
+    version: int,
+    *,
+    learnt_through: int = -1,
+) -> None:
+    """Move ``champion`` to ``version`` (old champion -> ``previous``) and swap it in.
+
+    ``learnt_through`` is the newest streamed row (window sequence number) it learnt from.
+    """
+    _, old = managed.champion()
+    if old is not None and old != version:
+        mlops.set_alias(managed.name, PREVIOUS, old)
+    mlops.set_alias(managed.name, CHAMPION, version)
+    managed.swap(experiment, version, learnt_through=learnt_through)
+
+
+def log_decision(
+    mlops: MLOpsPlugin | None,
+    managed: ManagedExperiment,
+    decision: Decision,
+    *,
+    run_id: str | None = None,
+) -> None:
+    """Record ``decision`` on the experiment, log it, and tag it in the store (never raises)."""
+    managed.record(decision)
+    version = f" v{decision.version}" if decision.version is not None else ""
+    logger.info("%s%s: %s: %s", managed.name, version, decision.kind, decision.reason)
+    if mlops is not None:
+        tag_in_store(mlops, managed.name, decision, run_id=run_id)
+
+
+class RetrainContext:
+    """The plugins and the per-experiment fault libraries of one hub's retraining.
+
+    Args:
+        mlops: Returns the MLOps plugin (raises when none is configured).
+        datastream: Returns the datastream plugin, or ``None`` (alerts are then not published).
+        load_version: Loads a model version of an experiment from the store.
+    """
+
+    def __init__(
+        self,
+        *,
+        mlops: Callable[[], MLOpsPlugin],
+        datastream: Callable[[], DataStreamPlugin | None],
+        load_version: Callable[[str, int], Experiment],
+    ) -> None:
+        self.mlops = mlops
+        self.load_version = load_version
+        self._datastream = datastream
+        self._stores: dict[str, FeedbackStore] = {}
+
+    def mlops_or_none(self) -> MLOpsPlugin | None:
+        """The MLOps plugin, or ``None``: decisions are still kept in ``status()`` without one."""
+        try:
+            return self.mlops()
+        except Exception:
+            return None
+
+    def log(
+        self, managed: ManagedExperiment, decision: Decision, *, run_id: str | None = None
+    ) -> None:
+        """Record, log and tag ``decision`` (see :func:`log_decision`)."""
+        log_decision(self.mlops_or_none(), managed, decision, run_id=run_id)
+
+    # -- alerts ---------------------------------------------------------------------------
+    def alert(
+        self,
+        managed: ManagedExperiment,
+        kind: str,
+        reason: str,
+        *,
+        metrics: Mapping[str, float] | None = None,
+    ) -> None:
+        """Raise (or update) the experiment's alert; a new one is logged and published."""
+        version = managed.champion()[1]
+        alert, opened = managed.alerts.raise_(kind, reason, version=version)
+        managed.count("alerts")
+        if not opened:
+            return
+        waiting = managed.shadow
+        note = f"; challenger v{waiting.version} awaits a decision in shadow" if waiting else ""
+        self.log(managed, Decision("alert", f"{reason}{note}", version, dict(metrics or {})))
+        self._publish_alert(managed, alert.to_dict())
+
+    def acknowledge(self, managed: ManagedExperiment, by: str) -> None:
+        """Close the open alert (a person answered it) and publish that it closed."""
+        closed = managed.alerts.acknowledge(by)
+        if closed is not None:
+            self._publish_alert(managed, closed.to_dict())
+
+    def _publish_alert(self, managed: ManagedExperiment, body: Mapping[str, Any]) -> None:
+        stream = self._datastream()
+        if stream is None:
+            return
+        try:
+            stream.publish(
+                alerts_queue(managed.name),
+                json.dumps(dict(body)),
+                content_type="application/json",
+            )
+        except Exception:  # the alert stays in status(); the broker may be briefly down
+            logger.warning("%s: could not publish the alert", managed.name, exc_info=True)
+
+    # -- the shadow and the fault library -------------------------------------------------
+    def end_shadow(self, managed: ManagedExperiment, outcome: str) -> None:
+        """Take the challenger out of shadow and tag its version with ``outcome``."""
+        shadow = managed.shadow
+        managed.set_shadow(None)
+        if shadow is None:
+            return
+        mlops = self.mlops()
+        mlops.delete_alias(managed.name, CHALLENGER)
+        mlops.set_version_tag(managed.name, shadow.version, SHADOW_TAG, outcome)
+
+    def feedback_store(self, managed: ManagedExperiment) -> FeedbackStore:
+        """The experiment's fault library and normal reference, kept in the MLOps store."""
+        store = self._stores.get(managed.name)
+        mlops = self.mlops()
+        if store is None or store.mlops is not mlops:
+            store = self._stores[managed.name] = FeedbackStore(mlops, managed.name)
+        return store
+
+    def library(self, managed: ManagedExperiment) -> list[Evidence]:
+        """Every piece of feedback kept for the experiment, oldest first."""
+        return self.feedback_store(managed).load()
