@@ -15,6 +15,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from observml.errors import NotFoundError
+
 __all__ = [
     "MAX_POINTS",
     "bar_chart",
@@ -23,12 +25,29 @@ __all__ = [
     "heatmap",
     "histogram",
     "line_chart",
+    "pick_figure",
     "thin",
 ]
 
 #: Longest series drawn; longer ones are thinned by a fixed stride (anomalies always kept).
 MAX_POINTS: Final = 5000
 _LAYOUT: Final[Mapping[str, Any]] = {"template": "plotly_white", "margin": {"t": 60}}
+
+
+def pick_figure(
+    figures: Mapping[str, go.Figure], name: str, *, where: str, what: str = "report"
+) -> go.Figure:
+    """Return ``figures[name]``, or say which names there are.
+
+    Raises:
+        NotFoundError: ``"<where>: no <what> '<name>'. <What>s: ..."``.
+    """
+    if name not in figures:
+        raise NotFoundError(
+            f"{where}: no {what} {name!r}. {what[0].upper()}{what[1:]}s:"
+            f" {', '.join(sorted(figures)) or 'none'}."
+        )
+    return figures[name]
 
 
 def thin(n: int, keep: np.ndarray | None = None, max_points: int = MAX_POINTS) -> np.ndarray:

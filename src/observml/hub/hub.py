@@ -7,18 +7,26 @@ Usage::
         hub.train("pump", data=history).wait()
         hub.predict("pump", data=new_rows)
         hub.start_streaming("pump")                   # pump.predict -> pump.predictions
+
+Each method checks its arguments and hands over: experiments to
+:class:`~observml.hub.managed.ExperimentTable`, training to
+:class:`~observml.runtime.training.TrainingJobs`, streaming to
+:class:`~observml.runtime.streaming.StreamWorker`, on-demand queue reads to
+:class:`~observml.runtime.batch.BatchPredictor`, retraining and people's decisions to
+:class:`~observml.retraining.retrainer.Retrainer`, model files to :mod:`observml.store`.
+
+Why this module is long: it is the spec's ``ExperimentHub``, the one class a Python user
+calls. Its forty-odd public methods are a few lines each, and their docstrings are the Python
+API reference (errors raised, what each argument does); splitting the class would scatter the
+API a user reads in one place.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
-import re
-import shutil
 import threading
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, cast
 
 import pandas as pd
@@ -27,27 +35,26 @@ from observml.config import ExperimentInstanceSection
 from observml.errors import (
     ConfigError,
     DataError,
-    ExperimentError,
-    ExperimentExistsError,
-    ExperimentNotFoundError,
     ModelNotTrainedError,
     NotFoundError,
     ObservMLError,
     TrainingInProgressError,
 )
-from observml.hub.managed import ManagedExperiment
+from observml.experiments.reports import pick_figure
+from observml.hub.managed import ExperimentTable, ManagedExperiment
 from observml.hub.plugin_host import PluginHost
 from observml.io.queues import experiment_queues, predict_queue, train_queue
 from observml.io.rows import DataLike, to_frame
 from observml.plugins.datastream import DataStreamPlugin, Message
-from observml.plugins.mlops import MLOpsPlugin, ModelVersion, tracked_run
+from observml.plugins.mlops import MLOpsPlugin, tracked_run
+from observml.retraining.context import promote
 from observml.retraining.decisions import CHAMPION, Decision
-from observml.retraining.retrainer import Retrainer, promote
+from observml.retraining.retrainer import Retrainer
 from observml.runtime.batch import BatchPredictor
-from observml.runtime.draining import drain, drain_training_rows
-from observml.runtime.jobs import IsolationSetting, Job, choose_isolation
+from observml.runtime.draining import drain, drain_training_rows, rows_to_retrain_on
+from observml.runtime.jobs import IsolationSetting, Job
 from observml.runtime.streaming import StreamWorker
-from observml.runtime.training import run_training
+from observml.runtime.training import TrainingJobs
 from observml.store.experiments import load_experiment_from_store, save_experiment
 from observml.store.signing import ModelSigner
 
@@ -59,8 +66,6 @@ if TYPE_CHECKING:
 __all__ = ["ExperimentHub"]
 
 logger = logging.getLogger(__name__)
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
 
 class ExperimentHub(PluginHost):
@@ -86,21 +91,27 @@ class ExperimentHub(PluginHost):
                 " stop_training can kill.",
                 key="global.job_isolation",
             )
-        self.job_isolation = cast(IsolationSetting, isolation)
-        self._experiments: dict[str, ManagedExperiment] = {}
-        self._jobs: dict[str, Job] = {}
+        self._experiments = ExperimentTable()
         self._streams: dict[str, StreamWorker] = {}
-        self._exp_lock = threading.RLock()
+        self._lock = threading.RLock()
         self._signer: ModelSigner | None = None
+        self._jobs = TrainingJobs(
+            mlops=self._mlops,
+            signer=lambda: self.model_signer,
+            isolation=cast(IsolationSetting, isolation),
+        )
         self._retrainer = Retrainer(
             mlops=self._mlops,
-            datastream=lambda: cast(DataStreamPlugin | None, self.get_plugin("datastream")),
-            load_version=lambda name, version: load_experiment_from_store(
-                self._mlops(), name, version=version, registry=self.registry, **self._trust()
-            ),
-            start_job=self._start_job,
+            datastream=self._datastream_or_none,
+            load_version=lambda name, version: self._load_version(name, version=version),
+            start_job=self._jobs.start,
             holdout_fraction=self.config.streaming.holdout_fraction,
         )
+
+    @property
+    def job_isolation(self) -> IsolationSetting:
+        """Where each fit runs: ``auto``, ``process`` or ``thread``."""
+        return self._jobs.isolation
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -141,23 +152,18 @@ class ExperimentHub(PluginHost):
 
     def shutdown(self) -> None:
         """Stop streams and jobs, then shut every plugin down (reverse order)."""
-        with self._exp_lock:
+        with self._lock:
             streams = list(self._streams.values())
             self._streams.clear()
-            jobs = [j for j in self._jobs.values() if not j.done]
         for worker in streams:
             worker.stop()
-        for job in jobs:
-            job.stop()
-        for job in jobs:
-            job.wait(10)
+        self._jobs.stop_all()
         super().shutdown()
 
     # -- experiments ----------------------------------------------------------------------
     def experiments(self) -> list[str]:
         """Return the names of the hub's experiments, sorted."""
-        with self._exp_lock:
-            return sorted(self._experiments)
+        return self._experiments.names()
 
     def experiment_types(self) -> list[str]:
         """Return the experiment types the registry knows."""
@@ -188,26 +194,14 @@ class ExperimentHub(PluginHost):
             UnknownPluginError: No such experiment type; lists the known ones.
             ConfigError: The config does not fit the type (every problem listed).
         """
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ExperimentError(
-                f"experiment name {name!r}: use 1-100 letters, digits, '_', '.' or '-',"
-                " starting with a letter or digit."
-            )
-        with self._exp_lock:
-            if name in self._experiments:
-                raise ExperimentExistsError(
-                    f"experiment {name!r} already exists. Delete it first or pick another name."
-                )
+        self._experiments.check_name(name)
+        self._experiments.ensure_free(name)
         managed = self._build(name, experiment_type, dict(config or {}), trusted=trusted)
-        with self._exp_lock:
-            if name in self._experiments:
-                raise ExperimentExistsError(f"experiment {name!r} already exists.")
-            self._experiments[name] = managed
-        stream = self.get_plugin("datastream")
+        self._experiments.add(managed)
+        stream = self._datastream_or_none()
         if stream is not None:
-            datastream = cast(DataStreamPlugin, stream)
             for queue in experiment_queues(name):
-                datastream.create_queue(queue)
+                stream.create_queue(queue)
         return managed.status()
 
     def _build(
@@ -235,8 +229,7 @@ class ExperimentHub(PluginHost):
         if job is not None:
             job.stop()
         managed.clear()
-        with self._exp_lock:
-            self._experiments.pop(name, None)
+        self._experiments.remove(name)
 
     def get_cfg(self, name: str) -> dict[str, Any]:
         """Return the experiment's config."""
@@ -281,10 +274,28 @@ class ExperimentHub(PluginHost):
             with managed.lock:
                 managed.config, managed.template = replacement.config, replacement.template
                 managed.tracker = replacement.tracker
-        self._ensure_idle(managed)
-        frame, spool = self._training_frame(managed, data)
-        job = self._start_job(
-            managed, "train", frame, self._promote_always, on_success=spool, wait=wait
+        managed.ensure_idle()
+        if data is not None:
+            frame = to_frame(data, fmt=managed.row_format, where=f"experiment {name!r} data")
+            spool = None
+        else:
+            frame, spool = drain_training_rows(
+                self._datastream(),
+                train_queue(name),
+                managed.row_format,
+                spool_name=name,
+                required=True,
+            )
+        reviews = self._retrainer.reviews
+        job = self._jobs.start(
+            managed,
+            "train",
+            frame,
+            lambda managed, experiment, version, run_id: reviews.champion_trained(
+                managed, experiment, version.version, run_id
+            ),
+            on_success=spool,
+            wait=wait,
         )
         if wait:
             job.wait()
@@ -311,29 +322,20 @@ class ExperimentHub(PluginHost):
             DataError: Too few rows to train a challenger on; says why and what to do.
         """
         managed = self._get(name)
-        self._ensure_idle(managed)
+        managed.ensure_idle()
         frame: pd.DataFrame | None
         if data is not None:
-            frame = to_frame(data, fmt=self._format(managed), where=f"experiment {name!r} data")
+            frame = to_frame(data, fmt=managed.row_format, where=f"experiment {name!r} data")
         elif managed.recent_rows >= 10:
             frame = None  # the window, as retrain.window_rows selects it
         else:
-            parts = [self._champion(managed)[0].get_train_data()]
-            queued, _ = (
-                drain_training_rows(
-                    cast(DataStreamPlugin, self.get_plugin("datastream")),
-                    train_queue(name),
-                    self._format(managed),
-                    spool_name=name,
-                    required=False,
-                )
-                if self.get_plugin("datastream") is not None
-                else (pd.DataFrame(), None)
-            )
-            frame = pd.concat([p for p in [*parts, queued] if len(p)], ignore_index=True)
+            kept = managed.require_champion()[0].get_train_data()
+            frame = rows_to_retrain_on(self._datastream_or_none(), name, managed.row_format, kept)
         if not managed.tracker.mark_started():
             raise TrainingInProgressError(f"experiment {name!r}: a retrain is already running.")
-        job = self._retrainer.start(managed, reason=reason, data=frame, requested=True, wait=wait)
+        job = self._retrainer.challengers.start(
+            managed, reason=reason, data=frame, requested=True, wait=wait
+        )
         assert job is not None  # a requested retrain raises instead of skipping
         return job
 
@@ -349,7 +351,7 @@ class ExperimentHub(PluginHost):
         Raises:
             NotFoundError: No challenger in shadow and no ``version``, or no such version.
         """
-        return self._retrainer.promote(self._get(name), version, reason=reason, by=by)
+        return self._retrainer.reviews.promote(self._get(name), version, reason=reason, by=by)
 
     def reject(
         self, name: str, *, reason: str = "", as_fault: bool = False, by: str = "a person"
@@ -362,7 +364,8 @@ class ExperimentHub(PluginHost):
         Raises:
             NotFoundError: No challenger in shadow.
         """
-        return self._retrainer.reject(self._get(name), reason=reason, as_fault=as_fault, by=by)
+        managed = self._get(name)
+        return self._retrainer.reviews.reject(managed, reason=reason, as_fault=as_fault, by=by)
 
     def feedback(
         self,
@@ -389,25 +392,15 @@ class ExperimentHub(PluginHost):
                 the champion cannot score (the gate scores every kept fault episode).
         """
         managed = self._get(name)
-        rows = None
-        if data is not None:
-            rows = to_frame(data, fmt=self._format(managed), where=f"experiment {name!r} feedback")
-            champion = managed.champion()[0]
-            if champion is not None:  # the gate scores kept rows: unscorable ones block retrains
-                try:
-                    copy.deepcopy(champion).predict(rows)
-                except DataError as exc:
-                    raise DataError(
-                        f"experiment {name!r} feedback: the champion cannot score these rows"
-                        f" ({exc}) Give rows with the columns it was trained on."
-                    ) from exc
-        return self._retrainer.feedback(
+        where = f"experiment {name!r} feedback"
+        rows = None if data is None else to_frame(data, fmt=managed.row_format, where=where)
+        return self._retrainer.reviews.feedback(
             managed, label, rows=rows, start=start, end=end, reason=reason, by=by
         )
 
     def library(self, name: str) -> dict[str, Any]:
         """Return the experiment's fault library and normal reference (counts, newest entries)."""
-        return self._retrainer.library_status(self._get(name))
+        return self._retrainer.reviews.library_status(self._get(name))
 
     def shadow_figure(self, name: str) -> Figure:
         """Champion and challenger-in-shadow scores over the same rows, both limits drawn.
@@ -415,15 +408,7 @@ class ExperimentHub(PluginHost):
         Raises:
             NotFoundError: No challenger in shadow.
         """
-        managed = self._get(name)
-        shadow = managed.shadow
-        if shadow is None:
-            raise NotFoundError(
-                f"experiment {name!r}: no challenger in shadow. A retrain with"
-                " retrain.promotion: approve puts one there."
-            )
-        champion, version = self._champion(managed)
-        return shadow.figure(champion, version, name=name)
+        return self._retrainer.reviews.shadow_figure(self._get(name))
 
     def stop_training(self, name: str) -> bool:
         """Stop the running training job of ``name``; its MLflow run ends ``KILLED``.
@@ -444,70 +429,7 @@ class ExperimentHub(PluginHost):
         Raises:
             NotFoundError: No such job in this hub.
         """
-        with self._exp_lock:
-            job = self._jobs.get(job_id)
-        if job is None:
-            raise NotFoundError(f"job {job_id!r}: no such job in this hub.")
-        return job
-
-    def _ensure_idle(self, managed: ManagedExperiment) -> None:
-        job = managed.active_job()
-        if job is not None:
-            raise TrainingInProgressError(
-                f"experiment {managed.name!r}: job {job.job_id} ({job.status.kind}) is"
-                f" {job.status.state}. Wait for it or call stop_training({managed.name!r})."
-            )
-
-    def _start_job(
-        self,
-        managed: ManagedExperiment,
-        kind: str,
-        frame: pd.DataFrame,
-        on_trained: Any,
-        *,
-        finally_: Any = None,
-        on_error: Any = None,
-        on_success: Path | None = None,
-        wait: bool = False,
-    ) -> Job:
-        mlops = self._mlops()
-        isolation = choose_isolation(self.job_isolation, wait=wait)
-
-        def body(job: Job) -> dict[str, Any]:
-            try:
-                result = run_training(
-                    job,
-                    mlops,
-                    managed,
-                    frame,
-                    isolation=isolation,
-                    kind=kind,
-                    signer=self.model_signer,
-                    on_trained=lambda exp, version, run_id: on_trained(
-                        managed, exp, version, run_id
-                    ),
-                )
-            except Exception as exc:
-                if on_error is not None and not job.stop_requested.is_set():
-                    on_error(exc)
-                raise
-            finally:
-                if finally_ is not None:
-                    finally_()
-            if on_success is not None:  # the rows are stored with the run now
-                shutil.rmtree(on_success, ignore_errors=True)
-            return result
-
-        job = Job(managed.name, kind, body)
-        with self._exp_lock:
-            self._jobs[job.job_id] = job
-        managed.add_job(job)
-        return job.start()
-
-    def _promote_always(
-        self, managed: ManagedExperiment, experiment: Experiment, version: ModelVersion, run_id: str
-    ) -> dict[str, Any]:
-        return self._retrainer.champion_trained(managed, experiment, version.version, run_id)
+        return self._jobs.get(job_id)
 
     # -- prediction -----------------------------------------------------------------------
     def predict(self, name: str, data: DataLike | None = None) -> pd.DataFrame:
@@ -522,7 +444,7 @@ class ExperimentHub(PluginHost):
             DataError: The rows do not fit the model (a missing column, a value it refuses).
         """
         managed = self._get(name)
-        experiment, version = self._champion(managed)
+        experiment, _ = managed.require_champion()
         if data is None:
             return self._predict_from_queue(managed)
         try:
@@ -538,7 +460,7 @@ class ExperimentHub(PluginHost):
 
     def _predict_from_queue(self, managed: ManagedExperiment) -> pd.DataFrame:
         """Drain ``<name>.predict`` through the stream's own batch path; return every result."""
-        self._champion(managed)  # no champion: say so now, not per batch
+        managed.require_champion()  # no champion: say so now, not per batch
         stream = self._datastream()
         predict = BatchPredictor(managed, stream, after_batch=self._retrainer.after_batch)
         results: list[pd.DataFrame] = []
@@ -556,13 +478,13 @@ class ExperimentHub(PluginHost):
     def start_streaming(self, name: str) -> None:
         """Consume ``<name>.predict`` in the background and publish to ``<name>.predictions``."""
         managed = self._get(name)
-        with self._exp_lock:
+        with self._lock:
             if name in self._streams and self._streams[name].running:
                 return
             worker = StreamWorker(
                 managed,
                 self._datastream(),
-                cast(MLOpsPlugin | None, self.get_plugin("mlops")),
+                self._mlops_or_none(),
                 self.config.streaming,
                 after_batch=self._retrainer.after_batch,
                 refresh_champion=self._refresh_champion,
@@ -572,7 +494,7 @@ class ExperimentHub(PluginHost):
 
     def stop_streaming(self, name: str) -> bool:
         """Stop streaming ``name``; return whether it was streaming."""
-        with self._exp_lock:
+        with self._lock:
             worker = self._streams.pop(name, None)
         if worker is None:
             return False
@@ -581,23 +503,21 @@ class ExperimentHub(PluginHost):
 
     def _refresh_champion(self, managed: ManagedExperiment) -> None:
         """Pick up what another hub process decided: the aliases in the store are the truth."""
-        mlops = cast(MLOpsPlugin | None, self.get_plugin("mlops"))
+        mlops = self._mlops_or_none()
         if mlops is None or managed.active_job() is not None:
             return  # our own retrain is about to move them
         found = mlops.get_version_by_alias(managed.name, CHAMPION)
         if found is not None and found.version != managed.champion()[1]:
-            experiment = load_experiment_from_store(
-                mlops, managed.name, version=found.version, registry=self.registry, **self._trust()
-            )
+            experiment = self._load_version(managed.name, version=found.version)
             managed.swap(experiment, found.version)
             managed.record(Decision("restored", "champion moved in the MLOps store", found.version))
-        self._retrainer.restore_shadow(managed)
+        self._retrainer.reviews.restore_shadow(managed)
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, name: str) -> int:
         """Save the champion again as a new run and model version; return the version."""
         managed = self._get(name)
-        experiment, _ = self._champion(managed)
+        experiment, _ = managed.require_champion()
         mlops = self._mlops()
         with tracked_run(
             mlops, mlops.create_experiment(name), run_name="save", tags={"observml.kind": "save"}
@@ -627,18 +547,15 @@ class ExperimentHub(PluginHost):
                     f"experiment {name!r}: no champion in the MLOps store. Train it first."
                 )
             version = found.version
-        experiment = load_experiment_from_store(
-            mlops, name, version=version, run_id=run_id, registry=self.registry, **self._trust()
-        )
-        with self._exp_lock:
-            managed = self._experiments.get(name)
+        experiment = self._load_version(name, version=version, run_id=run_id)
+        managed = self._experiments.find(name)
         if managed is None:
             self.create_experiment(name, experiment.experiment_type, experiment.config)
             managed = self._get(name)
         managed.swap(experiment, version)
         managed.record(Decision("restored", f"loaded version {version or run_id}", version))
         if run_id is None:
-            self._retrainer.restore_shadow(managed)
+            self._retrainer.reviews.restore_shadow(managed)
         return version
 
     def rollback(self, name: str) -> int:
@@ -647,7 +564,7 @@ class ExperimentHub(PluginHost):
         Raises:
             NotFoundError: There is no previous version.
         """
-        return self._retrainer.rollback(self._get(name))
+        return self._retrainer.reviews.rollback(self._get(name))
 
     def runs(self, name: str, max_results: int = 50) -> list[dict[str, Any]]:
         """Return the experiment's MLOps runs, newest first."""
@@ -664,7 +581,7 @@ class ExperimentHub(PluginHost):
     # -- reports and data -----------------------------------------------------------------
     def plot_names(self, name: str) -> list[str]:
         """Return the report names of the champion."""
-        return self._champion(self._get(name))[0].plot_names()
+        return self._get(name).require_champion()[0].plot_names()
 
     def plot(self, name: str, plot_name: str) -> Figure:
         """Return one report figure of the champion.
@@ -672,33 +589,22 @@ class ExperimentHub(PluginHost):
         Raises:
             NotFoundError: No report of that name; lists the names there are.
         """
-        experiment = self._champion(self._get(name))[0]
-        figures = experiment.reports()
-        if plot_name not in figures:
-            raise NotFoundError(
-                f"experiment {name!r}: no report {plot_name!r}. Reports:"
-                f" {', '.join(sorted(figures)) or 'none'}."
-            )
-        return figures[plot_name]
+        experiment = self._get(name).require_champion()[0]
+        return pick_figure(experiment.reports(), plot_name, where=f"experiment {name!r}")
 
     def plot_eda(self, name: str, fig_name: str) -> Figure:
         """Return one EDA figure (``histogram_<col>``, ``correlation``) of the training data."""
-        experiment = self._champion(self._get(name))[0]
-        figures = experiment.eda_reports()
-        if fig_name not in figures:
-            raise NotFoundError(
-                f"experiment {name!r}: no EDA figure {fig_name!r}. Figures:"
-                f" {', '.join(sorted(figures)) or 'none'}."
-            )
-        return figures[fig_name]
+        experiment = self._get(name).require_champion()[0]
+        where = f"experiment {name!r}"
+        return pick_figure(experiment.eda_reports(), fig_name, where=where, what="EDA figure")
 
     def eda_names(self, name: str) -> list[str]:
         """Return the EDA figure names :meth:`plot_eda` accepts for the champion."""
-        return self._champion(self._get(name))[0].eda_names()
+        return self._get(name).require_champion()[0].eda_names()
 
     def get_train_data(self, name: str) -> pd.DataFrame:
         """Return the champion's (kept) training rows."""
-        return self._champion(self._get(name))[0].get_train_data()
+        return self._get(name).require_champion()[0].get_train_data()
 
     def flush(self, queue: str) -> int:
         """Purge ``queue`` and return how many messages were removed."""
@@ -712,61 +618,37 @@ class ExperimentHub(PluginHost):
         ``global.model_key``, else ``$OBSERVML_MODEL_KEY``, else ``$OBSERVML_HOME/model.key``
         (created on first use).
         """
-        with self._exp_lock:
+        with self._lock:
             if self._signer is None:
                 self._signer = ModelSigner.from_settings(self.config.global_.model_key)
             return self._signer
 
-    def _trust(self) -> dict[str, Any]:
-        """How this hub loads model folders: its key, and whether unsigned ones are allowed."""
-        return {
-            "signer": self.model_signer,
-            "trust_unsigned": self.config.global_.trust_unsigned_models,
-        }
+    def _load_version(
+        self, name: str, *, version: int | None = None, run_id: str | None = None
+    ) -> Experiment:
+        """Load a stored model the way this hub trusts model files (its key, unsigned or not)."""
+        return load_experiment_from_store(
+            self._mlops(),
+            name,
+            version=version,
+            run_id=run_id,
+            registry=self.registry,
+            signer=self.model_signer,
+            trust_unsigned=self.config.global_.trust_unsigned_models,
+        )
 
     # -- internals ------------------------------------------------------------------------
     def _get(self, name: str) -> ManagedExperiment:
-        with self._exp_lock:
-            managed = self._experiments.get(name)
-            known = sorted(self._experiments)
-        if managed is None:
-            raise ExperimentNotFoundError(
-                f"experiment {name!r} does not exist. Known: {', '.join(known) or 'none'}."
-                " Create it with create_experiment(name, type, config)."
-            )
-        return managed
-
-    def _champion(self, managed: ManagedExperiment) -> tuple[Experiment, int | None]:
-        experiment, version = managed.champion()
-        if experiment is None:
-            job = managed.active_job()
-            hint = (
-                f" Training job {job.job_id} is {job.status.state}; wait for it."
-                if job
-                else " Call train() first."
-            )
-            raise ModelNotTrainedError(f"experiment {managed.name!r} has no trained model.{hint}")
-        return experiment, version
+        return self._experiments.get(name)
 
     def _mlops(self) -> MLOpsPlugin:
         return cast(MLOpsPlugin, self.require_plugin("mlops"))
 
+    def _mlops_or_none(self) -> MLOpsPlugin | None:
+        return cast(MLOpsPlugin | None, self.get_plugin("mlops"))
+
     def _datastream(self) -> DataStreamPlugin:
         return cast(DataStreamPlugin, self.require_plugin("datastream"))
 
-    def _format(self, managed: ManagedExperiment) -> Any:
-        return managed.template.validate_config().format
-
-    def _training_frame(
-        self, managed: ManagedExperiment, data: DataLike | None
-    ) -> tuple[pd.DataFrame, Path | None]:
-        if data is not None:
-            where = f"experiment {managed.name!r} data"
-            return to_frame(data, fmt=self._format(managed), where=where), None
-        return drain_training_rows(
-            self._datastream(),
-            train_queue(managed.name),
-            self._format(managed),
-            spool_name=managed.name,
-            required=True,
-        )
+    def _datastream_or_none(self) -> DataStreamPlugin | None:
+        return cast(DataStreamPlugin | None, self.get_plugin("datastream"))

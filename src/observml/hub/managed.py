@@ -7,6 +7,7 @@ aliases, decisions) lives in the MLOps store; what is here can be rebuilt from i
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
@@ -16,6 +17,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from observml.errors import (
+    ExperimentError,
+    ExperimentExistsError,
+    ExperimentNotFoundError,
+    ModelNotTrainedError,
+    TrainingInProgressError,
+)
 from observml.retraining.alerts import Alerts
 from observml.retraining.decisions import Decision
 from observml.retraining.policy import RetrainTracker
@@ -28,8 +36,9 @@ if TYPE_CHECKING:
     from observml.retraining.window import Selection
     from observml.runtime.jobs import Job
 
-__all__ = ["ManagedExperiment"]
+__all__ = ["ExperimentTable", "ManagedExperiment"]
 
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 _MAX_DECISIONS = 200
 _MAX_JOBS = 50
 
@@ -112,6 +121,28 @@ class ManagedExperiment:
         if old_version != version:
             self.tracker.forget()
 
+    def require_champion(self) -> tuple[Experiment, int | None]:
+        """Return the champion pair, or say why there is none and what to do.
+
+        Raises:
+            ModelNotTrainedError: No champion yet; says whether a training job is running.
+        """
+        experiment, version = self.champion()
+        if experiment is None:
+            job = self.active_job()
+            hint = (
+                f" Training job {job.job_id} is {job.status.state}; wait for it."
+                if job
+                else " Call train() first."
+            )
+            raise ModelNotTrainedError(f"experiment {self.name!r} has no trained model.{hint}")
+        return experiment, version
+
+    @property
+    def row_format(self) -> Any:
+        """How this experiment reads rows from messages and files (its ``setup`` format)."""
+        return self.template.validate_config().format
+
     def clear(self) -> None:
         """Forget the champion and the shadow (the experiment is being deleted)."""
         with self.lock:
@@ -139,6 +170,19 @@ class ManagedExperiment:
                 if not job.done:
                     return job
         return None
+
+    def ensure_idle(self) -> None:
+        """Raise if a training or retraining job is running.
+
+        Raises:
+            TrainingInProgressError: Says which job and how to stop it.
+        """
+        job = self.active_job()
+        if job is not None:
+            raise TrainingInProgressError(
+                f"experiment {self.name!r}: job {job.job_id} ({job.status.kind}) is"
+                f" {job.status.state}. Wait for it or call stop_training({self.name!r})."
+            )
 
     def add_job(self, job: Job) -> None:
         """Remember a job (the newest :data:`_MAX_JOBS` are kept)."""
@@ -224,6 +268,81 @@ class ManagedExperiment:
                 "decisions": decisions,
                 "last_predictions": list(self.last_predictions),
             }
+
+
+class ExperimentTable:
+    """The hub's experiments by name (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._experiments: dict[str, ManagedExperiment] = {}
+        self._lock = threading.RLock()
+
+    def names(self) -> list[str]:
+        """The experiments' names, sorted."""
+        with self._lock:
+            return sorted(self._experiments)
+
+    def find(self, name: str) -> ManagedExperiment | None:
+        """The experiment called ``name``, or ``None``."""
+        with self._lock:
+            return self._experiments.get(name)
+
+    def get(self, name: str) -> ManagedExperiment:
+        """The experiment called ``name``.
+
+        Raises:
+            ExperimentNotFoundError: No such experiment; lists the known ones.
+        """
+        with self._lock:
+            managed = self._experiments.get(name)
+            known = sorted(self._experiments)
+        if managed is None:
+            raise ExperimentNotFoundError(
+                f"experiment {name!r} does not exist. Known: {', '.join(known) or 'none'}."
+                " Create it with create_experiment(name, type, config)."
+            )
+        return managed
+
+    @staticmethod
+    def check_name(name: object) -> None:
+        """Raise unless ``name`` can name an experiment (also its queues and registered model).
+
+        Raises:
+            ExperimentError: Says which characters a name may hold.
+        """
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ExperimentError(
+                f"experiment name {name!r}: use 1-100 letters, digits, '_', '.' or '-',"
+                " starting with a letter or digit."
+            )
+
+    def ensure_free(self, name: str) -> None:
+        """Raise if ``name`` is taken.
+
+        Raises:
+            ExperimentExistsError: The name is taken.
+        """
+        with self._lock:
+            if name in self._experiments:
+                raise ExperimentExistsError(
+                    f"experiment {name!r} already exists. Delete it first or pick another name."
+                )
+
+    def add(self, managed: ManagedExperiment) -> None:
+        """Add ``managed`` under its name.
+
+        Raises:
+            ExperimentExistsError: The name was taken in the meantime.
+        """
+        with self._lock:
+            if managed.name in self._experiments:
+                raise ExperimentExistsError(f"experiment {managed.name!r} already exists.")
+            self._experiments[managed.name] = managed
+
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (no error when it is not there)."""
+        with self._lock:
+            self._experiments.pop(name, None)
 
 
 def _plain_row(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,9 +20,10 @@ import pandas as pd
 from observml.config import HOME_ENV_VAR
 from observml.errors import DataError
 from observml.io.messages import frame_from_message
+from observml.io.queues import train_queue
 from observml.plugins.datastream import DataStreamPlugin, Message
 
-__all__ = ["drain", "drain_training_rows"]
+__all__ = ["drain", "drain_training_rows", "rows_to_retrain_on"]
 
 #: A drain ends once the queue has been empty and idle this long.
 IDLE_SECONDS: Final = 0.5
@@ -112,6 +113,22 @@ def drain_training_rows(
             )
         return pd.DataFrame(), None
     return pd.concat([pd.read_pickle(p) for p in files], ignore_index=True), spool
+
+
+def rows_to_retrain_on(
+    stream: DataStreamPlugin | None, name: str, fmt: Mapping[str, Any] | None, kept: pd.DataFrame
+) -> pd.DataFrame:
+    """The champion's kept training rows ``kept`` and whatever waits in ``<name>.train``.
+
+    What a retrain a person asks for learns from when the stream has not brought rows yet.
+    """
+    queued = (
+        drain_training_rows(stream, train_queue(name), fmt, spool_name=name, required=False)[0]
+        if stream is not None
+        else pd.DataFrame()
+    )
+    parts = [p for p in (kept, queued) if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def _spool_dir(name: str) -> Path:

@@ -6,13 +6,24 @@ when the job was stopped.
 
 from __future__ import annotations
 
+import shutil
+import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from observml.errors import NotFoundError
 from observml.plugins.mlops import MLOpsPlugin, ModelVersion, tracked_run
-from observml.runtime.jobs import Isolation, Job, JobStoppedError, run_isolated
+from observml.runtime.jobs import (
+    Isolation,
+    IsolationSetting,
+    Job,
+    JobStoppedError,
+    choose_isolation,
+    run_isolated,
+)
 from observml.store.experiments import save_experiment
 
 if TYPE_CHECKING:
@@ -20,10 +31,19 @@ if TYPE_CHECKING:
     from observml.hub.managed import ManagedExperiment
     from observml.store.signing import ModelSigner
 
-__all__ = ["TrainingOutcome", "fit_experiment", "flatten_params", "run_training"]
+__all__ = [
+    "OnTrained",
+    "TrainingJobs",
+    "TrainingOutcome",
+    "fit_experiment",
+    "flatten_params",
+    "run_training",
+]
 
 #: ``(experiment, model version)`` handed to the caller's ``on_trained``.
 TrainingOutcome = tuple["Experiment", ModelVersion]
+#: ``on_trained(managed, experiment, version, run_id)``: what the new version becomes.
+OnTrained = Callable[["ManagedExperiment", "Experiment", ModelVersion, str], dict[str, Any]]
 
 
 def fit_experiment(
@@ -108,3 +128,105 @@ def run_training(
         "metrics": dict(experiment.metrics_),
         **extra,
     }
+
+
+class TrainingJobs:
+    """A hub's training jobs: each a :func:`run_training` in a :class:`Job`, kept by id.
+
+    Args:
+        mlops: Returns the MLOps plugin (raises when none is configured).
+        signer: Returns the key model folders are signed with.
+        isolation: The ``global.job_isolation`` setting (see :func:`choose_isolation`).
+    """
+
+    def __init__(
+        self,
+        *,
+        mlops: Callable[[], MLOpsPlugin],
+        signer: Callable[[], ModelSigner],
+        isolation: IsolationSetting,
+    ) -> None:
+        self._mlops = mlops
+        self._signer = signer
+        self.isolation = isolation
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    def start(
+        self,
+        managed: ManagedExperiment,
+        kind: str,
+        frame: pd.DataFrame,
+        on_trained: OnTrained,
+        *,
+        finally_: Callable[[], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+        on_success: Path | None = None,
+        wait: bool = False,
+    ) -> Job:
+        """Start training ``managed`` on ``frame`` as a job and return it.
+
+        Args:
+            managed: The experiment.
+            kind: ``"train"`` or ``"retrain"`` (the run's name and tag).
+            frame: The training rows.
+            on_trained: Decides what the new version becomes (see :func:`run_training`).
+            finally_: Runs when the job ends, whatever the outcome.
+            on_error: Runs with the exception when the job fails (not when it was stopped).
+            on_success: A spool folder of the rows, deleted once the run stored them.
+            wait: The caller waits for the job (``auto`` isolation then fits in-process).
+        """
+        mlops = self._mlops()
+        isolation = choose_isolation(self.isolation, wait=wait)
+
+        def body(job: Job) -> dict[str, Any]:
+            try:
+                result = run_training(
+                    job,
+                    mlops,
+                    managed,
+                    frame,
+                    isolation=isolation,
+                    kind=kind,
+                    signer=self._signer(),
+                    on_trained=lambda exp, version, run_id: on_trained(
+                        managed, exp, version, run_id
+                    ),
+                )
+            except Exception as exc:
+                if on_error is not None and not job.stop_requested.is_set():
+                    on_error(exc)
+                raise
+            finally:
+                if finally_ is not None:
+                    finally_()
+            if on_success is not None:  # the rows are stored with the run now
+                shutil.rmtree(on_success, ignore_errors=True)
+            return result
+
+        job = Job(managed.name, kind, body)
+        with self._lock:
+            self._jobs[job.job_id] = job
+        managed.add_job(job)
+        return job.start()
+
+    def get(self, job_id: str) -> Job:
+        """Return a job by id.
+
+        Raises:
+            NotFoundError: No such job in this hub.
+        """
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFoundError(f"job {job_id!r}: no such job in this hub.")
+        return job
+
+    def stop_all(self, timeout: float = 10) -> None:
+        """Stop every running job and wait up to ``timeout`` seconds for each."""
+        with self._lock:
+            running = [j for j in self._jobs.values() if not j.done]
+        for job in running:
+            job.stop()
+        for job in running:
+            job.wait(timeout)
