@@ -11,11 +11,18 @@ An experiment is built from a name and a config that follows the old system's sh
 
 The constructor only stores. :meth:`Experiment.validate_config` checks the config against the
 type's tables (:attr:`Experiment.MODELS`, :attr:`Experiment.SETUP_DEFAULTS`) and each model's
-signature; :meth:`Experiment.train` calls it. Subclasses implement ``_fit``, ``_predict``,
-``_metrics``, ``_model_reports`` and ``_model_report_names``; the base does data parsing,
-checks, EDA, the retrain policy and saving/loading. State learned in training ends in ``_``
-and is what :meth:`Experiment.save` writes (in formats that do not run code where they exist,
-signed; see :mod:`observml.store.model_files` and :mod:`observml.store.signing`).
+signature (the checks live in :mod:`~observml.experiments.config_check`); :meth:`Experiment.train`
+calls it. Subclasses implement ``_fit``, ``_predict``, ``_metrics``, ``_model_reports`` and
+``_model_report_names``; the base does data parsing, checks, EDA and the hooks retraining calls.
+State learned in training ends in ``_``; :meth:`Experiment.fitted_state` hands it to
+:mod:`observml.store.folders`, which writes it (in formats that do not run code where they
+exist, signed; see :mod:`observml.store.model_files` and :mod:`observml.store.signing`).
+
+Why this module is long: it is the contract every experiment type implements, a user's own
+type included (docs/models.md): the class attributes a type sets, the estimator API, and the
+hooks retraining and the store call, each documented where a type's author reads it. What is
+not the contract has left: config checks (``config_check``), model specs (``spec``),
+persistence (``observml.store.folders``).
 """
 
 from __future__ import annotations
@@ -38,10 +45,17 @@ from observml.errors import (
     DataError,
     ModelNotTrainedError,
 )
+from observml.experiments.config_check import (
+    as_bool,
+    check_model,
+    check_setup,
+    check_setup_format,
+    check_top_level,
+    section,
+)
 from observml.experiments.spec import ExperimentSettings, ModelSpec
 from observml.io.rows import (
     DataLike,
-    check_format,
     coerce_numeric,
     parse_datetime,
     require_columns,
@@ -63,7 +77,6 @@ __all__ = ["Experiment", "ExperimentSettings", "ModelSpec", "load_experiment"]
 
 logger = logging.getLogger(__name__)
 
-_TOP_KEYS: Final = ("setup", "eda", "create_model", "retrain", "type", "description")
 _MOVED: Final = (
     "{what} moved to observml.store.folders.{new}: call it there (this alias goes away in"
     " observml 0.2)."
@@ -119,24 +132,19 @@ class Experiment(abc.ABC):
                 the valid ones).
         """
         problems: list[ConfigProblem] = []
-        config = self.config if isinstance(self.config, Mapping) else {}
-        if not isinstance(self.config, Mapping):
-            problems.append(ConfigProblem("", "expected a mapping of setup/eda/create_model."))
-        for key in config:
-            if key not in _TOP_KEYS:
-                problems.append(ConfigProblem(str(key), f"unknown key. Accepted: {_keys()}."))
-        setup = self._check_setup(_section(config, "setup", problems), problems)
-        fmt: dict[str, Any] | None = None
-        if setup.get("format") is not None:
-            try:
-                fmt = check_format(setup["format"], "setup.format")
-            except DataError as exc:
-                key, _, message = str(exc).partition(": ")
-                problems.append(ConfigProblem(key, message))
-        eda = _as_bool(config.get("eda", False), "eda", problems)
-        model, spec, params, options = self._check_model(config, problems)
+        config = check_top_level(self.config, problems)
+        setup = self._check_setup(section(config, "setup", problems), problems)
+        fmt = check_setup_format(setup, problems)
+        eda = as_bool(config.get("eda", False), "eda", problems)
+        model, spec, params, options = check_model(
+            section(config, "create_model", problems),
+            self.MODELS,
+            default=self.DEFAULT_MODEL,
+            experiment_type=self.experiment_type,
+            problems=problems,
+        )
         policy = check_policy(
-            _section(config, "retrain", problems), problems, ground_truth=self.GROUND_TRUTH
+            section(config, "retrain", problems), problems, ground_truth=self.GROUND_TRUTH
         )
         if problems:
             raise ConfigError(problems=problems, source=f"experiment {self.name!r}")
@@ -155,67 +163,7 @@ class Experiment(abc.ABC):
 
     def _check_setup(self, raw: Mapping[str, Any], problems: list[ConfigProblem]) -> dict[str, Any]:
         """Merge ``setup`` over :attr:`SETUP_DEFAULTS`; subclasses may add checks."""
-        for key in raw:
-            if key not in self.SETUP_DEFAULTS:
-                problems.append(
-                    ConfigProblem(
-                        f"setup.{key}",
-                        f"unknown key for {self.experiment_type}."
-                        f" Accepted: {', '.join(self.SETUP_DEFAULTS)}.",
-                    )
-                )
-        setup = {**self.SETUP_DEFAULTS, **raw}
-        features = setup.get("features")
-        if features is not None and (
-            not isinstance(features, list) or not all(isinstance(f, str) for f in features)
-        ):
-            problems.append(ConfigProblem("setup.features", "expected a list of column names."))
-        keep = setup.get("keep_train_rows")
-        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
-            problems.append(ConfigProblem("setup.keep_train_rows", "expected an integer >= 0."))
-        return setup
-
-    def _check_model(
-        self, config: Mapping[str, Any], problems: list[ConfigProblem]
-    ) -> tuple[str, ModelSpec | None, dict[str, Any], dict[str, Any]]:
-        section = _section(config, "create_model", problems)
-        for key in section:
-            if key not in ("model", "params"):
-                problems.append(
-                    ConfigProblem(f"create_model.{key}", "unknown key. Accepted: model, params.")
-                )
-        model = section.get("model", self.DEFAULT_MODEL)
-        spec = self.MODELS.get(model) if isinstance(model, str) else None
-        if spec is None:
-            problems.append(
-                ConfigProblem(
-                    "create_model.model",
-                    f"unknown {self.experiment_type} model {model!r}."
-                    f" Valid: {', '.join(self.MODELS)}.",
-                )
-            )
-            return str(model), None, {}, {}
-        raw = section.get("params") or {}
-        if not isinstance(raw, Mapping):
-            problems.append(ConfigProblem("create_model.params", "expected a mapping."))
-            return model, spec, {}, {}
-        try:
-            accepted = spec.accepted()
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-            return model, spec, {}, {}
-        for key in raw:
-            if key not in accepted:
-                problems.append(
-                    ConfigProblem(
-                        f"create_model.params.{key}",
-                        f"not a parameter of {model!r}. Accepted: {', '.join(accepted)}.",
-                    )
-                )
-        problems.extend(spec.check({k: v for k, v in raw.items() if k in accepted}))
-        options = {k: raw.get(k, v) for k, v in spec.options.items()}
-        params = {**spec.defaults, **{k: v for k, v in raw.items() if k not in spec.options}}
-        return model, spec, params, options
+        return check_setup(raw, self.SETUP_DEFAULTS, self.experiment_type, problems)
 
     # -- the estimator API ----------------------------------------------------------------
     def train(self, data: DataLike) -> Self:
@@ -517,32 +465,6 @@ class Experiment(abc.ABC):
     @abc.abstractmethod
     def _model_report_names(self) -> list[str]:
         """Return the names :meth:`_model_reports` produces."""
-
-
-# -- helpers ------------------------------------------------------------------------------
-def _keys() -> str:
-    return ", ".join(_TOP_KEYS[:4])
-
-
-def _section(config: Mapping[str, Any], key: str, problems: list[ConfigProblem]) -> dict[str, Any]:
-    value = config.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        problems.append(ConfigProblem(key, f"expected a mapping, got {type(value).__name__}."))
-        return {}
-    return dict(value)
-
-
-def _as_bool(value: Any, key: str, problems: list[ConfigProblem]) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("on", "off", "true", "false", "yes", "no"):
-        return value.lower() in ("on", "true", "yes")
-    if isinstance(value, Mapping) and set(value) <= {"enabled"}:
-        return _as_bool(value.get("enabled", True), f"{key}.enabled", problems)
-    problems.append(ConfigProblem(key, f"expected on/off (true/false), got {value!r}."))
-    return False
 
 
 def load_experiment(

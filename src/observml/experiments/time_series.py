@@ -25,6 +25,12 @@ actuals get multi-step forecasts and do not move the state. ``predict(rows, upda
 and ``score`` leave the state unchanged. Rows at or before the state's end get the forecast
 recorded when their step was taken in (the last ``keep_train_rows`` steps are remembered,
 starting with the in-sample one-step forecasts of training).
+
+Why this module is long: the experiment's state (the forecaster at the last actual it took in)
+is read and moved by ``predict``, ``forecast``, the recall of earlier steps, the metrics and the
+drift scores, under one lock; they belong to one class. What stands alone has its own module:
+the forecasters (``_forecasters``, ``_holt_winters``, ``_ssa``, ``_prophet``), the time grid
+(``_timegrid``), per-step helpers (``_ts_steps``) and the figures (``_ts_reports``).
 """
 
 from __future__ import annotations
