@@ -179,3 +179,23 @@ def test_a_module_over_400_lines_says_why_at_its_top() -> None:
             if "Why this module is long" not in doc:
                 long.append(f"{name} ({text.count(chr(10))} lines)")
     assert long == []
+
+
+def test_docs_architecture_states_the_same_rules_as_this_test() -> None:
+    """Each subpackage's "Must not import:" line in docs/architecture.md is its FORBIDDEN row."""
+    text = (PACKAGE.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    stated: dict[str, set[str]] = {}
+    for block in text.split("\n### ")[1:]:
+        heading, _, body = block.partition("\n")
+        names = [n.strip("` ") for n in heading.split(",")]
+        for line in body.splitlines():
+            if line.startswith("Must not import:"):
+                rule = line.removeprefix("Must not import:").split("(")[0]
+                for name in names:
+                    stated[name] = {part.strip(" `.") for part in rule.split(",")}
+    assert stated == {layer: set(above) for layer, above in FORBIDDEN.items()}
+    documented = {
+        n.strip("` ") for b in text.split("\n### ")[1:] for n in b.split("\n")[0].split(",")
+    }
+    subpackages = {f"observml.{p.parent.name}" for p in PACKAGE.glob("*/__init__.py")}
+    assert subpackages <= documented, "a subpackage without a paragraph in docs/architecture.md"
