@@ -342,6 +342,10 @@ def test_one_job_at_a_time(hub: ExperimentHub) -> None:
     try:
         with pytest.raises(TrainingInProgressError, match="Wait for it or call stop_training"):
             hub.train("pump", data=sensors(300))
+        other = {**FD_CONFIG, "create_model": {"model": "pca"}}
+        with pytest.raises(TrainingInProgressError, match="Wait for it or call stop_training"):
+            hub.train("pump", other, data=sensors(300))
+        assert hub.get_cfg("pump") == FD_CONFIG  # a refused train changes nothing
         assert hub.predict("pump", data=sensors(3)).shape[0] == 3  # predict never waits
     finally:
         gate.set()

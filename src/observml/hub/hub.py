@@ -268,13 +268,13 @@ class ExperimentHub(PluginHost):
             DataError: No data was given and the train queue is empty.
         """
         managed = self._get(name)
+        managed.ensure_idle()
         if config is not None:
             # the type was accepted when the experiment was created; only the config is new
             replacement = self._build(name, managed.experiment_type, dict(config), trusted=True)
             with managed.lock:
                 managed.config, managed.template = replacement.config, replacement.template
                 managed.tracker = replacement.tracker
-        managed.ensure_idle()
         if data is not None:
             frame = to_frame(data, fmt=managed.row_format, where=f"experiment {name!r} data")
             spool = None
