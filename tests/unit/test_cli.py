@@ -68,7 +68,7 @@ def test_cli_config_check_reports_a_bad_api_section_with_the_rest(
     assert len(lines) == 3, err
     unknown = (
         "error: hub_config.yaml: api.tokn: unknown key. ApiSettings accepts: host, port, token,"
-        " max_body_bytes, cors_origins."
+        " max_body_bytes, cors_origins, session_max_age."
     )
     assert unknown in lines
     assert "error: hub_config.yaml: api.port: expected 1-65535, got 70000." in lines
@@ -84,7 +84,7 @@ def test_cli_config_check_shows_the_api_settings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("OBSERVML_API_TOKEN", raising=False)
-    write_config(MEMORY + "api: {port: 8123, token: s3cret}\n")
+    write_config(MEMORY + "api: {port: 8123, token: s3cret, session_max_age: 43200}\n")
     code, out, _ = run(["config", "check"], capsys)
     assert code == 0
     assert "  api: http://127.0.0.1:8123, token set" in out.splitlines()

@@ -285,6 +285,12 @@ BROKEN = [
     pytest.param(
         MEMORY + "api: {cors_origins: ['']}\n", "api.cors_origins", "origins", id="api-cors"
     ),
+    pytest.param(
+        MEMORY + "api: {session_max_age: 10}\n",
+        "api.session_max_age",
+        "at least 60 seconds",
+        id="api-session-max-age",
+    ),
 ]
 
 

@@ -31,6 +31,7 @@ from observml.api.auth import PUBLIC_PATHS, BearerTokenMiddleware
 from observml.api.figures import PngRenderer
 from observml.api.metrics import build_registry
 from observml.api.middleware import BodyLimitMiddleware, CatchAllMiddleware, error_payload
+from observml.api.session_cookie import SessionCookies
 from observml.config.api_settings import ApiSettings
 from observml.errors import ObservMLError
 from observml.hub.hub import ExperimentHub
@@ -58,8 +59,8 @@ def create_app(
 
     Args:
         hub: The hub to serve; ``None`` builds one with ``ExperimentHub.from_config()``.
-        settings: Token, body limit and CORS; by default read from the hub config's ``api:``
-            section (``$OBSERVML_API_TOKEN`` overrides the token).
+        settings: Token, session lifetime, body limit and CORS; by default read from the hub
+            config's ``api:`` section (``$OBSERVML_API_TOKEN`` overrides the token).
         owns_hub: Shut the hub down when the app shuts down; by default only a hub the app
             built itself.
 
@@ -100,6 +101,9 @@ def create_app(
     )
     app.state.hub = the_hub
     app.state.settings = settings
+    app.state.sessions = (
+        SessionCookies(settings.token, max_age=settings.session_max_age) if settings.token else None
+    )
     app.state.png = png
     app.state.metrics = build_registry(the_hub)
     _add_exception_handlers(app)
@@ -139,7 +143,7 @@ def _add_middleware(app: FastAPI, settings: ApiSettings) -> None:
     """Outermost first: CORS (when on), the catch-all 500, the token check, the body limit."""
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.token:
-        app.add_middleware(BearerTokenMiddleware, token=settings.token)
+        app.add_middleware(BearerTokenMiddleware, token=settings.token, sessions=app.state.sessions)
     app.add_middleware(CatchAllMiddleware)
     if settings.cors_origins:
         app.add_middleware(

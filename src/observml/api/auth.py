@@ -5,23 +5,24 @@ needs one of:
 
 - ``Authorization: Bearer <token>`` (scripts, the CLI, Prometheus, Swagger UI's Authorize);
 - the ``observml_session`` cookie that ``POST /session`` sets in exchange for the bearer token
-  (the sign-in page does this for a browser). Its value is the hex HMAC-SHA256 of a fixed
-  label keyed by the token: the server keeps no sessions, and a new token signs every browser
-  out.
+  (the sign-in page does this for a browser): signed, expiring after ``api.session_max_age``,
+  revoked by ``DELETE /session`` and by a change of token (see
+  :mod:`observml.api.session_cookie`).
 
 An ``Authorization`` header, when sent, decides alone. A cookie-authenticated request with an
 unsafe method (POST, PUT, PATCH, DELETE) whose ``Origin`` is not this server's host is refused
 with 403 (against cross-site request forgery, on top of ``SameSite=Strict``). A browser
 navigation without valid credentials (``GET`` accepting ``text/html``) gets a 401 sign-in page
 (``signin.html``, no data in it); any other request gets the JSON 401 with
-``WWW-Authenticate: Bearer``. Tokens are compared in constant time and never sent back.
+``WWW-Authenticate: Bearer``. Both say why a cookie was refused (expired, signed out, the token
+changed, altered). Tokens are compared in constant time and never sent back.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from html import escape
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
@@ -30,7 +31,13 @@ from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from observml.api.middleware import send_error
-from observml.config.api_settings import API_TOKEN_ENV_VAR
+from observml.api.session_cookie import (
+    SESSION_COOKIE,
+    SessionCookies,
+    SessionProblem,
+    describe_duration,
+)
+from observml.config.api_settings import API_TOKEN_ENV_VAR, DEFAULT_SESSION_MAX_AGE
 from observml.errors import ForbiddenError, UnauthorizedError
 
 __all__ = [
@@ -38,16 +45,11 @@ __all__ = [
     "SESSION_COOKIE",
     "BearerTokenMiddleware",
     "same_origin",
-    "session_matches",
-    "session_value",
     "token_matches",
 ]
 
 #: Paths answered without credentials.
 PUBLIC_PATHS: frozenset[str] = frozenset({"/livez"})
-#: The cookie ``POST /session`` sets.
-SESSION_COOKIE: Final = "observml_session"
-_SESSION_LABEL: Final = b"observml session cookie v1"
 #: Requests the cookie cannot authenticate: a cookie does not mint a cookie.
 _BEARER_ONLY: Final = frozenset({("POST", "/session")})
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -64,19 +66,6 @@ def token_matches(header: str | None, token: str) -> bool:
     return hmac.compare_digest(given.strip().encode("utf-8"), token.encode("utf-8"))
 
 
-def session_value(token: str) -> str:
-    """Return the session cookie's value for ``token``: hex HMAC-SHA256 of a fixed label."""
-    return hmac.new(token.encode("utf-8"), _SESSION_LABEL, hashlib.sha256).hexdigest()
-
-
-def session_matches(cookie_header: str | None, token: str) -> bool:
-    """Return whether a ``Cookie`` header carries the session cookie of ``token``."""
-    given = cookie_parser(cookie_header).get(SESSION_COOKIE) if cookie_header else None
-    if not given:
-        return False
-    return hmac.compare_digest(given.encode("utf-8"), session_value(token).encode("ascii"))
-
-
 def same_origin(origin: str, host: str | None) -> bool:
     """Return whether an ``Origin`` header names the host the request was sent to."""
     parts = urlsplit(origin)
@@ -91,20 +80,59 @@ def same_origin(origin: str, host: str | None) -> bool:
     return normal(parts.netloc) == normal(host)
 
 
+#: Why a session cookie was refused: the 401 message, and the note on the sign-in page.
+_REFUSED: Final[Mapping[SessionProblem, tuple[str, str]]] = {
+    SessionProblem.EXPIRED: (
+        "the session cookie expired: a sign-in lasts {lifetime} (api.session_max_age).",
+        "Your session ended: a sign-in lasts {lifetime}.",
+    ),
+    SessionProblem.SIGNED_OUT: (
+        "the session cookie was signed out (DELETE /session).",
+        "You signed out.",
+    ),
+    SessionProblem.OTHER_TOKEN: (
+        "the session cookie was issued for another token: the server's token changed since"
+        " this browser signed in.",
+        "The server's token changed: sign in with the new one.",
+    ),
+    SessionProblem.NOT_YET_VALID: (
+        "the session cookie was issued later than this server's clock says it is now (servers"
+        " with different clocks?).",
+        "Your session is not valid on this server (its clock differs).",
+    ),
+    SessionProblem.INVALID: (
+        "the session cookie is not valid (altered, or not issued by this server).",
+        "Your session cookie was not accepted.",
+    ),
+}
+_SIGN_IN_AGAIN: Final = (
+    " Sign in again on the dashboard page, or send 'Authorization: Bearer <token>' with the"
+    f" server's api.token (or ${API_TOKEN_ENV_VAR})."
+)
+
+
 class BearerTokenMiddleware:
-    """Answer 401 (or 403) to requests without the bearer token or its session cookie.
+    """Answer 401 (or 403) to requests without the bearer token or a valid session cookie.
 
     Args:
         app: The wrapped application.
         token: The token requests must carry.
+        sessions: Checks the session cookies (the app's, which ``DELETE /session`` revokes
+            in); by default cookies of ``token`` that last ``DEFAULT_SESSION_MAX_AGE``.
         public_paths: Paths answered without credentials.
     """
 
     def __init__(
-        self, app: ASGIApp, token: str, *, public_paths: Iterable[str] = PUBLIC_PATHS
+        self,
+        app: ASGIApp,
+        token: str,
+        *,
+        sessions: SessionCookies | None = None,
+        public_paths: Iterable[str] = PUBLIC_PATHS,
     ) -> None:
         self.app = app
         self.token = token
+        self.sessions = sessions or SessionCookies(token, max_age=DEFAULT_SESSION_MAX_AGE)
         self.public_paths = frozenset(public_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -116,6 +144,9 @@ class BearerTokenMiddleware:
         headers = _headers(scope)
         method: str = scope["method"]
         authorization = headers.get("authorization")
+        cookie = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE)
+        lifetime = describe_duration(self.sessions.max_age)
+        note = ""
         if authorization is not None:
             if token_matches(authorization, self.token):
                 await self.app(scope, receive, send)
@@ -125,32 +156,35 @@ class BearerTokenMiddleware:
                 " 'Authorization: Bearer <token>' with the server's api.token"
                 f" (or ${API_TOKEN_ENV_VAR})."
             )
-        elif (method, path) not in _BEARER_ONLY and session_matches(
-            headers.get("cookie"), self.token
-        ):
-            origin = headers.get("origin")
-            if (
-                method in _SAFE_METHODS
-                or origin is None
-                or same_origin(origin, headers.get("host"))
-            ):
-                await self.app(scope, receive, send)
-                return
-            await _forbid(send, method, scope["path"], origin, headers.get("host"))
-            return
-        elif SESSION_COOKIE in cookie_parser(headers.get("cookie", "")):
+        elif cookie is not None and (method, path) in _BEARER_ONLY:
             message = (
-                "the session cookie is no longer valid (signed out, or the server's token"
-                " changed). Sign in again on the dashboard page, or send 'Authorization: Bearer"
-                f" <token>' with the server's api.token (or ${API_TOKEN_ENV_VAR})."
+                f"{method} {path} needs 'Authorization: Bearer <token>': a session cookie does"
+                " not renew itself. Sign in again with the server's api.token"
+                f" (or ${API_TOKEN_ENV_VAR})."
             )
+        elif cookie is not None:
+            problem = self.sessions.problem(cookie)
+            if problem is None:
+                origin = headers.get("origin")
+                if (
+                    method in _SAFE_METHODS
+                    or origin is None
+                    or same_origin(origin, headers.get("host"))
+                ):
+                    await self.app(scope, receive, send)
+                    return
+                await _forbid(send, method, scope["path"], origin, headers.get("host"))
+                return
+            reason, page_note = _REFUSED[problem]
+            message = reason.format(lifetime=lifetime) + _SIGN_IN_AGAIN
+            note = page_note.format(lifetime=lifetime)
         else:
             message = (
                 "this API needs a bearer token. Send 'Authorization: Bearer <token>'; the token"
                 f" is api.token in hub_config.yaml or ${API_TOKEN_ENV_VAR} on the server."
             )
         if method == "GET" and "text/html" in headers.get("accept", "").lower():
-            await _send_signin_page(send, scope)
+            await _send_signin_page(send, scope, note=note, lifetime=lifetime)
             return
         exc = UnauthorizedError(message)
         await send_error(
@@ -191,10 +225,15 @@ async def _forbid(send: Send, method: str, path: str, origin: str, host: str | N
     await send_error(send, exc.http_status, type(exc).__name__, str(exc))
 
 
-async def _send_signin_page(send: Send, scope: Scope) -> None:
-    """Send the 401 sign-in page; its script posts to ``session`` at the app's root."""
+async def _send_signin_page(send: Send, scope: Scope, *, note: str, lifetime: str) -> None:
+    """Send the 401 sign-in page; its script posts to ``session`` at the app's root.
+
+    ``note`` says why the browser's cookie was refused (empty when it sent none).
+    """
     depth = _app_path(scope, raw=True).count("/") - 1
-    body = _SIGNIN_PAGE.replace("{{root}}", "../" * max(depth, 0)).encode("utf-8")
+    page = _SIGNIN_PAGE.replace("{{root}}", "../" * max(depth, 0))
+    page = page.replace("{{note}}", escape(note)).replace("{{lifetime}}", escape(lifetime))
+    body = page.encode("utf-8")
     headers = [
         (b"content-type", b"text/html; charset=utf-8"),
         (b"content-length", str(len(body)).encode("ascii")),

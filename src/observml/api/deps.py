@@ -33,7 +33,10 @@ __all__ = [
 
 _ERRORS: Final[Mapping[int, str]] = {
     400: "The experiment type is not registered (a module path never is); lists the types.",
-    401: "No or wrong bearer token or session cookie (only when the server has api.token).",
+    401: (
+        "No or wrong bearer token, or a session cookie that expired, was signed out or was"
+        " issued for another token (only when the server has api.token)."
+    ),
     403: "A POST/PUT/PATCH/DELETE signed in by the session cookie came from another origin.",
     404: "No such experiment, job, run, model version or figure; the message lists what exists.",
     409: "The experiment is busy or untrained (e.g. a job is running, or no champion yet).",

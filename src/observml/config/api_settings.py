@@ -8,6 +8,7 @@ Shape, with the defaults::
       token: ${OBSERVML_API_TOKEN:-}   # bearer token; $OBSERVML_API_TOKEN wins when set
       max_body_bytes: 10485760 # 10 MiB; larger request bodies get 413
       cors_origins: []         # browser origins allowed to call the API; [] = CORS off
+      session_max_age: 28800   # seconds a browser's sign-in lasts: 8 hours, a shift
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from typing import Any, Final
 from observml.config.validation import check_arguments
 from observml.errors import ConfigError, ConfigProblem
 
-__all__ = ["API_TOKEN_ENV_VAR", "ApiSettings", "is_loopback"]
+__all__ = ["API_TOKEN_ENV_VAR", "DEFAULT_SESSION_MAX_AGE", "ApiSettings", "is_loopback"]
 
 #: Bearer token of the REST API; wins over ``api.token`` in the config file.
 API_TOKEN_ENV_VAR: Final = "OBSERVML_API_TOKEN"
+#: How long a browser's sign-in lasts by default (``api.session_max_age``): a shift, in seconds.
+DEFAULT_SESSION_MAX_AGE: Final = 8 * 60 * 60
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class ApiSettings:
         token: The bearer token every route but ``/livez`` requires; ``None`` = no auth.
         max_body_bytes: The largest request body accepted (413 above it).
         cors_origins: Origins allowed to call the API from a browser; empty = CORS off.
+        session_max_age: Seconds a browser's session cookie is accepted after sign-in (using
+            the API does not extend it).
     """
 
     host: str = "127.0.0.1"
@@ -44,6 +49,7 @@ class ApiSettings:
     token: str | None = None
     max_body_bytes: int = 10 * 1024 * 1024
     cors_origins: tuple[str, ...] = ()
+    session_max_age: int = DEFAULT_SESSION_MAX_AGE
 
     @classmethod
     def from_config(
@@ -108,6 +114,14 @@ class ApiSettings:
                 ConfigProblem(
                     "api.max_body_bytes",
                     f"expected at least 1024 bytes, got {self.max_body_bytes}.",
+                )
+            )
+        if self.session_max_age < 60:
+            found.append(
+                ConfigProblem(
+                    "api.session_max_age",
+                    f"expected at least 60 seconds, got {self.session_max_age}. The default is"
+                    f" {DEFAULT_SESSION_MAX_AGE} (8 hours, a shift).",
                 )
             )
         if not self.host.strip():

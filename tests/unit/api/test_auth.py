@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
@@ -17,14 +15,19 @@ from starlette.routing import Mount
 
 from observml import ExperimentHub
 from observml.api import ApiSettings, create_app
-from observml.api.auth import SESSION_COOKIE, same_origin, session_matches, session_value
+from observml.api.auth import SESSION_COOKIE, same_origin
+from observml.api.session_cookie import SessionCookies
+from observml.config.api_settings import DEFAULT_SESSION_MAX_AGE
 from tests.unit.api.conftest import FD_CONFIG
 
 TOKEN = "tok-7f3a9c-do-not-echo"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 JSON = {"Accept": "application/json"}
-COOKIE = {"Cookie": f"{SESSION_COOKIE}={session_value(TOKEN)}"}
+#: A cookie as POST /session issues it (the key derives from the token: any app of TOKEN takes it).
+COOKIE = {
+    "Cookie": f"{SESSION_COOKIE}={SessionCookies(TOKEN, max_age=DEFAULT_SESSION_MAX_AGE).issue()}"
+}
 #: Paths that are not routes: the guard answers before routing.
 EXTRA_PATHS = ("/favicon.ico", "/no-such-route", "/static/dashboard.js", "/docs/oauth2-redirect")
 
@@ -148,9 +151,9 @@ def test_sign_in_sets_the_session_cookie(secured: TestClient) -> None:
     assert response.status_code == 204
     assert response.content == b""
     cookie, header = parse_cookie(response)
-    expected = hmac.new(TOKEN.encode(), b"observml session cookie v1", hashlib.sha256)
-    assert cookie.value == expected.hexdigest()
-    assert re.fullmatch(r"[0-9a-f]{64}", cookie.value)
+    # <session id>.<token fingerprint>.<issue time>.<signature>, all URL-safe
+    assert re.fullmatch(r"[\w-]{24}\.[0-9a-f]{16}\.[\w-]+\.[\w-]{43}", cookie.value)
+    assert TOKEN not in cookie.value
     assert cookie["httponly"] is True
     assert cookie["samesite"].lower() == "strict"
     assert cookie["path"] == "/"
@@ -177,10 +180,11 @@ def test_the_cookie_opens_pages_files_docs_and_api(secured: TestClient) -> None:
 
 
 def test_a_cookie_of_another_token_is_refused(secured: TestClient) -> None:
-    stale = {"Cookie": f"{SESSION_COOKIE}={session_value('the-old-token')}"}
+    old = SessionCookies("the-old-token", max_age=DEFAULT_SESSION_MAX_AGE).issue()
+    stale = {"Cookie": f"{SESSION_COOKIE}={old}"}
     response = secured.get("/experiments", headers=stale)
     assert response.status_code == 401
-    assert "session cookie is no longer valid" in response.json()["message"]
+    assert "the server's token changed" in response.json()["message"]
     assert secured.get("/", headers={**stale, **HTML}).status_code == 401
     assert "Sign in" in secured.get("/", headers={**stale, **HTML}).text
     forged = {"Cookie": f"{SESSION_COOKIE}={TOKEN}"}  # the token itself is not the cookie
@@ -260,15 +264,6 @@ def test_cookie_post_from_this_origin_or_without_origin_is_allowed(secured: Test
 )
 def test_same_origin(origin: str, host: str | None, same: bool) -> None:
     assert same_origin(origin, host) is same
-
-
-def test_session_matches() -> None:
-    value = session_value(TOKEN)
-    assert session_matches(f"a=1; {SESSION_COOKIE}={value}; b=2", TOKEN)
-    assert not session_matches(f"{SESSION_COOKIE}={value}", "another-token")
-    assert not session_matches(f"{SESSION_COOKIE}=", TOKEN)
-    assert not session_matches(None, TOKEN)
-    assert session_value(TOKEN) != session_value(TOKEN + "x")
 
 
 # -- never the token -----------------------------------------------------------------------
