@@ -224,7 +224,8 @@ def test_serve_end_to_end_over_http(
             for family in text_string_to_metric_families(api.get("/metrics").text)
             for sample in family.samples
         }
-        assert metrics[("observml_predictions_total", (("experiment", name),))] == 60
+        # 60 streamed rows and the 6 rows POST .../predict drained: both take the batch path
+        assert metrics[("observml_predictions_total", (("experiment", name),))] == 66
         assert metrics[("observml_predicted_messages_total", (("experiment", name),))] == 63
         assert metrics[("observml_queue_depth", (("queue", f"{name}.predict"),))] == 0
         assert metrics[("observml_plugin_healthy", (("plugin_type", "datastream"),))] == 1
