@@ -5,7 +5,9 @@
 * :mod:`~observml.config.registry` — the one table of plugins and experiment types, and entry
   points; module paths only on trusted lookups;
 * :mod:`~observml.config.validation` — keyword arguments checked against signatures;
-* :mod:`~observml.config.legacy` — ObservML 1.0 experiment configs translated;
+* :mod:`~observml.config.legacy` — ObservML 1.0 experiment configs translated, with
+  :mod:`~observml.config.legacy_table` saying what 1.0's classes, model keys and parameters
+  mean in observml;
 * :mod:`~observml.config.redact` — secrets masked wherever configs are shown.
 
 Must not import: the hub, the runtime, plugins' drivers (mlflow, pika) or the API.
