@@ -1,7 +1,8 @@
 """Configuration: the hub config file, the one plugin registry, and checking what users write.
 
-* :mod:`~observml.config.hub_config` — ``hub_config.yaml`` read into typed sections
-  (``${VAR}`` expanded, every problem reported with its key path);
+* :mod:`~observml.config.hub_config` — ``hub_config.yaml`` found and read (``${VAR}``
+  expanded), and :mod:`~observml.config.section_reader` checking its sections into the types of
+  :mod:`~observml.config.sections` (every problem reported with its key path);
 * :mod:`~observml.config.registry` — the one table of plugins and experiment types, and entry
   points; module paths only on trusted lookups;
 * :mod:`~observml.config.validation` — keyword arguments checked against signatures;
