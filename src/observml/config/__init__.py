@@ -5,7 +5,8 @@
   :mod:`~observml.config.sections` (every problem reported with its key path);
 * :mod:`~observml.config.registry` — the one table of plugins and experiment types, and entry
   points; module paths only on trusted lookups;
-* :mod:`~observml.config.validation` — keyword arguments checked against signatures;
+* :mod:`~observml.config.validation` — keyword arguments checked against signatures, each
+  value by :mod:`~observml.config.annotation` against its annotation;
 * :mod:`~observml.config.legacy` — ObservML 1.0 experiment configs translated, with
   :mod:`~observml.config.legacy_table` saying what 1.0's classes, model keys and parameters
   mean in observml;
