@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import enum
 import threading
-from typing import Any
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from observml.plugins.base import HealthReport
+
+if TYPE_CHECKING:
+    from datetime import tzinfo as TypeCheckingOnly  # only mypy resolves it
 
 
 class RecordingPlugin:
@@ -109,3 +115,64 @@ class NotAPlugin:
 
     def __init__(self, **kwargs: Any) -> None:
         self.kwargs = kwargs
+
+
+class Severity(enum.Enum):
+    """An enum a plugin of someone else's might take."""
+
+    LOW = "low"
+    HIGH = "high"
+
+
+class Formatter:
+    """A class YAML cannot write: only Python can pass one."""
+
+
+class PagerPlugin:
+    """A third-party-like plugin of a type observml does not know, with richer annotations."""
+
+    plugin_type = "alerting"
+
+    def __init__(
+        self,
+        channels: Sequence[str],
+        template: Path | None = None,
+        severity: Severity = Severity.LOW,
+        formatter: Formatter | None = None,
+        retries: Mapping[str, int] | None = None,
+        hours: tuple[int, int] = (0, 24),
+    ) -> None:
+        self.channels = channels
+        self.template = template
+        self.severity = severity
+        self.formatter = formatter
+        self.retries = retries
+        self.hours = hours
+
+    def initialize(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+    def health_check(self) -> HealthReport:
+        return True, {"status": "ok"}
+
+
+class HalfTyped:
+    """One annotation names a type imported only for type checkers; the rest still count."""
+
+    plugin_type = "alerting"
+
+    def __init__(self, clock: TypeCheckingOnly | None = None, port: int = 1) -> None:
+        self.clock = clock
+        self.port = port
+
+    def initialize(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+    def health_check(self) -> HealthReport:
+        return True, {"status": "ok"}

@@ -76,7 +76,14 @@ def test_cli_promote_reject_feedback_in_process(
     write_config: Callable[[str], Path], files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     write_config(EMBEDDED)
-    train = ["train", "pump", "--config", str(files["config"]), "--data", str(files["train"])]
+    train = [
+        "train",
+        "pump",
+        "--experiment-config",
+        str(files["config"]),
+        "--data",
+        str(files["train"]),
+    ]
     assert run(train, capsys)[0] == 0
     code, out, err = run(["retrain", "pump", "--data", str(files["new"])], capsys)
     assert code == 0, err

@@ -65,7 +65,15 @@ def test_cli_train_predict_status_rollback_retrain_through_the_store(
 ) -> None:
     write_config(EMBEDDED)
     code, out, err = run(
-        ["train", "pump", "--config", str(files["config"]), "--data", str(files["train"])], capsys
+        [
+            "train",
+            "pump",
+            "--experiment-config",
+            str(files["config"]),
+            "--data",
+            str(files["train"]),
+        ],
+        capsys,
     )
     assert code == 0, err
     assert out.startswith("pump: version 1 is the champion (run ")
@@ -123,7 +131,7 @@ def test_cli_send_then_train_drains_the_queue(
     assert code == 0, err
     assert out.startswith("sent 12 messages (300 rows) to pump.train in ")
     assert out.rstrip().endswith("msg/s.")
-    code, out, err = run(["train", "pump", "--config", str(files["config"])], capsys)
+    code, out, err = run(["train", "pump", "--experiment-config", str(files["config"])], capsys)
     assert code == 0, err
     assert "train_rows=300" in out
 
@@ -148,7 +156,8 @@ def test_cli_send_then_train_drains_the_queue(
             ["train", "pump", "--data", "{train}"],
             2,
             "experiment 'pump' is new (not in the hub, no champion in the MLOps store): give its"
-            " type with --type",
+            " type with --type (fault_detection, fault_isolation, time_series, process_mining) or"
+            " 'type:' in the --experiment-config file.",
             id="new-without-type",
         ),
         pytest.param(
@@ -161,7 +170,8 @@ def test_cli_send_then_train_drains_the_queue(
             ["predict", "valve", "--data", "{new}"],
             1,
             "experiment 'valve' is not in the hub config (known: none) and has no champion in"
-            " the MLOps store. Train it first: observml train valve --type TYPE",
+            " the MLOps store. Train it first: observml train valve --type TYPE"
+            " --experiment-config FILE --data FILE",
             id="predict-unknown",
         ),
         pytest.param(
@@ -202,15 +212,68 @@ def test_cli_bad_experiment_config_exits_2_naming_the_key(
     bad = tmp_path / "bad.yaml"
     bad.write_text("type: fault_detection\ncreate_model: {model: isoforest}\n", encoding="utf-8")
     code, _, err = run(
-        ["train", "pump", "--config", str(bad), "--data", str(files["train"])], capsys
+        ["train", "pump", "--experiment-config", str(bad), "--data", str(files["train"])], capsys
     )
     assert code == 2
     assert "create_model.model: unknown fault_detection model 'isoforest'. Valid: iforest" in err
     not_a_mapping = tmp_path / "list.yaml"
     not_a_mapping.write_text("- a\n- b\n", encoding="utf-8")
-    code, _, err = run(["train", "pump", "--config", str(not_a_mapping)], capsys)
+    code, _, err = run(["train", "pump", "--experiment-config", str(not_a_mapping)], capsys)
     assert code == 2
     assert "list.yaml: expected a mapping with setup, create_model, retrain" in err
+
+
+def test_cli_train_config_still_reads_the_experiment_config_with_a_notice(
+    write_config: Callable[[str], Path], files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_config(MEMORY + "global: {job_isolation: thread}\n")
+    code, out, err = run(
+        ["train", "pump", "--config", str(files["config"]), "--data", str(files["train"])], capsys
+    )
+    assert code == 0, err
+    assert out.startswith("pump: version 1 is the champion")
+    notices = [line for line in err.splitlines() if "deprecated" in line]
+    assert notices == [
+        "observml train: --config FILE is deprecated for the experiment config; use"
+        " --experiment-config FILE (--config will mean the hub config, as in every other"
+        " command)."
+    ]
+
+
+def test_cli_train_takes_the_experiment_config_once(
+    write_config: Callable[[str], Path], files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_config(MEMORY)
+    config = str(files["config"])
+    code, out, err = run(
+        ["train", "pump", "--config", config, "--experiment-config", config], capsys
+    )
+    assert code == 2
+    assert out == ""
+    assert "give the experiment config once: --experiment-config FILE" in err
+
+
+def test_cli_train_hub_config_is_the_hub_config(
+    write_config: Callable[[str], Path], files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub = write_config("plugins:\n  mlops: {type: mlfow}\n", name="other_hub.yaml")
+    code, _, err = run(
+        ["train", "pump", "--hub-config", str(hub), "--experiment-config", str(files["config"])],
+        capsys,
+    )
+    assert code == 2
+    assert "other_hub.yaml: plugins.mlops.type: no mlops plugin named 'mlfow'" in err
+
+
+def test_cli_train_help_names_the_experiment_config_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(["train", "--help"], capsys)
+    assert code == 0
+    assert "--experiment-config FILE" in out
+    assert "not the hub config" in out
+    assert "--hub-config FILE" in out
+    assert "--config " not in out  # the deprecated spelling is not offered
 
 
 def test_cli_failed_training_exits_1_with_the_jobs_error(
@@ -223,7 +286,8 @@ def test_cli_failed_training_exits_1_with_the_jobs_error(
     broken = tmp_path / "broken.csv"
     broken.write_text("ds,temp\n2024-01-01,hot\n2024-01-02,cold\n", encoding="utf-8")
     code, _, err = run(
-        ["train", "pump", "--config", str(files["config"]), "--data", str(broken)], capsys
+        ["train", "pump", "--experiment-config", str(files["config"]), "--data", str(broken)],
+        capsys,
     )
     assert code == 1
     assert "error: training pump: job " in err
@@ -330,7 +394,15 @@ def test_cli_url_mode_talks_to_the_server(
     monkeypatch.setenv("OBSERVML_API_TOKEN", "s3cret")
     remote = ["--url", server]
     code, out, err = run(
-        ["train", "pump", *remote, "--config", str(files["config"]), "--data", str(files["train"])],
+        [
+            "train",
+            "pump",
+            *remote,
+            "--experiment-config",
+            str(files["config"]),
+            "--data",
+            str(files["train"]),
+        ],
         capsys,
     )
     assert code == 0, err
@@ -379,7 +451,8 @@ def test_cli_url_mode_errors(
     bad = files["config"].with_name("bad.yaml")
     bad.write_text("create_model: {model: pca, params: {n_components: abc}}\n", "utf-8")
     code, _, err = run(
-        ["train", "pump", *authed, "--type", "fault_detection", "--config", str(bad)], capsys
+        ["train", "pump", *authed, "--type", "fault_detection", "--experiment-config", str(bad)],
+        capsys,
     )
     assert code == 2  # a 422 ConfigError from the server is a configuration error here too
     assert "create_model.params.n_components" in err

@@ -489,7 +489,7 @@ def test_cli_train_takes_the_type_from_load_object(
     rows["b"] = rows["a"] + [float(i % 3) for i in range(50)]
     data = tmp_path / "rows.csv"
     rows.to_csv(data, index=False)
-    argv = ["train", "pump", "--config", str(CORPUS / "ee.yaml"), "--data", str(data)]
+    argv = ["train", "pump", "--experiment-config", str(CORPUS / "ee.yaml"), "--data", str(data)]
     code, out, err = run([*argv, "--hub-config", str(hub)], capsys)
     assert code == 0, err
     assert out.startswith("pump: version 1 is the champion")

@@ -34,13 +34,13 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _attach() -> None:
-    from observml.cli import core, decisions, demo, experiments, serve
+    from observml.cli import core, decisions, demo, experiments, send, serve
 
     cli.add_command(core.plugins_command)
     cli.add_command(core.config_group)
     cli.add_command(core.health_command)
     cli.add_command(serve.serve_command)
-    cli.add_command(experiments.send_command)
+    cli.add_command(send.send_command)
     cli.add_command(experiments.train_command)
     cli.add_command(experiments.predict_command)
     cli.add_command(experiments.status_command)

@@ -206,7 +206,7 @@ class LocalBackend:
             raise ExperimentNotFoundError(
                 f"experiment {name!r} is not in the hub config (known: {known}) and has no"
                 " champion in the MLOps store. Train it first: observml train"
-                f" {name} --type TYPE --config FILE --data FILE"
+                f" {name} --type TYPE --experiment-config FILE --data FILE"
             )
 
 
@@ -339,7 +339,7 @@ def _need_type(name: str, experiment_type: str | None) -> str:
         raise click.UsageError(
             f"experiment {name!r} is new (not in the hub, no champion in the MLOps store):"
             " give its type with --type (fault_detection, fault_isolation, time_series,"
-            " process_mining) or 'type:' in the --config file."
+            " process_mining) or 'type:' in the --experiment-config file."
         )
     return experiment_type
 

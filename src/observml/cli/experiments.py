@@ -1,10 +1,10 @@
-"""``observml send``, ``train``, ``predict``, ``status``, ``retrain`` and ``rollback``.
+"""``observml train``, ``predict``, ``status``, ``retrain`` and ``rollback``.
 
-``promote``, ``reject`` and ``feedback`` are in :mod:`observml.cli.decisions`.
+``promote``, ``reject`` and ``feedback`` are in :mod:`observml.cli.decisions`; ``send``, which
+talks to the datastream alone, is in :mod:`observml.cli.send`.
 
 Each command runs in-process (a hub from the hub config) or against a running server with
-``--url``; :func:`observml.cli.client.backend` picks which. ``send`` publishes straight to the
-configured datastream (broker or local queue).
+``--url``; :func:`observml.cli.client.backend` picks which.
 """
 
 from __future__ import annotations
@@ -12,20 +12,19 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any, Final
 
 import click
-import pandas as pd
 
-from observml.cli.client import backend, json_rows, quiet_driver_logs
+from observml.cli.client import backend, json_rows
 from observml.cli.decisions import field, retrain_lines, retraining_lines
 from observml.cli.files import read_experiment_config, read_rows
 from observml.cli.options import hub_config_option, json_option, remote_options, timeout_option
 from observml.cli.render import table
+from observml.cli.send import send_command  # re-exported: it lived here before cli/send.py
 from observml.config.legacy import config_type
-from observml.errors import ExperimentError, PluginNotConfiguredError
+from observml.errors import ExperimentError
 
 __all__ = [
     "predict_command",
@@ -41,7 +40,6 @@ _FINAL: Final = ("succeeded", "failed", "stopped")
 _POLL_SECONDS: Final = 0.2
 
 
-# -- reading files -------------------------------------------------------------------------
 # -- progress ------------------------------------------------------------------------------
 def watch_job(ops: Any, job_id: str, label: str, timeout: float) -> dict[str, Any]:
     """Show a progress bar (on stderr) until the job ends; return its final status.
@@ -85,11 +83,19 @@ def watch_job(ops: Any, job_id: str, label: str, timeout: float) -> dict[str, An
 @click.argument("name")
 @click.option("--type", "experiment_type", default=None, help="Experiment type (new experiments).")
 @click.option(
-    "--config",
+    "--experiment-config",
     "config_file",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="Experiment config (YAML/JSON: setup, create_model, retrain, eda).",
+    help="Experiment config (YAML/JSON: setup, create_model, retrain, eda); not the hub config.",
+)
+@click.option(
+    "--config",
+    "old_config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    hidden=True,
+    help="Deprecated: the experiment config; use --experiment-config.",
 )
 @click.option(
     "--data",
@@ -106,6 +112,7 @@ def train_command(
     name: str,
     experiment_type: str | None,
     config_file: str | None,
+    old_config_file: str | None,
     data_file: str | None,
     hub_config: str | None,
     url: str | None,
@@ -114,6 +121,7 @@ def train_command(
     as_json: bool,
 ) -> None:
     """Train experiment NAME (created if new) and make the model its champion."""
+    config_file = _experiment_config_file(config_file, old_config_file)
     config = read_experiment_config(config_file) if config_file else None
     if experiment_type is None and config is not None:
         experiment_type = config_type(config, source=config_file)
@@ -130,6 +138,28 @@ def train_command(
         f"{name}: version {status['version']} is the champion (run {status['run_id']}{took})."
     )
     click.echo(f"  metrics: {_metrics_text(status.get('result', {}).get('metrics', {}))}")
+
+
+def _experiment_config_file(new: str | None, old: str | None) -> str | None:
+    """``train --config FILE``, the experiment config until observml 0.2: say so, then use it.
+
+    Every other command reads ``--config`` as the hub config; ``train`` will too once the
+    deprecated spelling is gone.
+    """
+    if old is None:
+        return new
+    if new is not None:
+        raise click.UsageError(
+            "give the experiment config once: --experiment-config FILE (--config is its"
+            " deprecated spelling)."
+        )
+    click.echo(
+        "observml train: --config FILE is deprecated for the experiment config; use"
+        " --experiment-config FILE (--config will mean the hub config, as in every other"
+        " command).",
+        err=True,
+    )
+    return old
 
 
 @click.command("predict")
@@ -267,106 +297,7 @@ def rollback_command(
     )
 
 
-@click.command("send")
-@click.argument("queue")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--rows-per-message",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Rows in each message.",
-)
-@click.option(
-    "--format",
-    "orient",
-    type=click.Choice(["records", "split"]),
-    default="records",
-    show_default=True,
-    help="JSON layout of a message: a list of row objects, or pandas' split object.",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=500,
-    show_default=True,
-    help="Messages published (and confirmed) per call.",
-)
-@hub_config_option("--config", "--hub-config")
-def send_command(
-    queue: str,
-    file: str,
-    rows_per_message: int,
-    orient: str,
-    batch_size: int,
-    hub_config: str | None,
-) -> None:
-    """Publish the rows of FILE to QUEUE (e.g. pump.predict) on the configured datastream."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from observml.plugins.datastream import OutgoingMessage
-
-    frame = read_rows(file)
-    bodies = encode_rows(frame, rows_per_message, orient)
-    with open_datastream(hub_config) as stream:
-        stream.create_queue(queue)
-        started = time.perf_counter()
-        columns = (TextColumn(f"sending to {queue}"), BarColumn(), MofNCompleteColumn())
-        with Progress(
-            *columns, TimeElapsedColumn(), console=Console(stderr=True), transient=False
-        ) as progress:
-            task = progress.add_task("send", total=len(bodies))
-            for chunk in _chunks(bodies, batch_size):
-                messages = [OutgoingMessage(b, content_type="application/json") for b in chunk]
-                stream.publish_batch(queue, messages)
-                progress.advance(task, len(chunk))
-        took = max(time.perf_counter() - started, 1e-9)
-    click.echo(
-        f"sent {len(bodies):,} messages ({len(frame):,} rows) to {queue} in {took:.2f} s:"
-        f" {len(bodies) / took:,.0f} msg/s."
-    )
-
-
-def encode_rows(frame: pd.DataFrame, rows_per_message: int, orient: str) -> list[str]:
-    """Return one JSON body per ``rows_per_message`` rows (``records`` or ``split`` layout)."""
-    bodies = []
-    for start in range(0, len(frame), rows_per_message):
-        chunk = frame.iloc[start : start + rows_per_message]
-        if orient == "split":
-            bodies.append(chunk.to_json(orient="split", date_format="iso", index=False))
-        else:
-            bodies.append(chunk.to_json(orient="records", date_format="iso"))
-    return bodies
-
-
-@contextmanager
-def open_datastream(hub_config: str | None) -> Iterator[Any]:
-    """Yield the configured datastream plugin alone (no MLOps store is started)."""
-    from observml.config import load_config
-    from observml.config.registry import build_plugin
-    from observml.hub.plugin_host import PluginHost
-
-    quiet_driver_logs()
-    config = load_config(hub_config)
-    section = config.plugins.get("datastream")
-    if section is None or not section.enabled:
-        raise PluginNotConfiguredError(
-            "plugins.datastream: the hub config disables the datastream, so there is nothing to"
-            " send to. Enable one under 'plugins.datastream'.",
-            plugin_type="datastream",
-        )
-    with PluginHost(config=config) as host:
-        host.register_plugin(build_plugin(host.registry, section))
-        yield host.require_plugin("datastream")
-
-
 # -- rendering -----------------------------------------------------------------------------
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

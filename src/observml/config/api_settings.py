@@ -83,7 +83,7 @@ class ApiSettings:
     def check(cls, raw: Mapping[str, Any] | None, problems: list[ConfigProblem]) -> ApiSettings:
         """Validate the ``api:`` mapping, appending what is wrong to ``problems``.
 
-        :mod:`observml.config.hub_config` calls this while it reads the file, so a bad ``api:``
+        :mod:`observml.config.section_reader` calls this while the file is read, so a bad ``api:``
         section is reported with the rest (``observml config check``), without importing fastapi.
 
         Returns:

@@ -1,7 +1,7 @@
 """The typed, frozen sections a hub config is read into (see :mod:`.hub_config` for reading).
 
 Nothing here reads files or imports plugins: the registry, the hub and the API build on these
-types, and :mod:`observml.config.hub_config` fills them from YAML.
+types, and :mod:`observml.config.section_reader` fills them from a hub config's YAML.
 """
 
 from __future__ import annotations

@@ -1,25 +1,25 @@
 """Check a config mapping against a constructor signature (sklearn's ``_get_param_names`` idea).
 
 Config keys equal constructor parameter names, so ``Cls(**config)`` is the whole mapping. This
-module finds unknown keys (listing the accepted ones), missing required ones and values of the
-wrong type, and converts strings from ``${VAR}`` expansion to the annotated type.
+module finds unknown keys (listing the accepted ones), missing required ones and values their
+annotation does not take (:mod:`observml.config.annotation` checks and converts each value). An
+annotation that cannot be resolved (a name imported only for type checkers) leaves that one
+parameter unchecked, not the others. Every observml section and every plugin, built-in or
+third-party, is checked this way.
 """
 
 from __future__ import annotations
 
 import inspect
-import types
+import sys
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal, Union
+from typing import Any
 
+from observml.config.annotation import check
 from observml.errors import ConfigProblem
 
 __all__ = ["accepted_parameters", "check_arguments", "check_value"]
-
-_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-_TRUE = ("true", "yes", "on", "1")
-_FALSE = ("false", "no", "off", "0")
 
 
 def accepted_parameters(cls: type[Any]) -> dict[str, inspect.Parameter]:
@@ -32,29 +32,18 @@ def accepted_parameters(cls: type[Any]) -> dict[str, inspect.Parameter]:
     }
 
 
-def _accepts_var_keyword(cls: type[Any]) -> bool:
-    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls).parameters.values())
-
-
-def _hints(cls: type[Any]) -> dict[str, Any]:
-    target = cls.__init__ if not hasattr(cls, "__dataclass_fields__") else cls
-    try:
-        return typing.get_type_hints(target)
-    except Exception:
-        return {}
-
-
 def check_arguments(
     cls: type[Any], raw: Mapping[str, Any], where: str, problems: list[ConfigProblem]
 ) -> dict[str, Any]:
     """Validate ``raw`` as keyword arguments of ``cls`` and return them converted.
 
-    Problems are appended to ``problems`` with key paths under ``where``.
+    Problems are appended to ``problems`` with key paths under ``where`` (an item of a list or
+    mapping adds ``[i]`` or ``.key``).
     """
     params = accepted_parameters(cls)
     hints = _hints(cls)
     values: dict[str, Any] = {}
-    open_ended = _accepts_var_keyword(cls)
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls).parameters.values())
     for key, value in raw.items():
         key_path = f"{where}.{key}"
         if key not in params:
@@ -66,12 +55,13 @@ def check_arguments(
             else:
                 values[key] = value
             continue
-        annotation = hints.get(key, inspect.Parameter.empty)
-        ok, converted, expected = _convert(value, annotation)
-        if not ok:
-            problems.append(ConfigProblem(key_path, f"expected {expected}, got {value!r}."))
+        checked = check(value, hints.get(key, inspect.Parameter.empty))
+        if not checked.ok:
+            hint = f" {checked.hint}" if checked.hint else ""
+            message = f"expected {checked.expected}, got {_show(checked.got)}.{hint}"
+            problems.append(ConfigProblem(key_path + checked.at, message))
             continue
-        values[key] = converted
+        values[key] = checked.value
     for name, param in params.items():
         if param.default is param.empty and name not in raw:
             problems.append(
@@ -84,68 +74,33 @@ def check_arguments(
 
 def check_value(value: Any, annotation: Any) -> tuple[bool, Any, str]:
     """Return ``(ok, converted, expected description)`` of one value for ``annotation``."""
-    return _convert(value, annotation)
+    checked = check(value, annotation)
+    return checked.ok, checked.value, checked.expected
 
 
-def _convert(value: Any, annotation: Any) -> tuple[bool, Any, str]:
-    """Return ``(ok, converted, expected description)`` for one value."""
-    if annotation is inspect.Parameter.empty or annotation is Any:
-        return True, value, "any value"
-    origin = typing.get_origin(annotation)
-    if origin in (Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return True, None, "nothing"
-        descriptions = []
-        for option in options:
-            if option is type(None):
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    """The constructor's annotations; one that cannot be resolved is left out (unchecked)."""
+    target: Any = cls if hasattr(cls, "__dataclass_fields__") else cls.__init__
+    try:
+        return typing.get_type_hints(target)
+    except Exception:
+        pass  # one bad name must not leave every parameter unchecked: resolve one by one
+    owners = reversed(target.__mro__) if isinstance(target, type) else [target]
+    hints: dict[str, Any] = {}
+    for owner in owners:
+        module = sys.modules.get(getattr(owner, "__module__", "") or "")
+        namespace = getattr(owner, "__globals__", None) or (vars(module) if module else {})
+        for name, annotation in inspect.get_annotations(owner).items():
+            if not isinstance(annotation, str):
+                hints[name] = annotation
                 continue
-            ok, converted, expected = _convert(value, option)
-            if ok:
-                return True, converted, expected
-            descriptions.append(expected)
-        return False, value, " or ".join(descriptions)
-    if origin is Literal:
-        choices = typing.get_args(annotation)
-        if value in choices:
-            return True, value, ""
-        return False, value, "one of " + ", ".join(repr(c) for c in choices)
-    if origin in (list, tuple, typing.Sequence) or annotation in (list, tuple):
-        return isinstance(value, list), value, "a list"
-    if origin in (dict, Mapping) or annotation is dict:
-        return isinstance(value, dict), value, "a mapping"
-    if annotation in _NAMES:
-        return _convert_scalar(value, annotation)
-    return True, value, getattr(annotation, "__name__", str(annotation))
+            try:  # what typing.get_type_hints does, for this one annotation
+                hints[name] = eval(annotation, dict(namespace))
+            except Exception:  # e.g. a name imported only under TYPE_CHECKING
+                hints.pop(name, None)
+    return hints
 
 
-def _convert_scalar(value: Any, annotation: type[Any]) -> tuple[bool, Any, str]:
-    expected = _NAMES[annotation]
-    if annotation is bool:
-        if isinstance(value, bool):
-            return True, value, expected
-        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-            return True, value.strip().lower() in _TRUE, expected
-        return False, value, expected
-    if isinstance(value, bool):
-        return annotation is str, value, expected
-    if annotation is str:
-        return (
-            (True, str(value), expected)
-            if isinstance(value, int | float)
-            else (
-                isinstance(value, str),
-                value,
-                expected,
-            )
-        )
-    if isinstance(value, int | float):
-        if annotation is int and isinstance(value, float):
-            return value.is_integer(), int(value), expected
-        return True, annotation(value), expected
-    if isinstance(value, str):
-        try:
-            return True, annotation(value.strip()), expected
-        except ValueError:
-            return False, value, expected
-    return False, value, expected
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

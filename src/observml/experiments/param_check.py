@@ -128,9 +128,11 @@ def _check_annotation(value: Any, annotation: Any) -> tuple[bool, str]:
             if bad is not None:
                 return False, f"a list of {bad}"
         return True, ""
-    ok, _, expected = check_value(value, annotation)
-    if ok and annotation in (int, float, bool) and isinstance(value, str):
-        return False, expected  # "0.5" or "yes" as text is for ${VAR} in a config file only
+    ok, converted, expected = check_value(value, annotation)
+    if ok and isinstance(value, str) and isinstance(converted, int | float | bool):
+        # "0.5", "yes" or "2" (for Literal[1, 2]) as text is for ${VAR} in a config file only:
+        # the model gets the value as given, so it must already be the number
+        return False, expected
     return ok, expected
 
 
