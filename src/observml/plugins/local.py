@@ -27,21 +27,22 @@ from pathlib import Path
 from typing import Any, Final
 
 from observml.config import HOME_ENV_VAR
-from observml.config.validation import accepted_parameters
-from observml.errors import ConfigError, DataError, ServiceUnavailableError
+from observml.errors import ConfigError, ServiceUnavailableError
 from observml.plugins.base import HealthReport
 from observml.plugins.datastream import (
     MAX_MESSAGE_BYTES,
-    REASON_HEADER,
     BatchHandler,
     Handler,
     Message,
     OutgoingMessage,
     as_outgoing,
+    check_connect_settings,
+    dead_letter_headers,
     dead_letter_queue,
     one_at_a_time,
-    oversize_reason,
+    pulled_text,
     settle,
+    unacked_reason,
 )
 
 __all__ = ["LocalQueuePlugin"]
@@ -49,7 +50,7 @@ __all__ = ["LocalQueuePlugin"]
 logger = logging.getLogger(__name__)
 
 FILE_NAME: Final = "queues.sqlite3"
-_MAX_REASON: Final = 2000
+_UNACKED: Final = "its consumers died or timed out"  # why a message kept coming back
 _FLUSH_EVERY: Final = 0.2  # seconds between settlement commits while a lease is worked off
 
 _SCHEMA: Final = """
@@ -155,10 +156,11 @@ class _Store:
                 " RETURNING seq, message_id, body, headers, content_type, deliveries",
                 (now + seconds, owner, queue, now, limit),
             ).fetchall()
-            over = [(r[0], r[5] - 1) for r in rows if r[5] > max_deliveries]
+            over = [
+                (r[0], unacked_reason(r[5] - 1, _UNACKED)) for r in rows if r[5] > max_deliveries
+            ]
             if over:
-                reason = "delivered {} times without an ack (its consumers died or timed out)"
-                self._move_dead(conn, queue, owner, [(s, reason.format(n)) for s, n in over])
+                self._move_dead(conn, queue, owner, over)
         return [
             _Leased(seq, Message(bytes(body), json.loads(headers), mid, n > 1, ctype, queue))
             for seq, mid, body, headers, ctype, n in sorted(rows)
@@ -199,7 +201,7 @@ class _Store:
             if not rows:
                 continue  # the lease expired and another consumer has it now
             row = rows[0]
-            headers = {**json.loads(row[2]), REASON_HEADER: reason[:_MAX_REASON]}
+            headers = dead_letter_headers(json.loads(row[2]), reason)
             conn.execute(
                 "INSERT INTO messages (queue, message_id, body, headers, content_type, published)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -339,14 +341,7 @@ class LocalQueuePlugin:
         Raises:
             ConfigError: A keyword is not a setting, or the folder cannot be created or opened.
         """
-        known = accepted_parameters(type(self))
-        for key in kwargs:
-            if key not in known:
-                raise ConfigError(
-                    f"LocalQueuePlugin.connect(): unknown setting {key!r}. Accepted:"
-                    f" {', '.join(known)}.",
-                    key=key,
-                )
+        check_connect_settings(self, kwargs)
         with self._lock:
             if kwargs:
                 self._close_store()
@@ -379,21 +374,15 @@ class LocalQueuePlugin:
             leased = store.lease(queue, owner, 1, self.visibility_timeout, self.max_deliveries)
             if not leased:
                 return ""
-            seq, message = leased[0].seq, leased[0].message
-            too_big = oversize_reason(message, self.max_message_bytes)
-            if too_big:
-                store.settle(queue, owner, _Outcomes(dead=[(seq, too_big)]))
-                raise DataError(f"local queue {queue!r}: {too_big}")
-            try:
-                text = message.text()
-            except UnicodeDecodeError as exc:
-                store.settle(queue, owner, _Outcomes(dead=[(seq, f"UnicodeDecodeError: {exc}")]))
-                raise DataError(
-                    f"local queue {queue!r}: message {message.message_id} is not UTF-8 text; it"
-                    f" was moved to {dead_letter_queue(queue)!r}. Use consume() to receive bytes."
-                ) from exc
-            store.settle(queue, owner, _Outcomes(ack=[seq]))
-            return text
+            seq = leased[0].seq
+            return pulled_text(
+                queue,
+                leased[0].message,
+                where="local datastream",
+                max_bytes=self.max_message_bytes,
+                ack=lambda: store.settle(queue, owner, _Outcomes(ack=[seq])),
+                dead_letter=lambda why: store.settle(queue, owner, _Outcomes(dead=[(seq, why)])),
+            )
 
     def flush_queue(self, queue: str) -> int:
         """Delete the ready messages of ``queue`` and return how many were removed."""

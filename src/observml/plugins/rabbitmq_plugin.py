@@ -40,11 +40,9 @@ from pika.exceptions import (
 )
 from pika.exceptions import AuthenticationError as PikaAuthenticationError
 
-from observml.config.validation import accepted_parameters
 from observml.errors import (
     AuthenticationError,
     ConfigError,
-    DataError,
     NotFoundError,
     ServiceUnavailableError,
 )
@@ -59,14 +57,16 @@ from observml.plugins._rabbitmq_link import (
 from observml.plugins.base import HealthReport
 from observml.plugins.datastream import (
     MAX_MESSAGE_BYTES,
-    REASON_HEADER,
     BatchHandler,
     Handler,
     Message,
     OutgoingMessage,
     as_outgoing,
+    check_connect_settings,
+    dead_letter_headers,
     dead_letter_queue,
     one_at_a_time,
+    pulled_text,
 )
 from observml.plugins.retry import retry_call
 
@@ -84,7 +84,6 @@ _AUTH_ERRORS: Final = (
 )
 #: The connection or channel is gone: open a new one and carry on.
 _LINK_ERRORS: Final = (AMQPConnectionError, ChannelWrongStateError)
-_MAX_REASON: Final = 2000
 _IDLE: Final = 10.0  # seconds after which the main link is checked before it is used again
 #: The setting a 406 on ``queue.declare`` names: "inequivalent arg 'x-queue-type' for queue ...".
 _INEQUIVALENT: Final = re.compile(r"inequivalent arg '([^']+)'")
@@ -221,14 +220,7 @@ class RabbitMQPlugin:
             AuthenticationError: The broker refused the username, password or virtual host.
             ServiceUnavailableError: The broker stayed unreachable for every attempt.
         """
-        known = accepted_parameters(type(self))
-        for key in kwargs:
-            if key not in known:
-                raise ConfigError(
-                    f"RabbitMQPlugin.connect(): unknown setting {key!r}. Accepted:"
-                    f" {', '.join(known)}.",
-                    key=key,
-                )
+        check_connect_settings(self, kwargs)
         with self._lock:
             if kwargs:
                 self._drop_link()
@@ -283,21 +275,20 @@ class RabbitMQPlugin:
                 raise
             if method is None:
                 return ""
-            try:
-                text: str = bytes(body).decode("utf-8")
-            except UnicodeDecodeError as exc:
-                reason = f"UnicodeDecodeError: {exc}"
-                self._dead_letter(
-                    link, queue, [(message_of(queue, method, properties, body), reason)]
-                )
+            message = message_of(queue, method, properties, body)
+
+            def dead_letter(reason: str) -> None:
+                self._dead_letter(link, queue, [(message, reason)])
                 channel.basic_ack(method.delivery_tag)
-                raise DataError(
-                    f"{self._where}: queue {queue!r}: message {properties.message_id} is not UTF-8"
-                    f" text; it was moved to {dead_letter_queue(queue)!r}. Use consume() to"
-                    " receive bytes."
-                ) from exc
-            channel.basic_ack(method.delivery_tag)
-            return text
+
+            return pulled_text(
+                queue,
+                message,
+                where=self._where,
+                max_bytes=self.max_message_bytes,
+                ack=lambda: channel.basic_ack(method.delivery_tag),
+                dead_letter=dead_letter,
+            )
 
         return self._call(get, f"pulling from {queue!r}")
 
@@ -647,7 +638,9 @@ class RabbitMQPlugin:
         """Publish ``items`` to ``queue``'s dead-letter queue and wait for the confirms."""
         dead = dead_letter_queue(queue)
         self._ensure_queue(link, dead)
-        copies = [(message, {REASON_HEADER: reason[:_MAX_REASON]}) for message, reason in items]
+        copies = [
+            (message, dead_letter_headers(message.headers, reason)) for message, reason in items
+        ]
         failed = self._publish_copies(link, dead, copies)
         if failed:
             raise ServiceUnavailableError(
@@ -657,7 +650,10 @@ class RabbitMQPlugin:
 
     def _publish_again(self, link: Link, queue: str, items: Sequence[tuple[Message, int]]) -> None:
         """Publish copies of ``items`` to the tail of ``queue``, each with its count of returns."""
-        copies = [(message, {REDELIVERIES_HEADER: returns}) for message, returns in items]
+        copies = [
+            (message, {**message.headers, REDELIVERIES_HEADER: returns})
+            for message, returns in items
+        ]
         failed = self._publish_copies(link, queue, copies)
         if failed:
             raise ServiceUnavailableError(
@@ -669,15 +665,12 @@ class RabbitMQPlugin:
     def _publish_copies(
         self, link: Link, queue: str, items: Sequence[tuple[Message, Mapping[str, Any]]]
     ) -> dict[str, str]:
-        """Publish copies of messages with extra headers; return the failures after confirms."""
+        """Publish copies of messages with new headers; return the failures after confirms."""
         outs = [
             OutgoingMessage(
-                message.body,
-                {**message.headers, **extra},
-                message.message_id or uuid.uuid4().hex,
-                message.content_type,
+                message.body, headers, message.message_id or uuid.uuid4().hex, message.content_type
             )
-            for message, extra in items
+            for message, headers in items
         ]
         return link.confirmer().publish(queue, outs, set())
 

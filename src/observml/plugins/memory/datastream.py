@@ -9,25 +9,25 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
-from observml.errors import DataError, ServiceUnavailableError
+from observml.errors import ServiceUnavailableError
 from observml.plugins.base import HealthReport
 from observml.plugins.datastream import (
     MAX_MESSAGE_BYTES,
-    REASON_HEADER,
     BatchHandler,
     Handler,
     Message,
     OutgoingMessage,
     Settlement,
+    as_outgoing,
+    dead_letter_headers,
     dead_letter_queue,
     one_at_a_time,
-    oversize_reason,
+    pulled_text,
     settle,
 )
 
@@ -100,22 +100,14 @@ class InMemoryDataStreamPlugin:
             if not ready:
                 return ""
             message = ready.popleft()
-            dead = dead_letter_queue(queue)
-            too_big = oversize_reason(message, self.max_message_bytes)
-            if too_big:
-                headers = {**message.headers, REASON_HEADER: too_big}
-                self._queue(dead).ready.append(replace(message, headers=headers, queue=dead))
-                raise DataError(f"memory datastream: queue {queue!r}: {too_big}")
-            try:
-                return message.text()
-            except UnicodeDecodeError as exc:
-                reason = f"UnicodeDecodeError: {exc}"
-                headers = {**message.headers, REASON_HEADER: reason}
-                self._queue(dead).ready.append(replace(message, headers=headers, queue=dead))
-                raise DataError(
-                    f"memory datastream: queue {queue!r}: message {message.message_id} is not"
-                    f" UTF-8 text; it was moved to {dead!r}. Use consume() to receive bytes."
-                ) from exc
+            return pulled_text(
+                queue,
+                message,
+                where="memory datastream",
+                max_bytes=self.max_message_bytes,
+                ack=lambda: None,  # taken off the queue already
+                dead_letter=lambda reason: self._dead_letter(queue, [(message, reason)]),
+            )
 
     def flush_queue(self, queue: str) -> int:
         """Drop the queue's ready messages and return how many."""
@@ -148,15 +140,11 @@ class InMemoryDataStreamPlugin:
         with self._cond:
             self._require_connected()
             ready = self._queue(queue).ready
-            for item in messages:
-                out = item if isinstance(item, OutgoingMessage) else OutgoingMessage(item)
-                message_id = out.message_id or uuid.uuid4().hex
-                body = out.body.encode("utf-8") if isinstance(out.body, str) else bytes(out.body)
-                ready.append(
-                    Message(
-                        body, dict(out.headers or {}), message_id, False, out.content_type, queue
-                    )
-                )
+            for out in map(as_outgoing, messages):
+                message_id = str(out.message_id)
+                body = cast(bytes, out.body)  # as_outgoing encodes a str body
+                headers = dict(out.headers or {})
+                ready.append(Message(body, headers, message_id, False, out.content_type, queue))
                 ids.append(message_id)
             self._cond.notify_all()
         return ids
@@ -252,11 +240,16 @@ class InMemoryDataStreamPlugin:
             ready = self._queue(queue).ready
             for index in reversed(outcome.requeue):
                 ready.appendleft(replace(batch[index], redelivered=True))
-            dead = self._queue(dead_letter_queue(queue)).ready
-            for index, reason in outcome.dead.items():
-                message = batch[index]
-                headers = {**message.headers, REASON_HEADER: reason}
-                dead.append(replace(message, headers=headers, queue=dead_letter_queue(queue)))
+            self._dead_letter(queue, [(batch[i], reason) for i, reason in outcome.dead.items()])
             self._cond.notify_all()
         if outcome.requeue and pause:
             time.sleep(0.1)  # the service was down: give it a moment before the redelivery
+
+    def _dead_letter(self, queue: str, items: Sequence[tuple[Message, str]]) -> None:
+        """Append copies of ``items`` to ``queue``'s dead-letter queue, each with its reason."""
+        dead = dead_letter_queue(queue)
+        with self._cond:
+            ready = self._queue(dead).ready
+            for message, reason in items:
+                headers = dead_letter_headers(message.headers, reason)
+                ready.append(replace(message, headers=headers, queue=dead))
