@@ -27,7 +27,9 @@ HAS_PROPHET = importlib.util.find_spec("prophet") is not None
 #: sklearn's MinCovDet warns on the three phase currents, which sum to zero (collinear).
 _MCD_WARNINGS = [
     pytest.mark.filterwarnings("ignore:Determinant has increased:RuntimeWarning"),
-    pytest.mark.filterwarnings("ignore:The covariance matrix associated to your dataset:UserWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:The covariance matrix associated to your dataset:UserWarning"
+    ),
 ]
 
 #: File stem (the 1.0 key) -> (type, observml model, params/options the file must have set).
