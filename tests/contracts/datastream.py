@@ -419,6 +419,20 @@ class DataStreamContract:
         assert dead.message_id == "bin-1"
         assert dead.headers[REASON_HEADER].startswith("UnicodeDecodeError")
 
+    def test_pull_data_oversize_body_goes_to_dead_letters_unread(
+        self, datastream: DataStreamPlugin, queue: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(datastream, "max_message_bytes", 1000)
+        datastream.publish(queue, b"{" * 1001, message_id="big-1")
+        datastream.publish(queue, "small")
+        with pytest.raises(DataError, match=r"queue .*: PayloadTooLargeError: message big-1"):
+            datastream.pull_data(queue)
+        assert datastream.pull_data(queue) == "small"
+        monkeypatch.setattr(datastream, "max_message_bytes", 0)  # 0: no limit, to read it back
+        [dead] = consume_n(datastream, dead_letter_queue(queue), 1)
+        assert (dead.message_id, len(dead.body)) == ("big-1", 1001)
+        assert dead.headers[REASON_HEADER].startswith("PayloadTooLargeError: message big-1")
+
     def test_flush_queue_returns_removed_count(
         self, datastream: DataStreamPlugin, queue: str
     ) -> None:

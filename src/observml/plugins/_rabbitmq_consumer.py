@@ -31,6 +31,7 @@ from observml.plugins.datastream import (
     Message,
     Settlement,
     settle,
+    unacked_reason,
 )
 
 __all__ = ["Broker", "Consumer"]
@@ -84,10 +85,7 @@ class Delivery:
 
 def too_many_returns(returns: int) -> str:
     """The dead-letter reason of a message whose consumers kept dying while holding it."""
-    return (
-        f"delivered {returns} times without an ack (its consumers died or lost their connection"
-        " while holding it)"
-    )
+    return unacked_reason(returns, "its consumers died or lost their connection while holding it")
 
 
 class Consumer:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import pika
@@ -212,6 +213,21 @@ class Link:
         if self._confirmer is None or not self._confirmer.is_open:
             self._confirmer = Confirmer(self.connection, self._window)
         return self._confirmer
+
+    def publish_copies(
+        self, queue: str, items: Sequence[tuple[Message, Mapping[str, Any]]]
+    ) -> dict[str, str]:
+        """Publish copies of messages with new headers, confirmed; return the failures.
+
+        A copy keeps the body, id (one is made if missing) and content type of its message.
+        """
+        outs = [
+            OutgoingMessage(
+                message.body, headers, message.message_id or uuid.uuid4().hex, message.content_type
+            )
+            for message, headers in items
+        ]
+        return self.confirmer().publish(queue, outs, set())
 
     def close(self) -> None:
         try:

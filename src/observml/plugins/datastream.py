@@ -6,11 +6,16 @@ service holds the messages, ``consume`` / ``consume_batch`` that ack a message o
 handler returned, and ``queue_depth``.
 
 Every queue ``q`` has a dead-letter queue ``q.dead``; a rejected message lands there with the
-reason in the header :data:`REASON_HEADER`.
+reason in the header :data:`REASON_HEADER` (see :func:`dead_letter_headers`).
 
 Every plugin takes ``max_message_bytes`` (default :data:`MAX_MESSAGE_BYTES`, 16 MiB): a body
 larger than that is dead-lettered by :func:`settle` before any handler sees it, so nothing
 parses it.
+
+What every plugin decides alike lives here, so each keeps only its transport (how to take, ack
+and dead-letter a message): :func:`settle` decides the fate of a consumed batch,
+:func:`pulled_text` that of a message ``pull_data`` took, and :func:`unacked_reason` the reason
+of a message whose consumers kept dying.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
+from observml.config.validation import accepted_parameters
+from observml.errors import ConfigError, DataError, ServiceUnavailableError
 from observml.plugins.base import HealthReport, Plugin
 
 __all__ = [
     "DEAD_SUFFIX",
     "MAX_MESSAGE_BYTES",
+    "MAX_REASON_CHARS",
     "REASON_HEADER",
     "BatchHandler",
     "DataStreamPlugin",
@@ -34,10 +42,14 @@ __all__ = [
     "OutgoingMessage",
     "Settlement",
     "as_outgoing",
+    "check_connect_settings",
+    "dead_letter_headers",
     "dead_letter_queue",
     "one_at_a_time",
     "oversize_reason",
+    "pulled_text",
     "settle",
+    "unacked_reason",
 ]
 
 DEAD_SUFFIX: Final = ".dead"
@@ -45,11 +57,18 @@ DEAD_SUFFIX: Final = ".dead"
 REASON_HEADER: Final = "x-observml-reason"
 #: Default ``max_message_bytes`` of every datastream plugin: larger bodies are dead-lettered.
 MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
+#: Longest reason a dead letter's :data:`REASON_HEADER` keeps; longer ones are cut.
+MAX_REASON_CHARS: Final = 2000
 
 
 def dead_letter_queue(queue: str) -> str:
     """Return the name of ``queue``'s dead-letter queue."""
     return queue + DEAD_SUFFIX
+
+
+def dead_letter_headers(headers: Mapping[str, Any], reason: str) -> dict[str, Any]:
+    """Return the headers of a dead-lettered copy: the message's own plus the (cut) reason."""
+    return {**headers, REASON_HEADER: reason[:MAX_REASON_CHARS]}
 
 
 @dataclass(frozen=True)
@@ -238,8 +257,6 @@ def settle(
 
 
 def _settle(handler: BatchHandler, batch: Sequence[Message]) -> Settlement:
-    from observml.errors import ServiceUnavailableError
-
     indices = range(len(batch))
     try:
         rejected = handler(batch) or {}
@@ -260,3 +277,59 @@ def one_at_a_time(handler: Handler) -> BatchHandler:
             handler(message)
 
     return handle
+
+
+def pulled_text(
+    queue: str,
+    message: Message,
+    *,
+    where: str,
+    max_bytes: int | None,
+    ack: Callable[[], object],
+    dead_letter: Callable[[str], object],
+) -> str:
+    """Return the body of a message ``pull_data`` took, as text (the one path of all plugins).
+
+    The plugin took ``message`` from ``queue`` and holds it unsettled; this decides its fate and
+    the plugin's callbacks carry it out. A body over ``max_bytes``, or not UTF-8 text, goes to
+    ``dead_letter(reason)`` (which moves it to the dead-letter queue, settled); any other is
+    settled with ``ack()`` and its text returned. ``where`` names the plugin in errors.
+
+    Raises:
+        DataError: The body was too large or not UTF-8 text; it was dead-lettered.
+    """
+    too_big = oversize_reason(message, max_bytes)
+    if too_big:
+        dead_letter(too_big)
+        raise DataError(f"{where}: queue {queue!r}: {too_big}")
+    try:
+        text = message.text()
+    except UnicodeDecodeError as exc:
+        dead_letter(f"UnicodeDecodeError: {exc}")
+        raise DataError(
+            f"{where}: queue {queue!r}: message {message.message_id} is not UTF-8 text; it was"
+            f" moved to {dead_letter_queue(queue)!r}. Use consume() to receive bytes."
+        ) from exc
+    ack()
+    return text
+
+
+def unacked_reason(deliveries: int, cause: str) -> str:
+    """Return the dead-letter reason of a message delivered this often without an ack."""
+    return f"delivered {deliveries} times without an ack ({cause})"
+
+
+def check_connect_settings(plugin: object, settings: Mapping[str, Any]) -> None:
+    """Check the keywords of ``plugin.connect(**settings)`` name settings of its constructor.
+
+    Raises:
+        ConfigError: A keyword is not a setting; the message lists the accepted ones.
+    """
+    known = accepted_parameters(type(plugin))
+    for key in settings:
+        if key not in known:
+            raise ConfigError(
+                f"{type(plugin).__name__}.connect(): unknown setting {key!r}. Accepted:"
+                f" {', '.join(known)}.",
+                key=key,
+            )

@@ -9,251 +9,43 @@ from a helper thread while its handler runs. Acking deletes the message; dead-le
 to ``<queue>.dead`` with the reason in a header, in the same transaction. When a consumer dies,
 its lease expires and the message becomes ready again, marked ``redelivered``. A message
 delivered more than ``max_deliveries`` times without an ack goes to the dead-letter queue.
+
+This module holds the plugin; the file's tables and transactions are in
+:mod:`observml.plugins._local_store`, the consumer and its lease keeper in
+:mod:`observml.plugins._local_consumer`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import logging
 import os
 import sqlite3
 import threading
-import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
 from observml.config import HOME_ENV_VAR
-from observml.config.validation import accepted_parameters
-from observml.errors import ConfigError, DataError, ServiceUnavailableError
+from observml.errors import ConfigError, ServiceUnavailableError
+from observml.plugins._local_consumer import Consumer
+from observml.plugins._local_store import Outcomes, Store
 from observml.plugins.base import HealthReport
 from observml.plugins.datastream import (
     MAX_MESSAGE_BYTES,
-    REASON_HEADER,
     BatchHandler,
     Handler,
-    Message,
     OutgoingMessage,
     as_outgoing,
+    check_connect_settings,
     dead_letter_queue,
     one_at_a_time,
-    oversize_reason,
-    settle,
+    pulled_text,
 )
 
 __all__ = ["LocalQueuePlugin"]
 
-logger = logging.getLogger(__name__)
-
 FILE_NAME: Final = "queues.sqlite3"
-_MAX_REASON: Final = 2000
-_FLUSH_EVERY: Final = 0.2  # seconds between settlement commits while a lease is worked off
-
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS queues (name TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS messages (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    queue TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    body BLOB NOT NULL,
-    headers TEXT NOT NULL DEFAULT '{}',
-    content_type TEXT,
-    published REAL NOT NULL,
-    lease_until REAL NOT NULL DEFAULT 0,
-    lease_owner TEXT,
-    deliveries INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue, seq);
-CREATE INDEX IF NOT EXISTS messages_by_owner ON messages (lease_owner)
-    WHERE lease_owner IS NOT NULL;
-"""
-
-
-def _dump(headers: Mapping[str, Any] | None) -> str:
-    return json.dumps(dict(headers or {}), default=str, sort_keys=True)
-
-
-@dataclass(frozen=True)
-class _Leased:
-    seq: int
-    message: Message
-
-
-@dataclass
-class _Outcomes:
-    """Settlements gathered while a lease is worked off, committed together."""
-
-    ack: list[int] = field(default_factory=list)
-    dead: list[tuple[int, str]] = field(default_factory=list)
-    requeue: list[int] = field(default_factory=list)
-    unhanded: list[int] = field(default_factory=list)  # never reached the handler
-
-    def __bool__(self) -> bool:
-        return bool(self.ack or self.dead or self.requeue or self.unhanded)
-
-
-class _Store:
-    """One SQLite connection to the queue file (one per thread that uses it)."""
-
-    def __init__(self, file: Path, busy_timeout: float) -> None:
-        self.file = file
-        self.conn = sqlite3.connect(
-            file, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-        )
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        with self.transaction() as conn:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-
-    def close(self) -> None:
-        self.conn.close()
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
-
-    def create(self, names: Iterable[str]) -> None:
-        with self.transaction() as conn:
-            conn.executemany(
-                "INSERT OR IGNORE INTO queues (name) VALUES (?)", [(n,) for n in names]
-            )
-
-    def add(self, queue: str, outs: Sequence[OutgoingMessage]) -> None:
-        now = time.time()
-        rows = [
-            (queue, out.message_id, out.body, _dump(out.headers), out.content_type, now)
-            for out in outs
-        ]
-        with self.transaction() as conn:
-            conn.execute("INSERT OR IGNORE INTO queues (name) VALUES (?)", (queue,))
-            conn.executemany(
-                "INSERT INTO messages (queue, message_id, body, headers, content_type, published)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-
-    def lease(
-        self, queue: str, owner: str, limit: int, seconds: float, max_deliveries: int
-    ) -> list[_Leased]:
-        now = time.time()
-        with self.transaction() as conn:
-            rows = conn.execute(
-                "UPDATE messages SET lease_until = ?, lease_owner = ?, deliveries = deliveries + 1"
-                " WHERE seq IN (SELECT seq FROM messages WHERE queue = ? AND lease_until < ?"
-                " ORDER BY seq LIMIT ?)"
-                " RETURNING seq, message_id, body, headers, content_type, deliveries",
-                (now + seconds, owner, queue, now, limit),
-            ).fetchall()
-            over = [(r[0], r[5] - 1) for r in rows if r[5] > max_deliveries]
-            if over:
-                reason = "delivered {} times without an ack (its consumers died or timed out)"
-                self._move_dead(conn, queue, owner, [(s, reason.format(n)) for s, n in over])
-        return [
-            _Leased(seq, Message(bytes(body), json.loads(headers), mid, n > 1, ctype, queue))
-            for seq, mid, body, headers, ctype, n in sorted(rows)
-            if n <= max_deliveries
-        ]
-
-    def settle(self, queue: str, owner: str, outcomes: _Outcomes) -> None:
-        with self.transaction() as conn:
-            if outcomes.dead:
-                self._move_dead(conn, queue, owner, outcomes.dead)
-            conn.executemany(
-                "DELETE FROM messages WHERE seq = ? AND lease_owner = ?",
-                [(seq, owner) for seq in outcomes.ack],
-            )
-            conn.executemany(
-                "UPDATE messages SET lease_until = 0, lease_owner = NULL"
-                " WHERE seq = ? AND lease_owner = ?",
-                [(seq, owner) for seq in outcomes.requeue],
-            )
-            conn.executemany(
-                "UPDATE messages SET lease_until = 0, lease_owner = NULL,"
-                " deliveries = deliveries - 1 WHERE seq = ? AND lease_owner = ?",
-                [(seq, owner) for seq in outcomes.unhanded],
-            )
-
-    @staticmethod
-    def _move_dead(
-        conn: sqlite3.Connection, queue: str, owner: str, items: Sequence[tuple[int, str]]
-    ) -> None:
-        dead, now = dead_letter_queue(queue), time.time()
-        conn.execute("INSERT OR IGNORE INTO queues (name) VALUES (?)", (dead,))
-        for seq, reason in items:
-            rows = conn.execute(
-                "DELETE FROM messages WHERE seq = ? AND lease_owner = ?"
-                " RETURNING message_id, body, headers, content_type",
-                (seq, owner),
-            ).fetchall()
-            if not rows:
-                continue  # the lease expired and another consumer has it now
-            row = rows[0]
-            headers = {**json.loads(row[2]), REASON_HEADER: reason[:_MAX_REASON]}
-            conn.execute(
-                "INSERT INTO messages (queue, message_id, body, headers, content_type, published)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (dead, row[0], row[1], _dump(headers), row[3], now),
-            )
-
-    def renew(self, owner: str, seconds: float) -> None:
-        self.conn.execute(
-            "UPDATE messages SET lease_until = ? WHERE lease_owner = ?",
-            (time.time() + seconds, owner),
-        )
-
-    def depth(self, queue: str) -> int:
-        row = self.conn.execute(
-            "SELECT COUNT(*) FROM messages WHERE queue = ? AND lease_until < ?",
-            (queue, time.time()),
-        ).fetchone()
-        return int(row[0])
-
-    def purge(self, queue: str) -> int:
-        with self.transaction() as conn:
-            cursor = conn.execute(
-                "DELETE FROM messages WHERE queue = ? AND lease_until < ?", (queue, time.time())
-            )
-            return int(cursor.rowcount)
-
-    def count_queues(self) -> int:
-        return int(self.conn.execute("SELECT COUNT(*) FROM queues").fetchone()[0])
-
-
-class _LeaseKeeper:
-    """Renew a consumer's leases while its handler runs, from a thread of its own."""
-
-    def __init__(self, file: Path, owner: str, seconds: float, busy_timeout: float) -> None:
-        self._args = (file, owner, seconds, busy_timeout)
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="observml-lease-keeper", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        file, owner, seconds, busy_timeout = self._args
-        store = _Store(file, busy_timeout)
-        try:
-            while not self._done.wait(seconds / 3):
-                try:
-                    store.renew(owner, seconds)
-                except sqlite3.Error:
-                    logger.warning("renewing leases in %s failed; retrying", file, exc_info=True)
-        finally:
-            store.close()
-
-    def stop(self) -> None:
-        self._done.set()
-        self._thread.join()
 
 
 class LocalQueuePlugin:
@@ -297,7 +89,7 @@ class LocalQueuePlugin:
         self.busy_timeout = busy_timeout
         self.max_message_bytes = max_message_bytes
         self._lock = threading.RLock()
-        self._store: _Store | None = None
+        self._store: Store | None = None
         self._closing = threading.Event()
         self._opened: Path | None = None  # the absolute file connect() opened
 
@@ -339,14 +131,7 @@ class LocalQueuePlugin:
         Raises:
             ConfigError: A keyword is not a setting, or the folder cannot be created or opened.
         """
-        known = accepted_parameters(type(self))
-        for key in kwargs:
-            if key not in known:
-                raise ConfigError(
-                    f"LocalQueuePlugin.connect(): unknown setting {key!r}. Accepted:"
-                    f" {', '.join(known)}.",
-                    key=key,
-                )
+        check_connect_settings(self, kwargs)
         with self._lock:
             if kwargs:
                 self._close_store()
@@ -379,21 +164,15 @@ class LocalQueuePlugin:
             leased = store.lease(queue, owner, 1, self.visibility_timeout, self.max_deliveries)
             if not leased:
                 return ""
-            seq, message = leased[0].seq, leased[0].message
-            too_big = oversize_reason(message, self.max_message_bytes)
-            if too_big:
-                store.settle(queue, owner, _Outcomes(dead=[(seq, too_big)]))
-                raise DataError(f"local queue {queue!r}: {too_big}")
-            try:
-                text = message.text()
-            except UnicodeDecodeError as exc:
-                store.settle(queue, owner, _Outcomes(dead=[(seq, f"UnicodeDecodeError: {exc}")]))
-                raise DataError(
-                    f"local queue {queue!r}: message {message.message_id} is not UTF-8 text; it"
-                    f" was moved to {dead_letter_queue(queue)!r}. Use consume() to receive bytes."
-                ) from exc
-            store.settle(queue, owner, _Outcomes(ack=[seq]))
-            return text
+            seq = leased[0].seq
+            return pulled_text(
+                queue,
+                leased[0].message,
+                where="local datastream",
+                max_bytes=self.max_message_bytes,
+                ack=lambda: store.settle(queue, owner, Outcomes(ack=[seq])),
+                dead_letter=lambda why: store.settle(queue, owner, Outcomes(dead=[(seq, why)])),
+            )
 
     def flush_queue(self, queue: str) -> int:
         """Delete the ready messages of ``queue`` and return how many were removed."""
@@ -455,11 +234,11 @@ class LocalQueuePlugin:
             return store.depth(queue)
 
     # -- internals ------------------------------------------------------------------------
-    def _open(self) -> _Store:
+    def _open(self) -> Store:
         file = self.file.absolute()
         try:
             file.parent.mkdir(parents=True, exist_ok=True)
-            store = _Store(file, self.busy_timeout)
+            store = Store(file, self.busy_timeout)
             self._opened = file
             return store
         except (OSError, sqlite3.Error) as exc:
@@ -475,7 +254,7 @@ class LocalQueuePlugin:
             self._store = None
 
     @contextlib.contextmanager
-    def _using(self) -> Iterator[_Store]:
+    def _using(self) -> Iterator[Store]:
         with self._lock:
             if self._store is None:
                 raise ServiceUnavailableError(
@@ -510,112 +289,7 @@ class LocalQueuePlugin:
                     "local datastream: not connected. Call connect() before consuming."
                 )
             stops = (self._closing,) if stop is None else (self._closing, stop)
-        worker = _LocalConsumer(self, queue, handler, batch_size, lease_size, max_wait, stops)
+            file = self._opened or self.file
+        worker = Consumer(self, file, queue, handler, batch_size, lease_size, max_wait, stops)
         with self._translated():
             worker.run()
-
-
-class _LocalConsumer:
-    """One ``consume`` call: lease, hand over, settle; a keeper thread renews the leases."""
-
-    def __init__(
-        self,
-        plugin: LocalQueuePlugin,
-        queue: str,
-        handler: BatchHandler,
-        batch_size: int,
-        lease_size: int,
-        max_wait: float,
-        stops: tuple[threading.Event, ...],
-    ) -> None:
-        self._plugin = plugin
-        self._queue = queue
-        self._handler = handler
-        self._batch_size = max(batch_size, 1)
-        self._lease_size = max(lease_size, self._batch_size)
-        self._max_wait = max_wait
-        self._stops = stops
-        self._owner = uuid.uuid4().hex
-        self._backoff = 0.0
-
-    def _stopping(self) -> bool:
-        return any(event.is_set() for event in self._stops)
-
-    def _wait(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not self._stopping() and (remaining := deadline - time.monotonic()) > 0:
-            time.sleep(min(remaining, 0.05))
-
-    def run(self) -> None:
-        plugin = self._plugin
-        file = plugin._opened or plugin.file
-        store = _Store(file, plugin.busy_timeout)
-        keeper = _LeaseKeeper(file, self._owner, plugin.visibility_timeout, plugin.busy_timeout)
-        try:
-            while not self._stopping():
-                leased = self._gather(store)
-                if leased:
-                    self._work_off(store, leased)
-        finally:
-            keeper.stop()
-            store.close()
-
-    def _gather(self, store: _Store) -> list[_Leased]:
-        plugin = self._plugin
-        leased: list[_Leased] = []
-        deadline: float | None = None
-        while not self._stopping():
-            leased += store.lease(
-                self._queue,
-                self._owner,
-                self._lease_size - len(leased),
-                plugin.visibility_timeout,
-                plugin.max_deliveries,
-            )
-            now = time.monotonic()
-            if leased and deadline is None:
-                deadline = now + self._max_wait
-            if len(leased) >= self._lease_size or (deadline is not None and now >= deadline):
-                return leased
-            self._wait(plugin.poll_interval if deadline is None else min(deadline - now, 0.05))
-        if leased:  # stopping: give them back untouched
-            store.settle(self._queue, self._owner, _Outcomes(unhanded=[x.seq for x in leased]))
-        return []
-
-    def _work_off(self, store: _Store, leased: list[_Leased]) -> None:
-        outcomes, flushed = _Outcomes(), time.monotonic()
-        position = 0
-        in_hand: list[_Leased] = []  # the batch the handler is working on
-        try:
-            while position < len(leased):
-                if self._stopping():
-                    outcomes.unhanded += [x.seq for x in leased[position:]]
-                    break
-                in_hand = leased[position : position + self._batch_size]
-                position += len(in_hand)
-                outcome = settle(
-                    self._handler,
-                    [x.message for x in in_hand],
-                    max_bytes=self._plugin.max_message_bytes,
-                )
-                batch, in_hand = in_hand, []
-                outcomes.ack += [batch[i].seq for i in outcome.ack]
-                outcomes.dead += [(batch[i].seq, why) for i, why in outcome.dead.items()]
-                outcomes.requeue += [batch[i].seq for i in outcome.requeue]
-                if outcome.requeue:  # the handler's service is down: do not spin on it
-                    self._backoff = min(max(self._backoff * 2, 0.1), 5.0)
-                    self._wait(self._backoff)
-                else:
-                    self._backoff = 0.0
-                if time.monotonic() - flushed >= _FLUSH_EVERY:
-                    store.settle(self._queue, self._owner, outcomes)
-                    outcomes, flushed = _Outcomes(), time.monotonic()
-        except BaseException:
-            # A crash: the batch in hand stays delivered (it comes back redelivered); the
-            # messages the handler never saw go back as they were.
-            outcomes.requeue += [x.seq for x in in_hand]
-            outcomes.unhanded += [x.seq for x in leased[position:]]
-            store.settle(self._queue, self._owner, outcomes)
-            raise
-        if outcomes:
-            store.settle(self._queue, self._owner, outcomes)

@@ -1,9 +1,12 @@
 """MLflowPlugin: the MLOps plugin on MLflow, with an embedded SQLite store by default.
 
-The only module of observml that imports ``mlflow``. It talks to MLflow through its own
-``MlflowClient`` (never the global tracking URI or the fluent active-run API), so two plugins in
-one process share nothing, and it turns every MLflow object into the dataclasses of
-:mod:`observml.plugins.mlops` and every MLflow error into an :mod:`observml.errors` type.
+It talks to MLflow through its own ``MlflowClient`` (never the global tracking URI or the fluent
+active-run API), so two plugins in one process share nothing, and it turns every MLflow object
+into the dataclasses of :mod:`observml.plugins.mlops` and every MLflow error into an
+:mod:`observml.errors` type. ``mlflow`` is imported only by this module and the private
+``_mlflow_*`` modules beside it: :mod:`._mlflow_store` (where the store is, SQLite set-up,
+health probes), :mod:`._mlflow_records` (MLflow objects to records, batching, filter quoting)
+and :mod:`._mlflow_errors` (MLflow's errors in observml's terms).
 
 Where the store is, from ``mlflow_uri``:
 
@@ -11,20 +14,21 @@ Where the store is, from ``mlflow_uri``:
   artifacts under ``$OBSERVML_HOME/mlruns-artifacts``. Several processes may log at once.
 - ``http(s)://host:port``: an MLflow tracking server.
 - ``sqlite:///``, ``postgresql[+driver]://``, ``mysql://``, ``file:``: as MLflow defines them.
+
+Why this module is long: it is one class implementing the whole MLOps protocol (the spec's six
+methods, the hub's thirteen for batches, artifacts, runs, model versions and aliases, and the
+lifecycle) against one ``MlflowClient``, each method a few lines calling MLflow inside one error
+boundary. What is not that protocol (the store, the records, the errors) lives in the modules
+named above; splitting the methods themselves would scatter one protocol over several files.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import sqlite3
-import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -33,23 +37,36 @@ from mlflow.entities import Metric as MlflowMetric
 from mlflow.entities import Param, RunTag
 from mlflow.entities import RunStatus as MlflowRunStatus
 from mlflow.exceptions import MlflowException
-from mlflow.utils.credentials import get_default_host_creds
-from mlflow.utils.rest_utils import http_request
 
-from observml.config import HOME_ENV_VAR
-from observml.config.redact import mask_text, mask_uri
+from observml.config.redact import mask_uri
 from observml.errors import (
-    ConfigError,
     DataError,
     NotFoundError,
     ObservMLError,
     ServiceUnavailableError,
 )
+from observml.plugins._mlflow_errors import translate
+from observml.plugins._mlflow_records import (
+    aliases_by_version,
+    batches,
+    filter_literal,
+    model_version,
+    run_record,
+    user_tags,
+)
+from observml.plugins._mlflow_store import (
+    EMBEDDED_ARTIFACT_DIR,
+    EMBEDDED_DB_FILE,
+    SQLITE_BUSY_TIMEOUT,
+    Store,
+    bounded,
+    embedded_home,
+    open_client,
+    probe_http,
+    resolve_store,
+)
 from observml.plugins.base import HealthReport
 from observml.plugins.mlops import (
-    MAX_METRICS_PER_BATCH,
-    MAX_PARAMS_PER_BATCH,
-    MAX_TAGS_PER_BATCH,
     ExperimentRecord,
     MetricsArg,
     MLOpsPlugin,
@@ -69,36 +86,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: File name of the embedded SQLite store inside ``$OBSERVML_HOME``.
-EMBEDDED_DB_FILE: Final = "mlflow.db"
-#: Folder of the embedded artifact store inside ``$OBSERVML_HOME``.
-EMBEDDED_ARTIFACT_DIR: Final = "mlruns-artifacts"
-#: Seconds a SQLite writer waits for the lock before "database is locked".
-SQLITE_BUSY_TIMEOUT: Final = 30
-_LOCAL_URIS: Final = ("", "local")
-_MAX_ENTITIES_PER_BATCH: Final = 1000  # MLflow's cap on metrics + params + tags in one call
 _SEARCH_PAGE: Final = 1000
-_SYSTEM_TAG_PREFIX: Final = "mlflow."
-_HEALTH_ENDPOINT: Final = "/api/2.0/mlflow/experiments/search"
-
-
-def embedded_home() -> Path:
-    """Return the folder of the embedded stores: ``$OBSERVML_HOME`` or ``./.observml``."""
-    return Path(os.environ.get(HOME_ENV_VAR) or ".observml").resolve()
-
-
-@dataclass(frozen=True)
-class _Store:
-    """Where the plugin's data lives, resolved from ``mlflow_uri`` at ``initialize()``."""
-
-    tracking_uri: str
-    registry_uri: str
-    artifact_root: str | None  # None: the store's own default
-    sqlite_path: Path | None  # set for SQLite file stores (WAL is switched on)
-
-    @property
-    def is_http(self) -> bool:
-        return self.tracking_uri.startswith(("http://", "https://"))
 
 
 class MLflowPlugin(MLOpsPlugin):
@@ -132,7 +120,7 @@ class MLflowPlugin(MLOpsPlugin):
         self.registry_uri = registry_uri
         self.health_timeout = health_timeout
         self._client: MlflowClient | None = None
-        self._store: _Store | None = None
+        self._store: Store | None = None
         self._lock = threading.Lock()
         self._active = threading.local()
         self._open_runs: set[str] = set()
@@ -140,7 +128,7 @@ class MLflowPlugin(MLOpsPlugin):
 
     # -- lifecycle ------------------------------------------------------------------------
     def initialize(self) -> None:
-        """Resolve the store, prepare SQLite (WAL, schema) and connect.
+        """Resolve the store, prepare SQLite (WAL, schema) and connect (see ``open_client``).
 
         Raises:
             ServiceUnavailableError: A tracking server does not answer within
@@ -148,35 +136,7 @@ class MLflowPlugin(MLOpsPlugin):
             ConfigError: MLflow rejects the URI.
         """
         store = self._resolve_store()
-        if store.sqlite_path is not None:
-            store.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        if store.is_http:
-            ok, details = self._probe_http(store)
-            if not ok:
-                raise ServiceUnavailableError(
-                    f"MLflow tracking server at {mask_uri(store.tracking_uri)} is unreachable:"
-                    f" {details['message']} Is the server running? Check"
-                    " plugins.mlops.config.mlflow_uri."
-                )
-        try:
-            with _init_lock(store.sqlite_path):
-                if store.sqlite_path is not None:
-                    _enable_wal(store.sqlite_path)
-                client = MlflowClient(
-                    tracking_uri=store.tracking_uri, registry_uri=store.registry_uri
-                )
-                # Build both stores now, under the lock, so the schema is created once.
-                client.search_experiments(max_results=1)
-                client.search_registered_models(max_results=1)
-        except Exception as exc:  # MLflow raises its own and plain errors for unusable URIs
-            if _is_unreachable(exc):
-                raise self._translate(exc, "plugins.mlops.config.mlflow_uri", store) from exc
-            raise ConfigError(
-                f"MLflow cannot open the store {mask_uri(store.tracking_uri)}:"
-                f" {_first_line(exc)} Use 'local', an http(s):// tracking server or a"
-                " sqlite:///, postgresql+psycopg2:// or file: URI.",
-                key="plugins.mlops.config.mlflow_uri",
-            ) from exc
+        client = open_client(store, self.health_timeout)
         with self._lock:
             self._store, self._client = store, client
         logger.info("MLflow store ready at %s", mask_uri(store.tracking_uri))
@@ -200,7 +160,7 @@ class MLflowPlugin(MLOpsPlugin):
         store = self._store or self._resolve_store()
         base: dict[str, Any] = {"uri": mask_uri(store.tracking_uri)}
         if store.is_http:
-            ok, details = self._probe_http(store)
+            ok, details = probe_http(store, self.health_timeout)
             return ok, {**base, **details}
         client = self._client
         if self._store is None or client is None:
@@ -210,9 +170,7 @@ class MLflowPlugin(MLOpsPlugin):
                 "message": "the plugin is not initialized. Call initialize() or register it"
                 " with a hub.",
             }
-        ok, details = _bounded(
-            lambda: client.search_experiments(max_results=1), self.health_timeout
-        )
+        ok, details = bounded(lambda: client.search_experiments(max_results=1), self.health_timeout)
         return ok, {**base, **details}
 
     # -- the spec's methods ---------------------------------------------------------------
@@ -280,7 +238,7 @@ class MLflowPlugin(MLOpsPlugin):
     def get_run(self, run_id: str) -> RunRecord:
         """Return a run with its latest metric values."""
         with self._boundary(f"run {run_id}"):
-            return _run_record(self._require_client().get_run(run_id))
+            return run_record(self._require_client().get_run(run_id))
 
     def get_experiment_by_name(self, name: str) -> ExperimentRecord | None:
         """Return the (active) experiment named ``name`` or ``None``."""
@@ -288,7 +246,7 @@ class MLflowPlugin(MLOpsPlugin):
             found = self._require_client().get_experiment_by_name(name)
         if found is None or found.lifecycle_stage == "deleted":
             return None
-        return ExperimentRecord(str(found.experiment_id), found.name, _user_tags(found.tags))
+        return ExperimentRecord(str(found.experiment_id), found.name, user_tags(found.tags))
 
     # -- what the hub needs ---------------------------------------------------------------
     def log_batch(
@@ -310,7 +268,7 @@ class MLflowPlugin(MLOpsPlugin):
         param_list = [Param(str(k), str(v)) for k, v in (params or {}).items()]
         tag_list = [RunTag(str(k), str(v)) for k, v in (tags or {}).items()]
         with self._boundary(f"run {run_id}"):
-            for chunk in _batches(points, param_list, tag_list):
+            for chunk in batches(points, param_list, tag_list):
                 client.log_batch(run_id, metrics=chunk[0], params=chunk[1], tags=chunk[2])
 
     def end_run(self, run_id: str, status: RunStatus = "FINISHED") -> None:
@@ -383,7 +341,7 @@ class MLflowPlugin(MLOpsPlugin):
         runs: list[RunRecord] = []
         token: str | None = None
         wanted = dict(tags or {})
-        literals = {key: _literal(value) for key, value in wanted.items()}
+        literals = {key: filter_literal(value) for key, value in wanted.items()}
         query = " and ".join(f"tags.`{k}` = {v}" for k, v in literals.items() if v is not None)
         with self._boundary(f"experiment id {experiment_id!r}"):
             while len(runs) < max_results:
@@ -394,7 +352,7 @@ class MLflowPlugin(MLOpsPlugin):
                     order_by=["attributes.start_time DESC"],
                     page_token=token,
                 )
-                found = (_run_record(r) for r in page)
+                found = (run_record(r) for r in page)
                 runs.extend(r for r in found if all(r.tags.get(k) == v for k, v in wanted.items()))
                 token = page.token
                 if not token:
@@ -415,7 +373,7 @@ class MLflowPlugin(MLOpsPlugin):
             version = client.create_model_version(
                 name, source=f"{run.info.artifact_uri}/{artifact_path.strip('/')}", run_id=run_id
             )
-        return _model_version(version)
+        return model_version(version)
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         """Point ``alias`` of model ``name`` at ``version`` (moving it if it existed)."""
@@ -434,9 +392,7 @@ class MLflowPlugin(MLOpsPlugin):
         """Return the version ``alias`` points at, or ``None``."""
         try:
             with self._boundary(f"model {name!r}"):
-                return _model_version(
-                    self._require_client().get_model_version_by_alias(name, alias)
-                )
+                return model_version(self._require_client().get_model_version_by_alias(name, alias))
         except (NotFoundError, DataError):  # unknown model, or alias not set
             return None
 
@@ -448,7 +404,7 @@ class MLflowPlugin(MLOpsPlugin):
         token: str | None = None
         with self._boundary(f"model {name!r}"):
             try:
-                aliases = _aliases_by_version(client.get_registered_model(name).aliases)
+                aliases = aliases_by_version(client.get_registered_model(name).aliases)
             except MlflowException as exc:
                 if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                     return []
@@ -461,7 +417,7 @@ class MLflowPlugin(MLOpsPlugin):
                     page_token=token,
                 )
                 # Search results carry no aliases; the registered model knows them.
-                versions.extend(_model_version(v, aliases.get(int(v.version), ())) for v in page)
+                versions.extend(model_version(v, aliases.get(int(v.version), ())) for v in page)
                 token = page.token
                 if not token:
                     return versions
@@ -472,45 +428,12 @@ class MLflowPlugin(MLOpsPlugin):
             self._require_client().set_model_version_tag(name, str(version), key, value)
 
     # -- internals ------------------------------------------------------------------------
-    def _resolve_store(self) -> _Store:
-        uri = self.mlflow_uri.strip()
-        artifact_root = self.artifact_location
-        sqlite_path: Path | None = None
-        if uri.lower() in _LOCAL_URIS:
-            home = embedded_home()
-            sqlite_path = home / EMBEDDED_DB_FILE
-            uri = f"sqlite:///{sqlite_path.as_posix()}?timeout={SQLITE_BUSY_TIMEOUT}"
-            artifact_root = artifact_root or (home / EMBEDDED_ARTIFACT_DIR).as_uri()
-        elif uri.startswith("sqlite:///"):
-            file = uri.removeprefix("sqlite:///").split("?", 1)[0]
-            if file and file != ":memory:":
-                sqlite_path = Path(file)
-        return _Store(uri, self.registry_uri or uri, artifact_root, sqlite_path)
+    def _resolve_store(self) -> Store:
+        return resolve_store(self.mlflow_uri, self.artifact_location, self.registry_uri)
 
     def _location(self, experiment_name: str) -> str | None:
         """Return a fresh artifact folder for a new experiment under the configured root."""
-        root = self._store.artifact_root if self._store else None
-        if root is None:
-            return None
-        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment_name)[:60]
-        return f"{root.rstrip('/')}/{slug}-{uuid.uuid4().hex[:8]}"
-
-    def _probe_http(self, store: _Store) -> HealthReport:
-        creds = get_default_host_creds(store.tracking_uri)  # type: ignore[no-untyped-call]
-
-        def probe() -> None:
-            response = http_request(  # type: ignore[no-untyped-call]
-                creds,
-                _HEALTH_ENDPOINT,
-                "GET",
-                max_retries=0,
-                timeout=self.health_timeout,
-                params={"max_results": 1},
-            )
-            if response.status_code != 200:
-                raise ObservMLError(f"HTTP {response.status_code} from {_HEALTH_ENDPOINT}.")
-
-        return _bounded(probe, self.health_timeout)
+        return self._store.experiment_location(experiment_name) if self._store else None
 
     def _require_client(self) -> MlflowClient:
         client = self._client
@@ -539,170 +462,12 @@ class MLflowPlugin(MLOpsPlugin):
             raise self._translate(exc, what, self._store, hint) from exc
 
     def _translate(
-        self, exc: Exception, what: str, store: _Store | None, hint: str | None = None
+        self, exc: Exception, what: str, store: Store | None, hint: str | None = None
     ) -> ObservMLError:
-        uri = mask_uri(store.tracking_uri if store else self.mlflow_uri)
-        detail = _first_line(exc)
-        code = getattr(exc, "error_code", None)
-        if code == "RESOURCE_DOES_NOT_EXIST":
-            fix = hint or "Check the id or name; list what exists with search_runs/list_versions."
-            return NotFoundError(
-                f"{what}: not found in the MLflow store at {uri} ({detail}). {fix}"
-            )
-        if _is_unreachable(exc):
-            return ServiceUnavailableError(
-                f"{what}: the MLflow store at {uri} is unreachable ({detail}). Is the tracking"
-                " server running? MLflow's own retries are set by MLFLOW_HTTP_REQUEST_MAX_RETRIES"
-                " and MLFLOW_HTTP_REQUEST_TIMEOUT."
-            )
-        if code == "INVALID_PARAMETER_VALUE":
-            return DataError(f"{what}: MLflow rejected the values: {detail}")
-        return ObservMLError(f"{what}: MLflow store at {uri} failed ({code}): {detail}")
+        return translate(
+            exc, what, mask_uri(store.tracking_uri if store else self.mlflow_uri), hint
+        )
 
 
-# -- module helpers ------------------------------------------------------------------------
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _batches(
-    metrics: list[MlflowMetric], params: list[Param], tags: list[RunTag]
-) -> Iterator[tuple[list[MlflowMetric], list[Param], list[RunTag]]]:
-    """Split into calls of at most 1000 metrics, 100 params, 100 tags and 1000 entities."""
-    m = p = t = 0
-    while m < len(metrics) or p < len(params) or t < len(tags):
-        param_chunk = params[p : p + MAX_PARAMS_PER_BATCH]
-        tag_chunk = tags[t : t + MAX_TAGS_PER_BATCH]
-        room = min(
-            MAX_METRICS_PER_BATCH, _MAX_ENTITIES_PER_BATCH - len(param_chunk) - len(tag_chunk)
-        )
-        metric_chunk = metrics[m : m + room]
-        yield metric_chunk, param_chunk, tag_chunk
-        m, p, t = m + len(metric_chunk), p + len(param_chunk), t + len(tag_chunk)
-
-
-def _literal(value: str) -> str | None:
-    """Quote a value for an MLflow filter (no escapes there); ``None`` if it holds both quotes."""
-    text = str(value)
-    if "'" not in text:
-        return f"'{text}'"
-    if '"' not in text:
-        return f'"{text}"'
-    return None
-
-
-def _user_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
-    return {k: v for k, v in (tags or {}).items() if not k.startswith(_SYSTEM_TAG_PREFIX)}
-
-
-def _run_record(run: Any) -> RunRecord:
-    info, data = run.info, run.data
-    return RunRecord(
-        run_id=str(info.run_id),
-        experiment_id=str(info.experiment_id),
-        status=str(info.status),
-        start_time=int(info.start_time or 0),
-        end_time=int(info.end_time) if info.end_time else None,
-        run_name=str(info.run_name or ""),
-        params=dict(data.params),
-        metrics={k: float(v) for k, v in data.metrics.items()},
-        tags=_user_tags(data.tags),
-        artifact_uri=str(info.artifact_uri or ""),
-    )
-
-
-def _model_version(version: Any, aliases: tuple[str, ...] | None = None) -> ModelVersion:
-    return ModelVersion(
-        name=str(version.name),
-        version=int(version.version),
-        run_id=str(version.run_id or ""),
-        source=str(version.source or ""),
-        aliases=tuple(sorted(version.aliases or ())) if aliases is None else aliases,
-        tags=dict(version.tags or {}),
-        creation_time=int(version.creation_timestamp or 0),
-    )
-
-
-def _aliases_by_version(aliases: Mapping[str, Any] | None) -> dict[int, tuple[str, ...]]:
-    """Turn a registered model's ``{alias: version}`` into ``{version: (alias, ...)}``."""
-    found: dict[int, list[str]] = {}
-    for alias, version in (aliases or {}).items():
-        found.setdefault(int(version), []).append(alias)
-    return {version: tuple(sorted(names)) for version, names in found.items()}
-
-
-def _first_line(exc: BaseException) -> str:
-    """Return the first line of an error's message, with passwords masked."""
-    text = str(getattr(exc, "message", None) or exc).strip()
-    return mask_text(text.splitlines()[0] if text else type(exc).__name__)
-
-
-def _is_unreachable(exc: BaseException) -> bool:
-    """Return True when ``exc`` (or what caused it) is a network or availability failure."""
-    if getattr(exc, "error_code", None) == "TEMPORARILY_UNAVAILABLE":
-        return True
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) or type(seen).__module__.startswith(("requests", "urllib3")):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return str(exc).startswith("API request to ")
-
-
-def _bounded(probe: Callable[[], object], timeout: float) -> HealthReport:
-    """Run ``probe`` in a daemon thread and report on it within ``timeout`` seconds."""
-    outcome: list[BaseException | None] = []
-    started = time.monotonic()
-
-    def target() -> None:
-        try:
-            probe()
-        except BaseException as exc:  # reported, never raised
-            outcome.append(exc)
-        else:
-            outcome.append(None)
-
-    worker = threading.Thread(target=target, name="mlflow-health", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    latency_ms = round((time.monotonic() - started) * 1000, 1)
-    if not outcome:
-        return False, {
-            "status": "timeout",
-            "message": f"no answer within {timeout:g} s.",
-            "latency_ms": latency_ms,
-        }
-    error = outcome[0]
-    if error is None:
-        return True, {"status": "connected", "latency_ms": latency_ms}
-    return False, {
-        "status": "unreachable" if _is_unreachable(error) else "error",
-        "message": f"{type(error).__name__}: {_first_line(error)}",
-        "latency_ms": latency_ms,
-    }
-
-
-def _enable_wal(path: Path) -> None:
-    """Create the SQLite file if needed and switch it to WAL (persistent, per database)."""
-    with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT) as connection:
-        mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()
-    connection.close()
-    if mode and str(mode[0]).lower() != "wal":
-        logger.warning("SQLite store %s stays in %s journal mode", path, mode[0])
-
-
-@contextmanager
-def _init_lock(sqlite_path: Path | None) -> Iterator[None]:
-    """Serialise store creation across processes (schema migrations must run once)."""
-    if sqlite_path is None or sys.platform == "win32":
-        yield
-        return
-    import fcntl
-
-    lock_file = sqlite_path.with_name(sqlite_path.name + ".lock")
-    with open(lock_file, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,7 +1,10 @@
 """RabbitMQ implementation of :class:`~observml.plugins.datastream.DataStreamPlugin`.
 
-The plugin itself (with its connection in :mod:`._rabbitmq_link` and its consumer in
-:mod:`._rabbitmq_consumer`, the three modules that import pika). What it guarantees:
+This module holds the plugin; its parts are private modules beside it, which with this one are
+the only modules of observml that import pika: :mod:`._rabbitmq_connect` (opening connections,
+the main connection the calls share), :mod:`._rabbitmq_link` (a connection's channels and
+publisher confirms), :mod:`._rabbitmq_queues` (declaring queues) and :mod:`._rabbitmq_consumer`
+(one consumer per ``consume`` call). What the plugin guarantees:
 
 - Queues are durable and carry no arguments (quorum queues: only ``x-queue-type``), so a
   producer that declares ``queue_declare(q, durable=True)``, before or after the hub, declares
@@ -18,78 +21,62 @@ The plugin itself (with its connection in :mod:`._rabbitmq_link` and its consume
 - Connecting retries with bounded exponential backoff and jitter; wrong credentials fail at
   once. A consumer whose connection drops reconnects, re-declares its queue and resumes;
   messages it had not acked come back with ``redelivered=True``.
+
+Why this module is long: it is one class implementing the whole DataStream protocol (the spec's
+five methods, the hub's five, the health check and the lifecycle) against one broker, and its
+docstrings say what each method guarantees, which is the point of reading it. Each method is a
+short operation run on the main connection; what is not the protocol (connections, queue
+declaration, confirms, the consumer) lives in the modules named above.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Final, Literal, TypeVar
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
 
-import pika
-from pika.exceptions import (
-    AMQPConnectionError,
-    ChannelClosedByBroker,
-    ChannelWrongStateError,
-    ProbableAccessDeniedError,
-    ProbableAuthenticationError,
-)
-from pika.exceptions import AuthenticationError as PikaAuthenticationError
+from pika.exceptions import ChannelClosedByBroker
 
-from observml.config.validation import accepted_parameters
-from observml.errors import (
-    AuthenticationError,
-    ConfigError,
-    DataError,
-    NotFoundError,
-    ServiceUnavailableError,
+from observml.errors import NotFoundError, ServiceUnavailableError
+from observml.plugins._rabbitmq_connect import (
+    AUTH_ERRORS,
+    MainLink,
+    channel_error,
+    open_link,
+    probe,
+    secrets,
+    where,
 )
 from observml.plugins._rabbitmq_consumer import Broker, Consumer
 from observml.plugins._rabbitmq_link import (
-    PERMANENT_CODES,
     REDELIVERIES_HEADER,
     Link,
     describe,
     message_of,
 )
+from observml.plugins._rabbitmq_queues import declare_queue, ensure_queue
 from observml.plugins.base import HealthReport
 from observml.plugins.datastream import (
     MAX_MESSAGE_BYTES,
-    REASON_HEADER,
     BatchHandler,
     Handler,
     Message,
     OutgoingMessage,
     as_outgoing,
+    check_connect_settings,
+    dead_letter_headers,
     dead_letter_queue,
     one_at_a_time,
+    pulled_text,
 )
-from observml.plugins.retry import retry_call
 
 __all__ = ["RabbitMQPlugin"]
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-#: Refused credentials or vhost: retrying cannot help (they subclass AMQPConnectionError).
-_AUTH_ERRORS: Final = (
-    ProbableAuthenticationError,
-    ProbableAccessDeniedError,
-    PikaAuthenticationError,
-)
-#: The connection or channel is gone: open a new one and carry on.
-_LINK_ERRORS: Final = (AMQPConnectionError, ChannelWrongStateError)
-_MAX_REASON: Final = 2000
-_IDLE: Final = 10.0  # seconds after which the main link is checked before it is used again
-#: The setting a 406 on ``queue.declare`` names: "inequivalent arg 'x-queue-type' for queue ...".
-_INEQUIVALENT: Final = re.compile(r"inequivalent arg '([^']+)'")
-#: Differences a queue cannot be used with: it would lose messages or is not the type asked for.
-_FATAL_DIFFERENCES: Final = frozenset({"durable", "exclusive", "auto_delete", "x-queue-type"})
 
 
 class RabbitMQPlugin:
@@ -164,13 +151,11 @@ class RabbitMQPlugin:
         self.health_timeout = health_timeout
         self.shutdown_timeout = shutdown_timeout
         self.max_message_bytes = max_message_bytes
-        self._lock = threading.RLock()  # guards the main link (pika is not thread-safe)
-        self._link: Link | None = None
-        self._connected = False
+        self._tag = uuid.uuid4().hex[:8]  # names this plugin's connections on the broker
+        self._main = MainLink(self, self._tag)
         self._closing = threading.Event()
         self._consumers: set[Consumer] = set()
         self._consumers_lock = threading.Lock()
-        self._tag = uuid.uuid4().hex[:8]  # names this plugin's connections on the broker
         self._reported: set[str] = set()  # queues in use whose unexpected arguments were logged
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -197,19 +182,13 @@ class RabbitMQPlugin:
         }
         started = time.monotonic()
         try:
-            link = Link(pika.BlockingConnection(self._parameters("health", short=True)), 1)
-            try:
-                channel = link.connection.channel()
-                declared = channel.queue_declare("", exclusive=True, auto_delete=True)
-                channel.queue_delete(declared.method.queue)
-            finally:
-                link.close()
+            probe(self, self._tag)
         except Exception as exc:  # a health check reports, it never raises
-            hint = "login refused" if isinstance(exc, _AUTH_ERRORS) else "is the broker running?"
+            hint = "login refused" if isinstance(exc, AUTH_ERRORS) else "is the broker running?"
             message = f"{self._where}: {describe(exc, self._secrets)} ({hint})"
             return False, {**details, "status": "error", "message": message}
         latency = round((time.monotonic() - started) * 1000, 1)
-        status = "connected" if self._connected else "reachable"
+        status = "connected" if self._main.connected else "reachable"
         return True, {**details, "status": status, "latency_ms": latency}
 
     # -- the spec's methods ---------------------------------------------------------------
@@ -221,24 +200,15 @@ class RabbitMQPlugin:
             AuthenticationError: The broker refused the username, password or virtual host.
             ServiceUnavailableError: The broker stayed unreachable for every attempt.
         """
-        known = accepted_parameters(type(self))
-        for key in kwargs:
-            if key not in known:
-                raise ConfigError(
-                    f"RabbitMQPlugin.connect(): unknown setting {key!r}. Accepted:"
-                    f" {', '.join(known)}.",
-                    key=key,
-                )
-        with self._lock:
+        check_connect_settings(self, kwargs)
+        with self._main.lock:
             if kwargs:
-                self._drop_link()
+                self._main.drop()
                 for key, value in kwargs.items():
                     setattr(self, key, value)
             if self._closing.is_set():
                 self._closing = threading.Event()
-            if self._link is None or not self._link.is_open:
-                self._link = self._open_link("main", attempts=self.connection_attempts)
-            self._connected = True
+            self._main.open()
 
     def disconnect(self) -> None:
         """Close the main connection; every running ``consume`` stops and returns."""
@@ -247,9 +217,7 @@ class RabbitMQPlugin:
             consumers = list(self._consumers)
         for consumer in consumers:
             consumer.wake()
-        with self._lock:
-            self._connected = False
-            self._drop_link()
+        self._main.close()
 
     def create_queue(self, queue_name: str) -> None:
         """Declare the durable queue ``queue_name`` and its dead-letter queue. Idempotent.
@@ -264,7 +232,7 @@ class RabbitMQPlugin:
         def declare(link: Link) -> None:
             self._declare(link, queue_name)
 
-        self._call(declare, f"declaring queue {queue_name!r}")
+        self._main.call(declare, f"declaring queue {queue_name!r}")
 
     def pull_data(self, queue: str) -> str:
         """Take one message body from ``queue`` (``""`` when empty); ack it once decoded.
@@ -283,23 +251,22 @@ class RabbitMQPlugin:
                 raise
             if method is None:
                 return ""
-            try:
-                text: str = bytes(body).decode("utf-8")
-            except UnicodeDecodeError as exc:
-                reason = f"UnicodeDecodeError: {exc}"
-                self._dead_letter(
-                    link, queue, [(message_of(queue, method, properties, body), reason)]
-                )
-                channel.basic_ack(method.delivery_tag)
-                raise DataError(
-                    f"{self._where}: queue {queue!r}: message {properties.message_id} is not UTF-8"
-                    f" text; it was moved to {dead_letter_queue(queue)!r}. Use consume() to"
-                    " receive bytes."
-                ) from exc
-            channel.basic_ack(method.delivery_tag)
-            return text
+            message = message_of(queue, method, properties, body)
 
-        return self._call(get, f"pulling from {queue!r}")
+            def dead_letter(reason: str) -> None:
+                self._dead_letter(link, queue, [(message, reason)])
+                channel.basic_ack(method.delivery_tag)
+
+            return pulled_text(
+                queue,
+                message,
+                where=self._where,
+                max_bytes=self.max_message_bytes,
+                ack=lambda: channel.basic_ack(method.delivery_tag),
+                dead_letter=dead_letter,
+            )
+
+        return self._main.call(get, f"pulling from {queue!r}")
 
     def flush_queue(self, queue: str) -> int:
         """Purge the ready messages of ``queue`` and return how many were removed."""
@@ -312,7 +279,7 @@ class RabbitMQPlugin:
                     return 0
                 raise
 
-        return self._call(purge, f"purging {queue!r}")
+        return self._main.call(purge, f"purging {queue!r}")
 
     # -- what the hub needs ---------------------------------------------------------------
     def publish(
@@ -345,12 +312,12 @@ class RabbitMQPlugin:
         failed: dict[str, str] = {}
 
         def send(link: Link) -> None:
-            self._ensure_queue(link, queue)
+            ensure_queue(link, queue, self._declare)
             pending = [out for out in outs if out.message_id not in confirmed]
             failed.update(link.confirmer().publish(queue, pending, confirmed))
 
         if outs:
-            self._call(send, f"publishing to {queue!r}")
+            self._main.call(send, f"publishing to {queue!r}")
         if failed:
             reason = next(iter(failed.values()))
             error = NotFoundError if reason.startswith("returned") else ServiceUnavailableError
@@ -411,11 +378,11 @@ class RabbitMQPlugin:
         """What a consumer of this plugin needs of it (see :class:`Broker`)."""
         return Broker(
             closing=self._closing,
-            open_link=self._open_link,
+            open_link=functools.partial(open_link, self, tag=self._tag),
             declare=self._declare,
             publish_again=self._publish_again,
             dead_letter=self._dead_letter,
-            channel_error=self._channel_error,
+            channel_error=functools.partial(channel_error, self),
             where=self._where,
             secrets=self._secrets,
             shutdown_timeout=self.shutdown_timeout,
@@ -437,188 +404,24 @@ class RabbitMQPlugin:
                 raise
             return int(declared.method.message_count)
 
-        return self._call(depth, f"reading the depth of {queue!r}")
+        return self._main.call(depth, f"reading the depth of {queue!r}")
 
     # -- internals ------------------------------------------------------------------------
     @property
     def _where(self) -> str:
-        vhost = "" if self.virtual_host == "/" else f" (virtual host {self.virtual_host!r})"
-        return f"RabbitMQ at {self.host}:{self.port}{vhost}"
+        return where(self)
 
     @property
     def _secrets(self) -> tuple[str, ...]:
-        return (self.password,) if self.password else ()
-
-    def _parameters(self, purpose: str, *, short: bool = False) -> Any:
-        timeout = self.health_timeout if short else self.socket_timeout
-        return pika.ConnectionParameters(
-            host=self.host,
-            port=int(self.port),
-            virtual_host=self.virtual_host,
-            credentials=pika.PlainCredentials(self.username, self.password),
-            heartbeat=self.heartbeat,
-            connection_attempts=1,
-            socket_timeout=timeout * (2 / 3 if short else 1),
-            stack_timeout=timeout if short else timeout * 3,
-            blocked_connection_timeout=timeout if short else self.blocked_connection_timeout,
-            client_properties={"connection_name": f"observml {purpose} [{self._tag}]"},
-        )
-
-    def _open_link(
-        self,
-        purpose: str,
-        *,
-        attempts: int | None = None,
-        timeout: float | None = None,
-        sleep: Callable[[float], object] = time.sleep,
-        retry_auth: bool = False,
-    ) -> Link:
-        """Connect with bounded retries; translate pika's errors into observml's.
-
-        Login errors end the retries at once, unless ``retry_auth``: a consumer that was logged
-        in before retries them too, since a broker that is starting or stopping can drop a
-        connection mid-handshake, which pika reports as a probable login error.
-        """
-        parameters = self._parameters(purpose)
-        tries = 0
-
-        def attempt() -> Link:
-            nonlocal tries
-            tries += 1
-            return Link(pika.BlockingConnection(parameters), self.confirm_window)
-
-        def log_retry(exc: BaseException, wait: float, retry: int) -> None:
-            logger.warning(
-                "%s unreachable (%s); retry %d in %.1fs",
-                self._where,
-                describe(exc, self._secrets),
-                retry,
-                wait,
-            )
-
-        try:
-            return retry_call(
-                attempt,
-                retry_on=(AMQPConnectionError, OSError),
-                give_up_on=() if retry_auth else _AUTH_ERRORS,
-                max_retries=None if attempts is None else max(attempts - 1, 0),
-                timeout=timeout,
-                interval_start=self.retry_interval,
-                interval_max=self.retry_interval_max,
-                on_retry=log_retry,
-                sleep=sleep,
-            )
-        except ProbableAccessDeniedError as exc:
-            raise AuthenticationError(
-                f"{self._where}: user {self.username!r} may not use virtual host"
-                f" {self.virtual_host!r}. Check virtual_host, or grant access with"
-                f" 'rabbitmqctl set_permissions -p {self.virtual_host} {self.username}"
-                ' ".*" ".*" ".*"\'.'
-            ) from exc
-        except _AUTH_ERRORS as exc:
-            raise AuthenticationError(
-                f"{self._where}: the broker refused the login of user {self.username!r}. Check"
-                " username and password under plugins.datastream.config."
-            ) from exc
-        except (AMQPConnectionError, OSError) as exc:
-            raise ServiceUnavailableError(
-                f"{self._where} is unreachable after {tries} attempt(s)"
-                f" ({describe(exc, self._secrets)}). Is the broker running? Check host and port"
-                " under plugins.datastream.config."
-            ) from exc
-
-    def _drop_link(self) -> None:
-        if self._link is not None:
-            self._link.close()
-            self._link = None
-
-    def _call(self, op: Callable[[Link], T], action: str) -> T:
-        """Run ``op`` on the main link; after a dropped connection, reconnect and run it again."""
-        with self._lock:
-            if not self._connected:
-                raise ServiceUnavailableError(
-                    f"{self._where}: not connected while {action}. Call connect() first (the hub"
-                    " does it when the plugin is registered)."
-                )
-            error: Exception | None = None
-            for _ in range(2):
-                link = self._main_link()
-                try:
-                    return op(link)
-                except ChannelClosedByBroker as exc:
-                    if exc.reply_code in PERMANENT_CODES:
-                        raise self._channel_error(exc, action) from exc
-                    error = exc  # the channel is reopened on the next try
-                except _LINK_ERRORS as exc:
-                    error = exc
-                    self._drop_link()
-                logger.warning("%s: %s failed (%s); retrying", self._where, action, error)
-            raise ServiceUnavailableError(
-                f"{self._where}: {action} failed twice; the connection keeps dropping"
-                f" ({describe(error, self._secrets) if error else 'unknown'}). Check the"
-                " broker's logs."
-            ) from error
-
-    def _main_link(self) -> Link:
-        """Return the open main link, reconnecting if the broker closed it while idle."""
-        link = self._link
-        if link is not None and link.is_open and time.monotonic() - link.last_used > _IDLE:
-            try:  # answers heartbeats, and notices a connection the broker dropped meanwhile
-                link.connection.process_data_events(time_limit=0)
-            except _LINK_ERRORS:
-                logger.info("%s: the idle connection was closed; reconnecting", self._where)
-                self._drop_link()
-        if self._link is None or not self._link.is_open:
-            self._link = self._open_link("main", attempts=self.connection_attempts)
-        self._link.last_used = time.monotonic()
-        return self._link
-
-    def _channel_error(self, exc: ChannelClosedByBroker, action: str) -> Exception:
-        if exc.reply_code == 403:
-            return AuthenticationError(
-                f"{self._where}: user {self.username!r} is not allowed to do this while {action}"
-                f" ({exc.reply_text}). Grant the permission with 'rabbitmqctl set_permissions'."
-            )
-        return ServiceUnavailableError(
-            f"{self._where}: the broker refused {action} ({exc.reply_code} {exc.reply_text})."
-        )
+        return secrets(self)
 
     def _declare(self, link: Link, queue: str) -> None:
-        """Declare ``queue`` and its dead-letter queue: durable, no arguments but the type.
+        """Declare ``queue`` and its dead-letter queue (see :func:`.declare_queue`)."""
+        quorum = self.queue_type == "quorum"
+        declare_queue(link, queue, quorum=quorum, where=self._where, used_as_is=self._report_as_is)
 
-        These are the arguments a producer declares too (none for classic queues), so neither
-        side gets ``406 PRECONDITION_FAILED`` whoever comes first.
-        """
-        arguments = {"x-queue-type": "quorum"} if self.queue_type == "quorum" else None
-        for name in (dead_letter_queue(queue), queue):
-            try:
-                link.channel().queue_declare(name, durable=True, arguments=arguments)
-            except ChannelClosedByBroker as exc:
-                if exc.reply_code != 406:
-                    raise
-                self._use_as_is(link, name, exc)
-            link.known_queues.add(name)
-
-    def _use_as_is(self, link: Link, queue: str, refused: ChannelClosedByBroker) -> None:
-        """Use a queue that exists with other arguments, unless it could lose messages."""
-        found = _INEQUIVALENT.search(str(refused.reply_text))
-        setting = found.group(1) if found else None
-        if setting == "x-queue-type":
-            raise ConfigError(
-                f"{self._where}: queue {queue!r} already exists as another type"
-                f" ({refused.reply_text}). Set queue_type to the queue's type, or move its"
-                f" messages elsewhere and delete it (rabbitmqctl delete_queue {queue}). Producers"
-                " of a quorum hub declare arguments={'x-queue-type': 'quorum'}.",
-                key="plugins.datastream.config.queue_type",
-            ) from refused
-        if setting is None or setting in _FATAL_DIFFERENCES:
-            raise ConfigError(
-                f"{self._where}: queue {queue!r} already exists with settings the hub cannot use"
-                f" ({refused.reply_text}). Have its producers declare it with durable=True and"
-                f" no other flags, and delete this one (rabbitmqctl delete_queue {queue}) once it"
-                " is empty."
-            ) from refused
-        link.channel().queue_declare(queue, passive=True)
+    def _report_as_is(self, queue: str, reply: str) -> None:
+        """Log, once per queue, that a queue with arguments of its own is used as it is."""
         if queue not in self._reported:
             self._reported.add(queue)
             logger.warning(
@@ -628,27 +431,18 @@ class RabbitMQPlugin:
                 " declare it again.",
                 self._where,
                 queue,
-                refused.reply_text,
+                reply,
                 queue,
             )
-
-    def _ensure_queue(self, link: Link, queue: str) -> None:
-        if queue in link.known_queues:
-            return
-        try:
-            link.channel().queue_declare(queue, passive=True)
-        except ChannelClosedByBroker as exc:
-            if exc.reply_code != 404:
-                raise
-            self._declare(link, queue)
-        link.known_queues.add(queue)
 
     def _dead_letter(self, link: Link, queue: str, items: Sequence[tuple[Message, str]]) -> None:
         """Publish ``items`` to ``queue``'s dead-letter queue and wait for the confirms."""
         dead = dead_letter_queue(queue)
-        self._ensure_queue(link, dead)
-        copies = [(message, {REASON_HEADER: reason[:_MAX_REASON]}) for message, reason in items]
-        failed = self._publish_copies(link, dead, copies)
+        ensure_queue(link, dead, self._declare)
+        copies = [
+            (message, dead_letter_headers(message.headers, reason)) for message, reason in items
+        ]
+        failed = link.publish_copies(dead, copies)
         if failed:
             raise ServiceUnavailableError(
                 f"{self._where}: could not dead-letter {len(failed)} message(s) to {dead!r}"
@@ -657,8 +451,11 @@ class RabbitMQPlugin:
 
     def _publish_again(self, link: Link, queue: str, items: Sequence[tuple[Message, int]]) -> None:
         """Publish copies of ``items`` to the tail of ``queue``, each with its count of returns."""
-        copies = [(message, {REDELIVERIES_HEADER: returns}) for message, returns in items]
-        failed = self._publish_copies(link, queue, copies)
+        copies = [
+            (message, {**message.headers, REDELIVERIES_HEADER: returns})
+            for message, returns in items
+        ]
+        failed = link.publish_copies(queue, copies)
         if failed:
             raise ServiceUnavailableError(
                 f"{self._where}: could not publish {len(failed)} returned message(s) again to"
@@ -666,23 +463,8 @@ class RabbitMQPlugin:
                 " Check the broker."
             )
 
-    def _publish_copies(
-        self, link: Link, queue: str, items: Sequence[tuple[Message, Mapping[str, Any]]]
-    ) -> dict[str, str]:
-        """Publish copies of messages with extra headers; return the failures after confirms."""
-        outs = [
-            OutgoingMessage(
-                message.body,
-                {**message.headers, **extra},
-                message.message_id or uuid.uuid4().hex,
-                message.content_type,
-            )
-            for message, extra in items
-        ]
-        return link.confirmer().publish(queue, outs, set())
-
     def _run(self, consumer: Consumer) -> None:
-        if not self._connected:
+        if not self._main.connected:
             raise ServiceUnavailableError(
                 f"{self._where}: not connected. Call connect() before consuming (the hub does it"
                 " when the plugin is registered)."

@@ -1,7 +1,8 @@
-"""In-memory plugins: real implementations of the protocols, kept in one process's memory.
+"""InMemoryMLOpsPlugin: an MLOps store held in one process's memory.
 
-For unit tests and notebooks (httpx ships ``MockTransport`` the same way). All state lives on
-the instance: two plugins, or two hubs, share nothing.
+Experiments, runs (with metric history), artifacts and a model registry, with MLflow's rules
+(a param cannot change once logged; a metric's current value is the one at the highest step).
+For unit tests and notebooks; all state lives on the instance, so two plugins share nothing.
 """
 
 from __future__ import annotations
@@ -11,27 +12,13 @@ import os
 import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from observml.errors import DataError, NotFoundError, ServiceUnavailableError
+from observml.errors import DataError, NotFoundError
 from observml.plugins.base import HealthReport
-from observml.plugins.datastream import (
-    MAX_MESSAGE_BYTES,
-    REASON_HEADER,
-    BatchHandler,
-    Handler,
-    Message,
-    OutgoingMessage,
-    Settlement,
-    dead_letter_queue,
-    one_at_a_time,
-    oversize_reason,
-    settle,
-)
 from observml.plugins.mlops import (
     ExperimentRecord,
     Metric,
@@ -42,7 +29,7 @@ from observml.plugins.mlops import (
     as_metrics,
 )
 
-__all__ = ["InMemoryDataStreamPlugin", "InMemoryMLOpsPlugin"]
+__all__ = ["InMemoryMLOpsPlugin"]
 
 
 def _now_ms() -> int:
@@ -350,231 +337,3 @@ class InMemoryMLOpsPlugin:
             )
         aliases = tuple(sorted(a for a, v in self._aliases.get(name, {}).items() if v == version))
         return replace(versions[version - 1], aliases=aliases)
-
-
-@dataclass
-class _Queue:
-    ready: deque[Message] = field(default_factory=deque)
-
-
-class InMemoryDataStreamPlugin:
-    """Queues held in memory with the broker's semantics: ack after handling, dead letters.
-
-    Configuration: ``max_message_bytes`` (default 16 MiB): a larger body is dead-lettered
-    unread. ``publish`` creates the queue if needed, as a default exchange would drop the
-    message otherwise; here nothing is ever dropped.
-    """
-
-    plugin_type = "datastream"
-
-    def __init__(self, name: str = "memory", *, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
-        self.name = name
-        self.max_message_bytes = max_message_bytes
-        self._queues: dict[str, _Queue] = {}
-        self._cond = threading.Condition()
-        self._connected = False
-        self._generation = 0
-
-    # -- lifecycle ------------------------------------------------------------------------
-    def initialize(self) -> None:
-        """Connect."""
-        self.connect()
-
-    def shutdown(self) -> None:
-        """Disconnect; queued messages stay."""
-        self.disconnect()
-
-    def health_check(self) -> HealthReport:
-        """Report connection state and queue count."""
-        with self._cond:
-            if not self._connected:
-                return False, {"status": "disconnected", "message": "call connect() first"}
-            return True, {"status": "connected", "queues": len(self._queues)}
-
-    # -- the spec's methods ---------------------------------------------------------------
-    def connect(self, **kwargs: Any) -> None:
-        """Mark the plugin connected."""
-        with self._cond:
-            self._connected = True
-
-    def disconnect(self) -> None:
-        """Stop every consumer."""
-        with self._cond:
-            self._connected = False
-            self._generation += 1
-            self._cond.notify_all()
-
-    def create_queue(self, queue_name: str) -> None:
-        """Create the queue and its dead-letter queue."""
-        with self._cond:
-            self._queue(queue_name)
-            self._queue(dead_letter_queue(queue_name))
-
-    def pull_data(self, queue: str) -> str:
-        """Take one message body, or ``""`` when the queue is empty."""
-        with self._cond:
-            self._require_connected()
-            ready = self._queue(queue).ready
-            if not ready:
-                return ""
-            message = ready.popleft()
-            dead = dead_letter_queue(queue)
-            too_big = oversize_reason(message, self.max_message_bytes)
-            if too_big:
-                headers = {**message.headers, REASON_HEADER: too_big}
-                self._queue(dead).ready.append(replace(message, headers=headers, queue=dead))
-                raise DataError(f"memory datastream: queue {queue!r}: {too_big}")
-            try:
-                return message.text()
-            except UnicodeDecodeError as exc:
-                reason = f"UnicodeDecodeError: {exc}"
-                headers = {**message.headers, REASON_HEADER: reason}
-                self._queue(dead).ready.append(replace(message, headers=headers, queue=dead))
-                raise DataError(
-                    f"memory datastream: queue {queue!r}: message {message.message_id} is not"
-                    f" UTF-8 text; it was moved to {dead!r}. Use consume() to receive bytes."
-                ) from exc
-
-    def flush_queue(self, queue: str) -> int:
-        """Drop the queue's ready messages and return how many."""
-        with self._cond:
-            ready = self._queue(queue).ready
-            count = len(ready)
-            ready.clear()
-            return count
-
-    # -- what the hub needs ---------------------------------------------------------------
-    def publish(
-        self,
-        queue: str,
-        body: bytes | str,
-        *,
-        headers: Mapping[str, Any] | None = None,
-        message_id: str | None = None,
-        content_type: str | None = None,
-    ) -> str:
-        """Append a message to the queue and return its id."""
-        return self.publish_batch(
-            queue, [OutgoingMessage(body, headers, message_id, content_type)]
-        )[0]
-
-    def publish_batch(
-        self, queue: str, messages: Iterable[OutgoingMessage | bytes | str]
-    ) -> list[str]:
-        """Append many messages and return their ids."""
-        ids: list[str] = []
-        with self._cond:
-            self._require_connected()
-            ready = self._queue(queue).ready
-            for item in messages:
-                out = item if isinstance(item, OutgoingMessage) else OutgoingMessage(item)
-                message_id = out.message_id or uuid.uuid4().hex
-                body = out.body.encode("utf-8") if isinstance(out.body, str) else bytes(out.body)
-                ready.append(
-                    Message(
-                        body, dict(out.headers or {}), message_id, False, out.content_type, queue
-                    )
-                )
-                ids.append(message_id)
-            self._cond.notify_all()
-        return ids
-
-    def consume(
-        self,
-        queue: str,
-        handler: Handler,
-        *,
-        prefetch: int | None = None,
-        stop: threading.Event | None = None,
-    ) -> None:
-        """Call ``handler`` per message until ``disconnect()`` or ``stop``."""
-        self.consume_batch(queue, one_at_a_time(handler), batch_size=1, stop=stop)
-
-    def consume_batch(
-        self,
-        queue: str,
-        handler: BatchHandler,
-        *,
-        batch_size: int = 100,
-        max_wait: float = 0.5,
-        prefetch: int | None = None,
-        stop: threading.Event | None = None,
-    ) -> None:
-        """Hand micro-batches to ``handler`` until ``disconnect()`` or ``stop``."""
-        with self._cond:
-            self._require_connected()
-            generation = self._generation
-        while True:
-            batch = self._take(queue, batch_size, max_wait, generation, stop)
-            if batch is None:
-                return
-            if not batch:
-                continue
-            try:
-                outcome = settle(handler, batch, max_bytes=self.max_message_bytes)
-            except BaseException:  # the consumer "died": the batch comes back redelivered
-                crashed = Settlement(requeue=tuple(range(len(batch))))
-                self._settle(queue, batch, crashed, pause=False)
-                raise
-            self._settle(queue, batch, outcome)
-
-    def queue_depth(self, queue: str) -> int:
-        """Return the number of ready messages."""
-        with self._cond:
-            found = self._queues.get(queue)
-            return len(found.ready) if found else 0
-
-    # -- internals ------------------------------------------------------------------------
-    def _queue(self, name: str) -> _Queue:
-        return self._queues.setdefault(name, _Queue())
-
-    def _require_connected(self) -> None:
-        if not self._connected:
-            raise ServiceUnavailableError(
-                f"memory datastream {self.name!r}: not connected. Call connect() or register"
-                " the plugin with a hub first."
-            )
-
-    def _take(
-        self,
-        queue: str,
-        batch_size: int,
-        max_wait: float,
-        generation: int,
-        stop: threading.Event | None,
-    ) -> list[Message] | None:
-        """Take up to ``batch_size`` messages; ``None`` once consumption must stop."""
-        batch: list[Message] = []
-        deadline: float | None = None
-        with self._cond:
-            while True:
-                if self._generation != generation or (stop is not None and stop.is_set()):
-                    self._queue(queue).ready.extendleft(reversed(batch))
-                    return None
-                ready = self._queue(queue).ready
-                while ready and len(batch) < batch_size:
-                    batch.append(ready.popleft())
-                if len(batch) >= batch_size:
-                    return batch
-                if batch and deadline is None:
-                    deadline = time.monotonic() + max_wait
-                remaining = 0.05 if deadline is None else deadline - time.monotonic()
-                if batch and remaining <= 0:
-                    return batch
-                self._cond.wait(timeout=min(max(remaining, 0.0), 0.05))
-
-    def _settle(
-        self, queue: str, batch: Sequence[Message], outcome: Settlement, *, pause: bool = True
-    ) -> None:
-        with self._cond:
-            ready = self._queue(queue).ready
-            for index in reversed(outcome.requeue):
-                ready.appendleft(replace(batch[index], redelivered=True))
-            dead = self._queue(dead_letter_queue(queue)).ready
-            for index, reason in outcome.dead.items():
-                message = batch[index]
-                headers = {**message.headers, REASON_HEADER: reason}
-                dead.append(replace(message, headers=headers, queue=dead_letter_queue(queue)))
-            self._cond.notify_all()
-        if outcome.requeue and pause:
-            time.sleep(0.1)  # the service was down: give it a moment before the redelivery

@@ -1,0 +1,54 @@
+"""MLflow's failures in observml's terms: one :func:`translate` for every error the plugin meets.
+
+MLflow raises :class:`~mlflow.exceptions.MlflowException` with an ``error_code``, and plain
+``requests``/``urllib3``/``OSError`` failures when a server is away. The plugin turns each into
+an :mod:`observml.errors` type whose message names what was being done, the store (password
+masked) and what to do.
+"""
+
+from __future__ import annotations
+
+from observml.config.redact import mask_text
+from observml.errors import DataError, NotFoundError, ObservMLError, ServiceUnavailableError
+
+__all__ = ["first_line", "is_unreachable", "translate"]
+
+
+def translate(exc: Exception, what: str, uri: str, hint: str | None = None) -> ObservMLError:
+    """Return the observml error for MLflow's ``exc`` met while working on ``what``.
+
+    ``uri`` is the store's address, already masked; ``hint`` replaces the generic advice of a
+    not-found error.
+    """
+    detail = first_line(exc)
+    code = getattr(exc, "error_code", None)
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        fix = hint or "Check the id or name; list what exists with search_runs/list_versions."
+        return NotFoundError(f"{what}: not found in the MLflow store at {uri} ({detail}). {fix}")
+    if is_unreachable(exc):
+        return ServiceUnavailableError(
+            f"{what}: the MLflow store at {uri} is unreachable ({detail}). Is the tracking"
+            " server running? MLflow's own retries are set by MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+            " and MLFLOW_HTTP_REQUEST_TIMEOUT."
+        )
+    if code == "INVALID_PARAMETER_VALUE":
+        return DataError(f"{what}: MLflow rejected the values: {detail}")
+    return ObservMLError(f"{what}: MLflow store at {uri} failed ({code}): {detail}")
+
+
+def first_line(exc: BaseException) -> str:
+    """Return the first line of an error's message, with passwords masked."""
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return mask_text(text.splitlines()[0] if text else type(exc).__name__)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Return True when ``exc`` (or what caused it) is a network or availability failure."""
+    if getattr(exc, "error_code", None) == "TEMPORARILY_UNAVAILABLE":
+        return True
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) or type(seen).__module__.startswith(("requests", "urllib3")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return str(exc).startswith("API request to ")
