@@ -58,12 +58,12 @@ ENTRY_POINT_PREFIX: Final = "observml."
 
 BUILTIN_PLUGINS: Final[Mapping[str, Mapping[str, str]]] = {
     "mlops": {
-        "memory": "observml.plugins.memory:InMemoryMLOpsPlugin",
+        "memory": "observml.plugins.memory.mlops:InMemoryMLOpsPlugin",
         "mlflow": "observml.plugins.mlflow_plugin:MLflowPlugin",
     },
     "datastream": {
         "local": "observml.plugins.local:LocalQueuePlugin",
-        "memory": "observml.plugins.memory:InMemoryDataStreamPlugin",
+        "memory": "observml.plugins.memory.datastream:InMemoryDataStreamPlugin",
         "rabbitmq": "observml.plugins.rabbitmq_plugin:RabbitMQPlugin",
     },
     "experiment": {

@@ -2,9 +2,8 @@
 
 For unit tests and notebooks (httpx ships ``MockTransport`` the same way). One module per
 plugin: :mod:`.mlops` holds :class:`InMemoryMLOpsPlugin`, :mod:`.datastream`
-:class:`InMemoryDataStreamPlugin`. Both are imported from here, which stays their public home:
-the registry's ``"observml.plugins.memory:..."`` names, the ``target`` the REST API reports for
-them and pickles all say ``observml.plugins.memory``.
+:class:`InMemoryDataStreamPlugin`. Import both from here (``observml.plugins.memory``), as the
+docs do.
 """
 
 from __future__ import annotations
@@ -13,7 +12,3 @@ from observml.plugins.memory.datastream import InMemoryDataStreamPlugin
 from observml.plugins.memory.mlops import InMemoryMLOpsPlugin
 
 __all__ = ["InMemoryDataStreamPlugin", "InMemoryMLOpsPlugin"]
-
-for _public in (InMemoryDataStreamPlugin, InMemoryMLOpsPlugin):
-    _public.__module__ = __name__
-del _public
