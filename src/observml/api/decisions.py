@@ -15,7 +15,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import Body
 
-from observml.api.decision_schemas import (
+from observml.api.schemas.decisions import (
     FeedbackOut,
     FeedbackRequest,
     LibraryOut,

@@ -60,7 +60,10 @@ def test_health_is_503_when_a_plugin_is_unhealthy(hub: ExperimentHub, client: Te
 def test_plugins_and_experiment_types(client: TestClient) -> None:
     plugins = {p["plugin_type"]: p for p in client.get("/plugins").json()}
     assert plugins["datastream"]["name"] == "memory"
-    assert plugins["datastream"]["target"] == "observml.plugins.memory.datastream:InMemoryDataStreamPlugin"
+    assert (
+        plugins["datastream"]["target"]
+        == "observml.plugins.memory.datastream:InMemoryDataStreamPlugin"
+    )
     assert "rabbitmq" in plugins["datastream"]["available"]
     assert "mlflow" in plugins["mlops"]["available"]
     assert "fault_detection" in client.get("/experiment-types").json()

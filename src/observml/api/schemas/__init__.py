@@ -9,7 +9,7 @@
 - :mod:`~observml.api.schemas.responses`: every other answer.
 
 Every name is importable from ``observml.api.schemas``. The bodies of the decision routes
-(promote, reject, feedback) are in :mod:`observml.api.decision_schemas`.
+(promote, reject, feedback) are in :mod:`observml.api.schemas.decisions`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The bodies clients send: create, train, retrain, predict and load an experiment.
 
 The bodies of the decision routes (promote, reject, feedback) are in
-:mod:`observml.api.decision_schemas`.
+:mod:`observml.api.schemas.decisions`.
 """
 
 from __future__ import annotations

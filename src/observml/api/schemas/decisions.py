@@ -12,7 +12,7 @@ from typing import Any, Final, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from observml.api.schemas import RequestModel, ResponseModel, Rows
+from observml.api.schemas.base import RequestModel, ResponseModel, Rows
 
 __all__ = [
     "EvidenceOut",
