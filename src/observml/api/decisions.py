@@ -15,6 +15,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import Body
 
+from observml.api.deps import Hub, Name, errors, make_router, obj, rows_data
 from observml.api.schemas.decisions import (
     FeedbackOut,
     FeedbackRequest,
@@ -24,7 +25,6 @@ from observml.api.schemas.decisions import (
     RejectedOut,
     RejectRequest,
 )
-from observml.api.deps import Hub, Name, errors, make_router, obj, rows_data
 from observml.errors import ServiceUnavailableError
 
 __all__ = ["BY", "router"]
