@@ -45,10 +45,12 @@ from observml.hub.managed import ExperimentTable, ManagedExperiment
 from observml.hub.plugin_host import PluginHost
 from observml.io.queues import experiment_queues, predict_queue, train_queue
 from observml.io.rows import DataLike, to_frame
-from observml.plugins.datastream import DataStreamPlugin, Message
+from observml.plugins.browse import browse_queue
+from observml.plugins.datastream import DataStreamPlugin, Message, dead_letter_queue
 from observml.plugins.mlops import MLOpsPlugin, tracked_run
 from observml.retraining.context import promote
 from observml.retraining.decisions import CHAMPION, Decision
+from observml.retraining.history import check_page, read_decisions
 from observml.retraining.retrainer import Retrainer
 from observml.runtime.batch import BatchPredictor
 from observml.runtime.draining import drain, drain_training_rows, rows_to_retrain_on
@@ -552,11 +554,43 @@ class ExperimentHub(PluginHost):
         if managed is None:
             self.create_experiment(name, experiment.experiment_type, experiment.config)
             managed = self._get(name)
+        if not managed.decisions:  # a fresh process: the history it restarts with
+            managed.seed_decisions(self._stored_decisions(name, limit=50)[::-1])
         managed.swap(experiment, version)
         managed.record(Decision("restored", f"loaded version {version or run_id}", version))
         if run_id is None:
             self._retrainer.reviews.restore_shadow(managed)
         return version
+
+    def decisions(self, name: str, *, offset: int = 0, limit: int = 20) -> dict[str, Any]:
+        """Return the experiment's decisions, newest first, ``limit`` of them from ``offset``.
+
+        They are read from the MLOps store, so they include what other hub processes and
+        earlier runs of this one decided; without an MLOps plugin, this process's own.
+
+        Raises:
+            DataError: ``offset`` is negative, or ``limit`` is not 1 to 1000.
+        """
+        managed = self._get(name)
+        check_page(offset, limit)
+        if self._mlops_or_none() is None:
+            own = [d.to_dict() for d in reversed(managed.decisions)]
+            decisions, source = own[offset : offset + limit], "hub"
+        else:
+            stored = self._stored_decisions(name, offset=offset, limit=limit)
+            decisions, source = [d.to_dict() for d in stored], "store"
+        return {
+            "name": name,
+            "offset": offset,
+            "limit": limit,
+            "source": source,
+            "decisions": decisions,
+        }
+
+    def _stored_decisions(self, name: str, *, offset: int = 0, limit: int) -> list[Decision]:
+        check_page(offset, limit)
+        mlops = self._mlops_or_none()
+        return [] if mlops is None else read_decisions(mlops, name, offset=offset, limit=limit)
 
     def rollback(self, name: str) -> int:
         """Serve the previous champion again and move ``champion`` back to it.
@@ -605,6 +639,22 @@ class ExperimentHub(PluginHost):
     def get_train_data(self, name: str) -> pd.DataFrame:
         """Return the champion's (kept) training rows."""
         return self._get(name).require_champion()[0].get_train_data()
+
+    def browse(self, queue: str, limit: int = 10) -> list[dict[str, Any]]:
+        """Return up to ``limit`` messages waiting in ``queue``, oldest first, leaving them there.
+
+        Each is a dict: ``message_id``, ``body``, ``headers``, ``reason`` (of a dead letter).
+        See :meth:`~observml.plugins.datastream.QueueBrowser.browse` for what each plugin does.
+
+        Raises:
+            PluginError: The datastream plugin cannot browse queues.
+        """
+        return [m.to_dict() for m in browse_queue(self._datastream(), queue, limit)]
+
+    def dead_letters(self, name: str, limit: int = 10) -> list[dict[str, Any]]:
+        """Return up to ``limit`` of ``<name>.predict.dead``'s messages with their reasons."""
+        self._get(name)
+        return self.browse(dead_letter_queue(predict_queue(name)), limit)
 
     def flush(self, queue: str) -> int:
         """Purge ``queue`` and return how many messages were removed."""

@@ -23,6 +23,7 @@ from observml.retraining.decisions import (
     tag_in_store,
 )
 from observml.retraining.feedback import Evidence, FeedbackStore
+from observml.retraining.history import store_decision
 
 if TYPE_CHECKING:
     from observml.experiments.base import Experiment
@@ -37,6 +38,9 @@ logger = logging.getLogger(__name__)
 #: The two labels every type takes in feedback (fault isolation also takes its classes).
 FAULT: Final = "fault"
 NORMAL: Final = "normal"
+#: Alerts recorded as a decision each time they fire, also while an alert is already open
+#: (an open drift alert would otherwise hide why every retrain after it failed).
+_ALWAYS_RECORDED: Final = frozenset({"retrain_failed"})
 
 
 def promote(
@@ -65,12 +69,16 @@ def log_decision(
     *,
     run_id: str | None = None,
 ) -> None:
-    """Record ``decision`` on the experiment, log it, and tag it in the store (never raises)."""
+    """Record ``decision`` on the experiment, log it, and keep it in the store (never raises).
+
+    This is the one path of every decision retraining takes: :meth:`ManagedExperiment.record`
+    logs it on ``observml.events``; :func:`tag_in_store` tags the run and the version;
+    :func:`~observml.retraining.history.store_decision` keeps it for a restarted hub.
+    """
     managed.record(decision)
-    version = f" v{decision.version}" if decision.version is not None else ""
-    logger.info("%s%s: %s: %s", managed.name, version, decision.kind, decision.reason)
     if mlops is not None:
         tag_in_store(mlops, managed.name, decision, run_id=run_id)
+        store_decision(mlops, managed.name, decision)
 
 
 class RetrainContext:
@@ -121,6 +129,8 @@ class RetrainContext:
         alert, opened = managed.alerts.raise_(kind, reason, version=version)
         managed.count("alerts")
         if not opened:
+            if kind in _ALWAYS_RECORDED:  # each failed retrain is a decision of its own
+                self.log(managed, Decision(kind, reason, version, dict(metrics or {})))
             return
         waiting = managed.shadow
         note = f"; challenger v{waiting.version} awaits a decision in shadow" if waiting else ""
