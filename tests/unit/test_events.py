@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from observml import ExperimentHub, InMemoryDataStreamPlugin, InMemoryMLOpsPlugin
-from observml.errors import DataError, PluginError
+from observml.errors import DataError, PluginError, ServiceUnavailableError
 from observml.hub.dead_letters import MAX_REASONS, OTHER, DeadLetterTally, reason_key
 from observml.plugins.browse import browse_queue
 from observml.plugins.datastream import REASON_HEADER
@@ -199,3 +199,22 @@ def test_decisions_page_is_checked(hub: ExperimentHub) -> None:
     with pytest.raises(DataError, match=r"offset -1, limit 20: use an offset of 0 or more"):
         hub.decisions("pump", offset=-1)
     assert hub.decisions("pump")["decisions"] == []
+
+
+def test_an_unreadable_history_does_not_stop_a_restore(monkeypatch: pytest.MonkeyPatch) -> None:
+    mlops = InMemoryMLOpsPlugin()
+    with ExperimentHub(job_isolation="thread") as first:
+        first.register_plugin(mlops)
+        first.create_experiment("pump", "fault_detection", PCA)
+        first.train("pump", data=sensors(300), wait=True)
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise ServiceUnavailableError("tracking store at http://mlflow:5000 is unreachable")
+
+    with ExperimentHub(job_isolation="thread") as second:
+        second.register_plugin(mlops)
+        monkeypatch.setattr(mlops, "search_runs", down)
+        assert second.load("pump") == 1
+        assert [d["kind"] for d in second.status("pump")["decisions"]] == ["restored"]
+        with pytest.raises(ServiceUnavailableError, match="unreachable"):
+            second.decisions("pump")

@@ -50,7 +50,7 @@ from observml.plugins.datastream import DataStreamPlugin, Message, dead_letter_q
 from observml.plugins.mlops import MLOpsPlugin, tracked_run
 from observml.retraining.context import promote
 from observml.retraining.decisions import CHAMPION, Decision
-from observml.retraining.history import check_page, read_decisions
+from observml.retraining.history import check_page, read_decisions, recent_decisions
 from observml.retraining.retrainer import Retrainer
 from observml.runtime.batch import BatchPredictor
 from observml.runtime.draining import drain, drain_training_rows, rows_to_retrain_on
@@ -68,6 +68,9 @@ if TYPE_CHECKING:
 __all__ = ["ExperimentHub"]
 
 logger = logging.getLogger(__name__)
+
+#: Stored decisions a hub restoring an experiment starts its ``status()`` history with.
+_RESTORED_DECISIONS = 50
 
 
 class ExperimentHub(PluginHost):
@@ -555,7 +558,7 @@ class ExperimentHub(PluginHost):
             self.create_experiment(name, experiment.experiment_type, experiment.config)
             managed = self._get(name)
         if not managed.decisions:  # a fresh process: the history it restarts with
-            managed.seed_decisions(self._stored_decisions(name, limit=50)[::-1])
+            managed.seed_decisions(recent_decisions(mlops, name, _RESTORED_DECISIONS))
         managed.swap(experiment, version)
         managed.record(Decision("restored", f"loaded version {version or run_id}", version))
         if run_id is None:
@@ -577,7 +580,7 @@ class ExperimentHub(PluginHost):
             own = [d.to_dict() for d in reversed(managed.decisions)]
             decisions, source = own[offset : offset + limit], "hub"
         else:
-            stored = self._stored_decisions(name, offset=offset, limit=limit)
+            stored = read_decisions(self._mlops(), name, offset=offset, limit=limit)
             decisions, source = [d.to_dict() for d in stored], "store"
         return {
             "name": name,
@@ -586,11 +589,6 @@ class ExperimentHub(PluginHost):
             "source": source,
             "decisions": decisions,
         }
-
-    def _stored_decisions(self, name: str, *, offset: int = 0, limit: int) -> list[Decision]:
-        check_page(offset, limit)
-        mlops = self._mlops_or_none()
-        return [] if mlops is None else read_decisions(mlops, name, offset=offset, limit=limit)
 
     def rollback(self, name: str) -> int:
         """Serve the previous champion again and move ``champion`` back to it.

@@ -31,6 +31,7 @@ __all__ = [
     "check_page",
     "decisions_experiment",
     "read_decisions",
+    "recent_decisions",
     "store_decision",
 ]
 
@@ -101,6 +102,18 @@ def read_decisions(
     decisions = [_decision(run) for run in runs]
     decisions.sort(key=lambda d: d.at, reverse=True)  # runs started within a millisecond
     return decisions[offset : offset + limit]
+
+
+def recent_decisions(mlops: MLOpsPlugin, name: str, limit: int) -> list[Decision]:
+    """The newest ``limit`` stored decisions, oldest first; ``[]`` if the store cannot say.
+
+    For a hub restoring an experiment: an unreadable history must not stop it serving.
+    """
+    try:
+        return read_decisions(mlops, name, limit=limit)[::-1]
+    except Exception:
+        logger.warning("%s: could not read the decision history", name, exc_info=True)
+        return []
 
 
 def check_page(offset: int, limit: int) -> None:
