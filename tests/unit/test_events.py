@@ -82,6 +82,25 @@ def test_a_failed_retrain_is_logged_with_its_reason_also_while_an_alert_is_open(
     assert [d["kind"] for d in hub.status("pump")["decisions"]][-2:] == ["retrain_failed"] * 2
 
 
+def test_a_retrain_that_fails_is_a_decision_with_its_error(
+    hub: ExperimentHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=EVENTS_LOGGER)
+    config = {**PCA, "setup": {"features": ["temp", "pressure", "flow"]}}
+    hub.create_experiment("pump", "fault_detection", config)
+    hub.train("pump", data=sensors(600), wait=True)
+    job = hub.retrain("pump", data=sensors(600).assign(temp="broken"), wait=True)
+    assert job.status.state == "failed"
+    failed = hub.status("pump")["decisions"][-1]
+    assert failed["kind"] == "retrain_failed"
+    assert failed["reason"].startswith("retrain failed: DataError:")
+    [logged] = [e for e in events(caplog) if e["kind"] == "retrain_failed"]
+    assert (logged["experiment"], logged["version"]) == ("pump", 1)
+    assert logged["reason"] == failed["reason"]
+    stored = hub.decisions("pump", limit=1)["decisions"][0]
+    assert (stored["kind"], stored["reason"]) == ("retrain_failed", failed["reason"])
+
+
 def test_json_formatter_writes_one_object_with_the_event_fields(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -642,7 +642,7 @@ class ExperimentHub(PluginHost):
         """Return up to ``limit`` messages waiting in ``queue``, oldest first, leaving them there.
 
         Each is a dict: ``message_id``, ``body``, ``headers``, ``reason`` (of a dead letter).
-        See :meth:`~observml.plugins.datastream.QueueBrowser.browse` for what each plugin does.
+        See :class:`~observml.plugins.browse.QueueBrowser` and docs/hub.md for each plugin.
 
         Raises:
             PluginError: The datastream plugin cannot browse queues.

@@ -124,18 +124,23 @@ class RetrainContext:
         *,
         metrics: Mapping[str, float] | None = None,
     ) -> None:
-        """Raise (or update) the experiment's alert; a new one is logged and published."""
+        """Raise (or update) the experiment's alert; a new one is logged and published.
+
+        A failed retrain is a decision of its own (``retrain_failed``, with the error) each
+        time, also while an alert is already open; any other signal is an ``alert`` decision
+        when it opens the alert.
+        """
         version = managed.champion()[1]
         alert, opened = managed.alerts.raise_(kind, reason, version=version)
         managed.count("alerts")
-        if not opened:
-            if kind in _ALWAYS_RECORDED:  # each failed retrain is a decision of its own
-                self.log(managed, Decision(kind, reason, version, dict(metrics or {})))
-            return
         waiting = managed.shadow
         note = f"; challenger v{waiting.version} awaits a decision in shadow" if waiting else ""
-        self.log(managed, Decision("alert", f"{reason}{note}", version, dict(metrics or {})))
-        self._publish_alert(managed, alert.to_dict())
+        if kind in _ALWAYS_RECORDED:
+            self.log(managed, Decision(kind, reason, version, dict(metrics or {})))
+        elif opened:
+            self.log(managed, Decision("alert", f"{reason}{note}", version, dict(metrics or {})))
+        if opened:
+            self._publish_alert(managed, alert.to_dict())
 
     def acknowledge(self, managed: ManagedExperiment, by: str) -> None:
         """Close the open alert (a person answered it) and publish that it closed."""
