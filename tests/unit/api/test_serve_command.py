@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,20 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.unit.cli_helpers import MEMORY, run
+
+
+@pytest.fixture(autouse=True)
+def _root_logging() -> Iterator[None]:
+    """Undo what each CLI run does to the root logger's handlers (serve lowers their level)."""
+    root = logging.getLogger()
+    before = [(handler, handler.level, handler.formatter) for handler in root.handlers]
+    yield
+    kept = {handler for handler, _, _ in before}
+    for handler in [h for h in root.handlers if h not in kept]:
+        root.removeHandler(handler)
+    for handler, level, formatter in before:
+        handler.setLevel(level)
+        handler.setFormatter(formatter)
 
 
 @pytest.fixture
