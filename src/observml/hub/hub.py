@@ -43,7 +43,7 @@ from observml.errors import (
 from observml.experiments.reports import pick_figure
 from observml.hub.managed import ExperimentTable, ManagedExperiment
 from observml.hub.plugin_host import PluginHost
-from observml.io.queues import experiment_queues, predict_queue, train_queue
+from observml.io.queues import experiment_queues, is_input_queue, predict_queue, train_queue
 from observml.io.rows import DataLike, to_frame
 from observml.plugins.browse import browse_queue
 from observml.plugins.datastream import DataStreamPlugin, Message, dead_letter_queue
@@ -644,9 +644,21 @@ class ExperimentHub(PluginHost):
         Each is a dict: ``message_id``, ``body``, ``headers``, ``reason`` (of a dead letter).
         See :class:`~observml.plugins.browse.QueueBrowser` and docs/hub.md for each plugin.
 
+        A queue the hub consumes (``NAME.train``, ``NAME.predict``) is refused: on RabbitMQ a
+        look puts the messages back flagged redelivered, and a streaming hub counts that
+        towards ``delivery_limit``, so a look could dead-letter good rows.
+
         Raises:
+            DataError: ``queue`` is a queue the hub consumes.
             PluginError: The datastream plugin cannot browse queues.
         """
+        if is_input_queue(queue):
+            raise DataError(
+                f"queue {queue!r}: the hub consumes it, and looking could count as a delivery"
+                " (a streaming hub dead-letters a row delivered too often). Look at its results"
+                f" ({queue.rsplit('.', 1)[0]}.predictions), or at its dead letters ({queue}.dead,"
+                " `observml tail QUEUE --dead`); the broker's own tools show its depth."
+            )
         return [m.to_dict() for m in browse_queue(self._datastream(), queue, limit)]
 
     def dead_letters(self, name: str, limit: int = 10) -> list[dict[str, Any]]:

@@ -63,3 +63,15 @@ def test_decisions_route_checks_its_page(client: TestClient, trained: str) -> No
     answer = client.get("/experiments/pump/decisions", params={"limit": 0})
     assert answer.status_code == 422
     assert_error(client.get("/experiments/nope/decisions"), 404, "ExperimentNotFoundError", "nope")
+
+
+def test_queue_messages_route_refuses_a_queue_the_hub_consumes(
+    client: TestClient, hub: ExperimentHub, trained: str
+) -> None:
+    stream = stream_of(hub)
+    stream.publish("pump.predict", json.dumps([{"temp": 1.0, "pressure": 2.0, "flow": 0.5}]))
+    for queue in ("pump.predict", "pump.train"):
+        answer = client.get(f"/queues/{queue}/messages")
+        assert_error(answer, 422, "DataError", "pump.predictions")
+    assert stream.queue_depth("pump.predict") == 1
+    assert client.get("/queues/pump.predict.dead/messages").status_code == 200
