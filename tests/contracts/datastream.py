@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from observml.errors import DataError, ServiceUnavailableError
+from observml.plugins.browse import browse_queue
 from observml.plugins.datastream import (
     MAX_MESSAGE_BYTES,
     REASON_HEADER,
@@ -448,3 +449,38 @@ class DataStreamContract:
         datastream.publish_batch(queue, ["a", "b"])
         assert datastream.queue_depth(queue) == 2
         assert datastream.queue_depth(new_queue()) == 0
+
+    # -- browsing without taking ----------------------------------------------------------
+    def test_browse_shows_oldest_first_and_leaves_messages(
+        self, datastream: DataStreamPlugin, queue: str
+    ) -> None:
+        ids = datastream.publish_batch(queue, ["a", "b", "c"])
+        seen = browse_queue(datastream, queue, 2)
+        assert [(m.text(), m.message_id) for m in seen] == [("a", ids[0]), ("b", ids[1])]
+        assert eventually(lambda: datastream.queue_depth(queue) == 3)
+        again = browse_queue(datastream, queue, 10)
+        assert sorted(m.text() for m in again) == ["a", "b", "c"]  # nothing lost
+        taken = consume_n(datastream, queue, 3)
+        assert sorted(m.text() for m in taken) == ["a", "b", "c"]
+
+    def test_browse_dead_letters_shows_their_reason(
+        self, datastream: DataStreamPlugin, queue: str
+    ) -> None:
+        datastream.publish(queue, "bad", message_id="bad-1")
+
+        def handler(message: Message) -> None:
+            raise ValueError("missing column 'feed_flow'")
+
+        consume_n(datastream, queue, 1, handler)
+        dead = dead_letter_queue(queue)
+        assert eventually(lambda: datastream.queue_depth(dead) == 1)
+        [seen] = browse_queue(datastream, dead, 5)
+        assert seen.message_id == "bad-1"
+        assert seen.headers[REASON_HEADER] == "ValueError: missing column 'feed_flow'"
+        assert eventually(lambda: datastream.queue_depth(dead) == 1)
+
+    def test_browse_unknown_or_empty_queue_is_empty(
+        self, datastream: DataStreamPlugin, queue: str, new_queue: Callable[[], str]
+    ) -> None:
+        assert browse_queue(datastream, queue, 5) == []
+        assert browse_queue(datastream, new_queue(), 5) == []

@@ -82,6 +82,12 @@ def test_dashboard_live_predictions_reports_and_retrain(
     cards = "document.getElementById('cards').innerText"
     page.wait_for_function(f"/score drift \\(KS\\)\\s+[0-9.]+ (drifted|steady)/.test({cards})")
 
+    # rows without a column are dead-lettered; the table says why
+    publish(hub, sensors(3, seed=4).drop(columns=["flow"]))
+    dead = "document.querySelector('#dead-letters tbody').innerText"
+    page.wait_for_function(f"{dead}.includes(\"missing column(s) 'flow'\")", timeout=20_000)
+    assert page.inner_text("#dead-letters tbody td.num") == "3"
+
     # a report and an EDA figure
     chart_shows = "document.getElementById('report-chart').dataset.plot === '{}'"
     page.click("#report-list button[data-plot='scores']")

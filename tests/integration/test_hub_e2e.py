@@ -286,3 +286,42 @@ def test_two_hub_processes_share_the_queues(
     print(f"two hubs: {len(sent)} messages, {duplicates} duplicates")
     assert set(collector.counts) == sent
     assert duplicates == 0, "no redelivery happened, so no message may be predicted twice"
+
+
+def test_dead_letters_and_decisions_on_rabbitmq_and_mlflow(
+    name: str, hub_config: Callable[..., Path]
+) -> None:
+    """A CSV stream missing a column: status says why; the history outlives the hub."""
+    config = hub_config()
+    with ExperimentHub.from_config(config) as hub:
+        train_pump(hub, name)
+        csv = pump(1).drop(columns=["ds"]).head(5).iloc[:, :-1].to_csv(index=False)
+        missing = pump(1).columns[-1]
+        sent = [
+            OutgoingMessage(csv, message_id=f"csv-{i}", content_type="text/csv") for i in range(20)
+        ]
+        hub.start_streaming(name)
+        publish(hub, f"{name}.predict", sent)
+        deadline = time.monotonic() + 60
+        while hub.status(name)["dead_letters"]["total"] < 20 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        hub.stop_streaming(name)
+        dead = hub.status(name)["dead_letters"]
+        assert dead["total"] == 20
+        assert f"'{missing}'" in dead["summary"]
+        peeked = hub.dead_letters(name, 5)
+        assert [m["message_id"] for m in peeked] == [f"csv-{i}" for i in range(5)]
+        assert f"'{missing}'" in peeked[0]["reason"]
+        assert len(hub.dead_letters(name, 100)) == 20  # browsing took none of them
+        job = hub.retrain(name, data=pump(0), wait=True)
+        assert job.status.state == "succeeded", job.status.error
+        before = [d["kind"] for d in hub.decisions(name)["decisions"]]
+    with ExperimentHub.from_config(config, streaming=False) as again:
+        again.load(name)
+        after = again.decisions(name)["decisions"]
+        assert [d["kind"] for d in after] == before
+        assert before[-1] == "trained"  # the first training, the oldest
+        assert "fired" in before
+        kinds = [d["kind"] for d in again.status(name)["decisions"]]
+        assert kinds[len(before) :] == ["restored", "restored"]  # version 1, the shadow
+        assert kinds[: len(before)] == before[::-1]

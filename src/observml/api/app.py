@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from observml.api import artifacts, dashboard, decisions, routes, session
+from observml.api import artifacts, dashboard, decisions, queues, routes, session
 from observml.api.auth import PUBLIC_PATHS, BearerTokenMiddleware
 from observml.api.figures import PngRenderer
 from observml.api.metrics import build_registry
@@ -110,6 +110,7 @@ def create_app(
     app.include_router(routes.router)
     app.include_router(artifacts.router)
     app.include_router(decisions.router)
+    app.include_router(queues.router)
     app.include_router(session.router)
     dashboard.install(app)
     _add_middleware(app, settings)

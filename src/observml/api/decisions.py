@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final
 
-from fastapi import Body
+from fastapi import Body, Query
 
 from observml.api.deps import Hub, Name, errors, make_router, obj, rows_data
 from observml.api.schemas.decisions import (
+    DecisionsPage,
     FeedbackOut,
     FeedbackRequest,
     LibraryOut,
@@ -114,3 +115,23 @@ def library(hub: Hub, name: Name) -> dict[str, Any]:
             f" {found['error']}. Check GET /health and try again."
         )
     return obj(found)
+
+
+@router.get(
+    "/experiments/{name}/decisions",
+    response_model=DecisionsPage,
+    tags=["decisions"],
+    responses=errors(404),
+)
+def decisions(
+    hub: Hub,
+    name: Name,
+    offset: Annotated[int, Query(ge=0, description="Decisions to skip, newest first.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Decisions to return.")] = 20,
+) -> dict[str, Any]:
+    """The experiment's decisions, newest first, from the MLOps store (paged).
+
+    Every hub process and every restart writes to the same history, so this is what was
+    decided about the experiment, also before this server started.
+    """
+    return obj(hub.decisions(name, offset=offset, limit=limit))

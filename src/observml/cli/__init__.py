@@ -34,7 +34,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _attach() -> None:
-    from observml.cli import core, decisions, demo, experiments, send, serve
+    from observml.cli import core, decisions, demo, events, experiments, send, serve
 
     cli.add_command(core.plugins_command)
     cli.add_command(core.config_group)
@@ -49,6 +49,8 @@ def _attach() -> None:
     cli.add_command(decisions.promote_command)
     cli.add_command(decisions.reject_command)
     cli.add_command(decisions.feedback_command)
+    cli.add_command(events.decisions_command)
+    cli.add_command(events.tail_command)
     cli.add_command(demo.demo_command)
 
 

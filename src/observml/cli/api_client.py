@@ -173,6 +173,16 @@ class ApiClient:
         """``GET /experiments/{name}/feedback``: the fault library and normal reference."""
         return dict(self._request("GET", f"/experiments/{name}/feedback"))
 
+    def decisions(self, name: str, offset: int = 0, limit: int = 20) -> dict[str, Any]:
+        """``GET /experiments/{name}/decisions``: a page of decisions, newest first."""
+        params = {"offset": offset, "limit": limit}
+        return dict(self._request("GET", f"/experiments/{name}/decisions", params=params))
+
+    # -- queues ---------------------------------------------------------------------------
+    def browse(self, queue: str, limit: int = 10) -> list[dict[str, Any]]:
+        """``GET /queues/{queue}/messages``: the oldest waiting messages; they stay there."""
+        return list(self._request("GET", f"/queues/{queue}/messages", params={"limit": limit}))
+
     # -- transport ------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         httpx = self._httpx

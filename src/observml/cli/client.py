@@ -2,8 +2,8 @@
 
 :func:`backend` yields one of two objects with the same methods (``prepare_training``,
 ``start_train``, ``start_retrain``, ``job``, ``predict``, ``status``, ``summaries``,
-``rollback``, ``promote``, ``reject``, ``feedback``, ``library``), so each command is written
-once:
+``rollback``, ``promote``, ``reject``, ``feedback``, ``library``, ``decisions``, ``browse``),
+so each command is written once:
 
 * :class:`LocalBackend` (default): a hub built from the hub config. It lives as long as the
   command, so an experiment the config does not list is restored from its champion in the MLOps
@@ -200,6 +200,15 @@ class LocalBackend:
         self._known(name)
         return self.hub.library(name)
 
+    def decisions(self, name: str, offset: int, limit: int) -> dict[str, Any]:
+        """Return a page of ``name``'s decisions, newest first, from the MLOps store."""
+        self._known(name)
+        return self.hub.decisions(name, offset=offset, limit=limit)
+
+    def browse(self, queue: str, limit: int) -> list[dict[str, Any]]:
+        """Return the oldest ``limit`` messages waiting in ``queue``; they stay there."""
+        return self.hub.browse(queue, limit)
+
     def _known(self, name: str) -> None:
         if not self.ensure(name):
             known = ", ".join(self.hub.experiments()) or "none"
@@ -324,6 +333,17 @@ class RemoteBackend:
         except ServiceUnavailableError as exc:
             return {"error": str(exc)}
         return found
+
+    def decisions(self, name: str, offset: int, limit: int) -> dict[str, Any]:
+        """Return a page of the server's decisions of ``name``, newest first."""
+        page: dict[str, Any] = self._restoring(
+            name, lambda: self.client.decisions(name, offset, limit)
+        )
+        return page
+
+    def browse(self, queue: str, limit: int) -> list[dict[str, Any]]:
+        """Return the oldest ``limit`` messages waiting in ``queue`` on the server's broker."""
+        return self.client.browse(queue, limit)
 
     def _restoring(self, name: str, call: Callable[[], Any]) -> Any:
         """Run ``call``; if the server does not know ``name``, serve its stored champion first."""

@@ -343,6 +343,14 @@ def _describe(status: Mapping[str, Any]) -> str:
             f" {int(counters.get('dead_letters', 0)):,} dead letters,"
             f" {int(counters.get('retrains', 0))} retrains promoted"
         )
+    dead = status.get("dead_letters") or {}
+    if dead.get("summary"):
+        lines.append(f"  dead:       {dead['summary']}")
+        for letter in (dead.get("recent") or [])[:3]:
+            lines.append(f"              {letter.get('message_id') or '-'}: {letter['reason']}")
+        lines.append(
+            f"              (observml tail {status['name']}.predict --dead shows them all)"
+        )
     if status.get("metrics"):
         lines.append(f"  last batch: {_metrics_text(status['metrics'])}")
     drift = status.get("drift")
@@ -363,7 +371,7 @@ def _describe(status: Mapping[str, Any]) -> str:
     decisions = [
         d for d in status.get("decisions", []) if d.get("kind") not in ("restored", "loaded")
     ]
-    for decision in decisions[-5:]:
+    for decision in reversed(decisions[-5:]):  # newest first
         version = f" v{decision['version']}" if decision.get("version") else ""
         lines.append(field("decision", f"{decision['kind']}{version}: {decision['reason']}"))
     for run in (status.get("runs") or [])[:5]:

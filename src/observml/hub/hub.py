@@ -43,12 +43,14 @@ from observml.errors import (
 from observml.experiments.reports import pick_figure
 from observml.hub.managed import ExperimentTable, ManagedExperiment
 from observml.hub.plugin_host import PluginHost
-from observml.io.queues import experiment_queues, predict_queue, train_queue
+from observml.io.queues import experiment_queues, is_input_queue, predict_queue, train_queue
 from observml.io.rows import DataLike, to_frame
-from observml.plugins.datastream import DataStreamPlugin, Message
+from observml.plugins.browse import browse_queue
+from observml.plugins.datastream import DataStreamPlugin, Message, dead_letter_queue
 from observml.plugins.mlops import MLOpsPlugin, tracked_run
 from observml.retraining.context import promote
 from observml.retraining.decisions import CHAMPION, Decision
+from observml.retraining.history import check_page, read_decisions, recent_decisions
 from observml.retraining.retrainer import Retrainer
 from observml.runtime.batch import BatchPredictor
 from observml.runtime.draining import drain, drain_training_rows, rows_to_retrain_on
@@ -66,6 +68,9 @@ if TYPE_CHECKING:
 __all__ = ["ExperimentHub"]
 
 logger = logging.getLogger(__name__)
+
+#: Stored decisions a hub restoring an experiment starts its ``status()`` history with.
+_RESTORED_DECISIONS = 50
 
 
 class ExperimentHub(PluginHost):
@@ -552,11 +557,38 @@ class ExperimentHub(PluginHost):
         if managed is None:
             self.create_experiment(name, experiment.experiment_type, experiment.config)
             managed = self._get(name)
+        if not managed.decisions:  # a fresh process: the history it restarts with
+            managed.seed_decisions(recent_decisions(mlops, name, _RESTORED_DECISIONS))
         managed.swap(experiment, version)
         managed.record(Decision("restored", f"loaded version {version or run_id}", version))
         if run_id is None:
             self._retrainer.reviews.restore_shadow(managed)
         return version
+
+    def decisions(self, name: str, *, offset: int = 0, limit: int = 20) -> dict[str, Any]:
+        """Return the experiment's decisions, newest first, ``limit`` of them from ``offset``.
+
+        They are read from the MLOps store, so they include what other hub processes and
+        earlier runs of this one decided; without an MLOps plugin, this process's own.
+
+        Raises:
+            DataError: ``offset`` is negative, or ``limit`` is not 1 to 1000.
+        """
+        managed = self._get(name)
+        check_page(offset, limit)
+        if self._mlops_or_none() is None:
+            own = [d.to_dict() for d in reversed(managed.decisions)]
+            decisions, source = own[offset : offset + limit], "hub"
+        else:
+            stored = read_decisions(self._mlops(), name, offset=offset, limit=limit)
+            decisions, source = [d.to_dict() for d in stored], "store"
+        return {
+            "name": name,
+            "offset": offset,
+            "limit": limit,
+            "source": source,
+            "decisions": decisions,
+        }
 
     def rollback(self, name: str) -> int:
         """Serve the previous champion again and move ``champion`` back to it.
@@ -605,6 +637,34 @@ class ExperimentHub(PluginHost):
     def get_train_data(self, name: str) -> pd.DataFrame:
         """Return the champion's (kept) training rows."""
         return self._get(name).require_champion()[0].get_train_data()
+
+    def browse(self, queue: str, limit: int = 10) -> list[dict[str, Any]]:
+        """Return up to ``limit`` messages waiting in ``queue``, oldest first, leaving them there.
+
+        Each is a dict: ``message_id``, ``body``, ``headers``, ``reason`` (of a dead letter).
+        See :class:`~observml.plugins.browse.QueueBrowser` and docs/hub.md for each plugin.
+
+        A queue the hub consumes (``NAME.train``, ``NAME.predict``) is refused: on RabbitMQ a
+        look puts the messages back flagged redelivered, and a streaming hub counts that
+        towards ``delivery_limit``, so a look could dead-letter good rows.
+
+        Raises:
+            DataError: ``queue`` is a queue the hub consumes.
+            PluginError: The datastream plugin cannot browse queues.
+        """
+        if is_input_queue(queue):
+            raise DataError(
+                f"queue {queue!r}: the hub consumes it, and looking could count as a delivery"
+                " (a streaming hub dead-letters a row delivered too often). Look at its results"
+                f" ({queue.rsplit('.', 1)[0]}.predictions), or at its dead letters ({queue}.dead,"
+                " `observml tail QUEUE --dead`); the broker's own tools show its depth."
+            )
+        return [m.to_dict() for m in browse_queue(self._datastream(), queue, limit)]
+
+    def dead_letters(self, name: str, limit: int = 10) -> list[dict[str, Any]]:
+        """Return up to ``limit`` of ``<name>.predict.dead``'s messages with their reasons."""
+        self._get(name)
+        return self.browse(dead_letter_queue(predict_queue(name)), limit)
 
     def flush(self, queue: str) -> int:
         """Purge ``queue`` and return how many messages were removed."""

@@ -11,7 +11,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,8 +24,10 @@ from observml.errors import (
     ModelNotTrainedError,
     TrainingInProgressError,
 )
+from observml.hub.dead_letters import DeadLetterTally
 from observml.retraining.alerts import Alerts
 from observml.retraining.decisions import Decision
+from observml.retraining.events import emit
 from observml.retraining.policy import RetrainTracker
 from observml.retraining.window import RetrainWindow
 
@@ -79,6 +81,7 @@ class ManagedExperiment:
         self.tracker = RetrainTracker(template.retrain_policy, template.validate_config().metric)
         self.window = RetrainWindow(retrain_rows)
         self.alerts = Alerts(name)
+        self.dead_letters = DeadLetterTally(name)
         self._shadow: Shadow | None = None
         self.last_selection: Selection | None = None
         #: Newest window row (sequence number) the champion learnt from; -1: none of them.
@@ -190,9 +193,27 @@ class ManagedExperiment:
             self.jobs.append(job)
 
     def record(self, decision: Decision) -> None:
-        """Append a decision to the history."""
+        """Append a decision to the history and log it (see :mod:`observml.retraining.events`)."""
         with self.lock:
             self.decisions.append(decision)
+        emit(
+            decision.kind,
+            self.name,
+            decision.version,
+            decision.reason,
+            metrics=dict(decision.metrics),
+            at=decision.at,
+        )
+
+    def seed_decisions(self, decisions: list[Decision]) -> None:
+        """Put decisions read back from the store (oldest first) before this process's own.
+
+        Nothing is logged: they were logged when they were taken.
+        """
+        with self.lock:
+            own = list(self.decisions)
+            self.decisions.clear()
+            self.decisions.extend([*decisions, *own][-_MAX_DECISIONS:])
 
     # -- streamed data --------------------------------------------------------------------
     def remember(
@@ -223,6 +244,15 @@ class ManagedExperiment:
         with self.lock:
             self.batch_seconds.append(seconds)
             self.counters["batch_seconds"] = self.counters.get("batch_seconds", 0.0) + seconds
+
+    def dead_lettered(
+        self, dead: Mapping[int, str], message_ids: Sequence[str | None], *, queue: str
+    ) -> None:
+        """Count a batch's dead letters (``{index: reason}``), by reason, and log them."""
+        if not dead:
+            return
+        self.count("dead_letters", len(dead))
+        self.dead_letters.add(dead, message_ids, queue=queue, version=self.champion()[1])
 
     def count(self, key: str, amount: float = 1) -> None:
         """Add to a counter."""
@@ -266,6 +296,7 @@ class ManagedExperiment:
                 "last_gate": self.last_gate.to_dict() if self.last_gate else None,
                 "drift": self.tracker.drift_status(),
                 "decisions": decisions,
+                "dead_letters": self.dead_letters.status(),
                 "last_predictions": list(self.last_predictions),
             }
 

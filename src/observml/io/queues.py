@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "alerts_queue",
     "experiment_queues",
+    "is_input_queue",
     "predict_queue",
     "predictions_queue",
     "shadow_queue",
@@ -52,3 +53,8 @@ def experiment_queues(name: str) -> tuple[str, ...]:
         shadow_queue(name),
         alerts_queue(name),
     )
+
+
+def is_input_queue(queue: str) -> bool:
+    """Whether ``queue`` is one a hub consumes (``NAME.train``, ``NAME.predict``), not a result."""
+    return queue.endswith((train_queue(""), predict_queue("")))

@@ -198,6 +198,17 @@ class Store:
         ).fetchone()
         return int(row[0])
 
+    def peek(self, queue: str, limit: int) -> list[Message]:
+        rows = self.conn.execute(
+            "SELECT message_id, body, headers, content_type, deliveries FROM messages"
+            " WHERE queue = ? AND lease_until < ? ORDER BY seq LIMIT ?",
+            (queue, time.time(), limit),
+        ).fetchall()
+        return [
+            Message(bytes(body), json.loads(headers), mid, n > 0, ctype, queue)
+            for mid, body, headers, ctype, n in rows
+        ]
+
     def purge(self, queue: str) -> int:
         with self.transaction() as conn:
             cursor = conn.execute(

@@ -20,6 +20,7 @@ of a message whose consumers kept dying.
 
 from __future__ import annotations
 
+import base64
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -85,6 +86,37 @@ class Message:
     def text(self) -> str:
         """Return the body decoded as UTF-8."""
         return self.body.decode("utf-8")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the message JSON-ready; ``reason`` is its dead-letter reason, if any.
+
+        The body is text when it is UTF-8 (``encoding: "utf-8"``), else base64
+        (``encoding: "base64"``).
+        """
+        try:
+            body, encoding = self.text(), "utf-8"
+        except UnicodeDecodeError:
+            body, encoding = base64.b64encode(self.body).decode("ascii"), "base64"
+        reason = self.headers.get(REASON_HEADER)
+        return {
+            "queue": self.queue,
+            "message_id": self.message_id,
+            "reason": str(reason) if reason is not None else None,
+            "redelivered": self.redelivered,
+            "content_type": self.content_type,
+            "headers": {str(k): _plain(v) for k, v in self.headers.items()},
+            "body": body,
+            "encoding": encoding,
+        }
+
+
+def _plain(value: Any) -> Any:
+    """A header value as JSON holds it (bytes as text, anything else unknown as its str)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from observml.plugins.datastream import (
     MAX_MESSAGE_BYTES,
     BatchHandler,
     Handler,
+    Message,
     OutgoingMessage,
     as_outgoing,
     check_connect_settings,
@@ -178,6 +179,14 @@ class LocalQueuePlugin:
         """Delete the ready messages of ``queue`` and return how many were removed."""
         with self._using() as store:
             return store.purge(queue)
+
+    def browse(self, queue: str, limit: int = 10) -> list[Message]:
+        """Return up to ``limit`` ready messages of ``queue``, oldest first; they stay queued.
+
+        A read in the file: no lease is taken, so no delivery is counted.
+        """
+        with self._using() as store:
+            return store.peek(queue, limit)
 
     # -- what the hub needs ---------------------------------------------------------------
     def publish(

@@ -281,6 +281,40 @@ class RabbitMQPlugin:
 
         return self._main.call(purge, f"purging {queue!r}")
 
+    def browse(self, queue: str, limit: int = 10) -> list[Message]:
+        """Return up to ``limit`` ready messages of ``queue``, oldest first, and put them back.
+
+        On a channel of its own: ``basic_get`` without ack, then one ``basic_nack`` with
+        ``requeue=True``. RabbitMQ puts them back where they were when it can (not always: a
+        consumer may have taken later messages meanwhile) and flags them ``redelivered``; a
+        hub consuming ``queue`` counts that as a delivery towards ``delivery_limit``, so browse
+        results and dead letters, not ``<name>.predict``.
+        """
+
+        def peek(link: Link) -> list[Message]:
+            channel = link.connection.channel()
+            found: list[Message] = []
+            last = None
+            try:
+                while len(found) < limit:
+                    method, properties, body = channel.basic_get(queue, auto_ack=False)
+                    if method is None:
+                        break
+                    last = method.delivery_tag
+                    found.append(message_of(queue, method, properties, body))
+                if last is not None:
+                    channel.basic_nack(last, multiple=True, requeue=True)
+            except ChannelClosedByBroker as exc:  # the channel's deliveries went back with it
+                if exc.reply_code == 404:
+                    return []
+                raise
+            finally:
+                if channel.is_open:
+                    channel.close()  # returns anything still unsettled
+            return found
+
+        return self._main.call(peek, f"browsing {queue!r}")
+
     # -- what the hub needs ---------------------------------------------------------------
     def publish(
         self,

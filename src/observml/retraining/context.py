@@ -23,6 +23,7 @@ from observml.retraining.decisions import (
     tag_in_store,
 )
 from observml.retraining.feedback import Evidence, FeedbackStore
+from observml.retraining.history import store_decision
 
 if TYPE_CHECKING:
     from observml.experiments.base import Experiment
@@ -37,6 +38,9 @@ logger = logging.getLogger(__name__)
 #: The two labels every type takes in feedback (fault isolation also takes its classes).
 FAULT: Final = "fault"
 NORMAL: Final = "normal"
+#: Alerts recorded as a decision each time they fire, also while an alert is already open
+#: (an open drift alert would otherwise hide why every retrain after it failed).
+_ALWAYS_RECORDED: Final = frozenset({"retrain_failed"})
 
 
 def promote(
@@ -65,12 +69,16 @@ def log_decision(
     *,
     run_id: str | None = None,
 ) -> None:
-    """Record ``decision`` on the experiment, log it, and tag it in the store (never raises)."""
+    """Record ``decision`` on the experiment, log it, and keep it in the store (never raises).
+
+    This is the one path of every decision retraining takes: :meth:`ManagedExperiment.record`
+    logs it on ``observml.events``; :func:`tag_in_store` tags the run and the version;
+    :func:`~observml.retraining.history.store_decision` keeps it for a restarted hub.
+    """
     managed.record(decision)
-    version = f" v{decision.version}" if decision.version is not None else ""
-    logger.info("%s%s: %s: %s", managed.name, version, decision.kind, decision.reason)
     if mlops is not None:
         tag_in_store(mlops, managed.name, decision, run_id=run_id)
+        store_decision(mlops, managed.name, decision)
 
 
 class RetrainContext:
@@ -116,16 +124,23 @@ class RetrainContext:
         *,
         metrics: Mapping[str, float] | None = None,
     ) -> None:
-        """Raise (or update) the experiment's alert; a new one is logged and published."""
+        """Raise (or update) the experiment's alert; a new one is logged and published.
+
+        A failed retrain is a decision of its own (``retrain_failed``, with the error) each
+        time, also while an alert is already open; any other signal is an ``alert`` decision
+        when it opens the alert.
+        """
         version = managed.champion()[1]
         alert, opened = managed.alerts.raise_(kind, reason, version=version)
         managed.count("alerts")
-        if not opened:
-            return
         waiting = managed.shadow
         note = f"; challenger v{waiting.version} awaits a decision in shadow" if waiting else ""
-        self.log(managed, Decision("alert", f"{reason}{note}", version, dict(metrics or {})))
-        self._publish_alert(managed, alert.to_dict())
+        if kind in _ALWAYS_RECORDED:
+            self.log(managed, Decision(kind, reason, version, dict(metrics or {})))
+        elif opened:
+            self.log(managed, Decision("alert", f"{reason}{note}", version, dict(metrics or {})))
+        if opened:
+            self._publish_alert(managed, alert.to_dict())
 
     def acknowledge(self, managed: ManagedExperiment, by: str) -> None:
         """Close the open alert (a person answered it) and publish that it closed."""

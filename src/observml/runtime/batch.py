@@ -136,7 +136,7 @@ class BatchPredictor:
                 except ObservMLError as exc:
                     dead[index] = f"{type(exc).__name__}: {exc}"
         if not parts:
-            self.managed.count("dead_letters", len(dead))
+            self._dead_letter(batch, dead)
             return BatchOutcome(dead)
         frame, spans = _combine(parts)
         parts_by_index = dict(parts)
@@ -149,7 +149,7 @@ class BatchPredictor:
         ]
         if outgoing:
             self.datastream.publish_batch(predictions_queue(self.managed.name), outgoing)
-        self.managed.count("dead_letters", len(dead))
+        self._dead_letter(batch, dead)
         scored = [(start, stop) for index, start, stop in spans if index in records]
         if scored:
             if predicted is not None:  # the whole batch in one call: rows and results as they are
@@ -176,6 +176,11 @@ class BatchPredictor:
                 ids = [None] * len(result)
             return BatchOutcome(dead, rows, result, ids, metrics)
         return BatchOutcome(dead)
+
+    def _dead_letter(self, batch: Sequence[Message], dead: Mapping[int, str]) -> None:
+        """Count and log the batch's messages that go to the dead-letter queue."""
+        ids = [message.message_id for message in batch]
+        self.managed.dead_lettered(dead, ids, queue=predict_queue(self.managed.name))
 
     def _shadow(
         self,

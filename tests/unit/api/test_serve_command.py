@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,20 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.unit.cli_helpers import MEMORY, run
+
+
+@pytest.fixture(autouse=True)
+def _root_logging() -> Iterator[None]:
+    """Undo what each CLI run does to the root logger's handlers (serve lowers their level)."""
+    root = logging.getLogger()
+    before = [(handler, handler.level, handler.formatter) for handler in root.handlers]
+    yield
+    kept = {handler for handler, _, _ in before}
+    for handler in [h for h in root.handlers if h not in kept]:
+        root.removeHandler(handler)
+    for handler, level, formatter in before:
+        handler.setLevel(level)
+        handler.setFormatter(formatter)
 
 
 @pytest.fixture
@@ -90,3 +106,47 @@ def test_serve_reports_a_bad_api_section(
     assert code == 2
     assert "api.tokn: unknown key" in err
     assert "app" not in fake_uvicorn
+
+
+def test_serve_log_format_json_prints_events_as_one_object_per_line(
+    write_config: Callable[[str], Path],
+    fake_uvicorn: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import uvicorn
+
+    from observml.retraining.events import emit
+
+    def fake_run(app: Any, **kwargs: Any) -> None:
+        fake_uvicorn.update(kwargs)
+        emit("promoted", "pump", 2, "gate passed")
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    path = write_config(MEMORY)
+    code, _, err = run(["serve", "--config", str(path), "--log-format", "json"], capsys)
+    assert code == 0, err
+    lines = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+    assert {x["logger"] for x in lines} >= {"observml.events", "observml.hub.plugin_host"}
+    line = next(x for x in lines if x["logger"] == "observml.events")
+    assert (line["kind"], line["experiment"], line["version"]) == ("promoted", "pump", 2)
+    assert line["message"] == "pump v2: promoted: gate passed"
+    formatters = fake_uvicorn["log_config"]["formatters"]
+    assert formatters["json"]["()"] == "observml.retraining.events.JsonFormatter"
+
+
+def test_serve_shows_events_at_info_as_text_by_default(
+    write_config: Callable[[str], Path],
+    fake_uvicorn: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import uvicorn
+
+    from observml.retraining.events import emit
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: emit("fired", "pump", 1, "drift"))
+    path = write_config(MEMORY)
+    code, _, err = run(["serve", "--config", str(path)], capsys)
+    assert code == 0, err
+    assert "INFO observml.events: pump v1: fired: drift" in err

@@ -47,6 +47,8 @@ from observml.api.schemas.responses import (
 from observml.api.schemas.status import (
     AlertOut,
     AlertsOut,
+    DeadLetterOut,
+    DeadLettersOut,
     DecisionOut,
     DriftOut,
     ExperimentStatus,
@@ -65,6 +67,8 @@ __all__ = [
     "AlertOut",
     "AlertsOut",
     "CreateExperiment",
+    "DeadLetterOut",
+    "DeadLettersOut",
     "DecisionOut",
     "DeletedOut",
     "DriftOut",

@@ -13,8 +13,10 @@ from typing import Any, Final, Self
 from pydantic import Field, field_validator, model_validator
 
 from observml.api.schemas.base import RequestModel, ResponseModel, Rows
+from observml.api.schemas.status import DecisionOut
 
 __all__ = [
+    "DecisionsPage",
     "EvidenceOut",
     "FeedbackOut",
     "FeedbackRequest",
@@ -155,3 +157,17 @@ class LibraryOut(ResponseModel):
     normal_rows: int
     labelled: int = Field(description="Pieces with another label (a class, fault isolation).")
     recent: list[EvidenceOut] = Field(description="The newest ten, newest first.")
+
+
+class DecisionsPage(ResponseModel):
+    """A page of the experiment's decisions, newest first."""
+
+    name: str
+    offset: int
+    limit: int
+    source: str = Field(
+        description="store: read from the MLOps store (every process, every restart); hub:"
+        " this process's own (no MLOps plugin).",
+        examples=["store"],
+    )
+    decisions: list[DecisionOut] = Field(default_factory=list)

@@ -15,6 +15,8 @@ from observml.api.schemas.base import ResponseModel
 __all__ = [
     "AlertOut",
     "AlertsOut",
+    "DeadLetterOut",
+    "DeadLettersOut",
     "DecisionOut",
     "DriftOut",
     "ExperimentStatus",
@@ -153,6 +155,32 @@ class DecisionOut(ResponseModel):
     )
 
 
+class DeadLetterOut(ResponseModel):
+    """One dead letter as the hub sent it to ``<name>.predict.dead``."""
+
+    at: float = Field(description="When (epoch seconds).")
+    message_id: str | None = None
+    queue: str = Field(description="The queue it came from.", examples=["pump.predict"])
+    reason: str = Field(examples=["DataError: row 1: missing column 'feed_flow'"])
+
+
+class DeadLettersOut(ResponseModel):
+    """The experiment's dead letters since this hub process started, counted by reason."""
+
+    total: int = 0
+    by_reason: dict[str, int] = Field(
+        default_factory=dict,
+        description="Count per reason, most frequent first; numbers read '#', ids '<id>'.",
+    )
+    recent: list[DeadLetterOut] = Field(
+        default_factory=list, description="The newest ten, newest first."
+    )
+    summary: str | None = Field(
+        default=None,
+        description="One line, e.g. \"50 dead letters: DataError: missing column 'x'\".",
+    )
+
+
 class DriftOut(ResponseModel):
     """The last drift test on the scores (``retrain.drift``): KS test of streamed vs reference."""
 
@@ -211,7 +239,12 @@ class ExperimentStatus(ExperimentSummary):
     drift: DriftOut | None = Field(
         default=None, description="The last drift test; null before one ran or without one."
     )
-    decisions: list[DecisionOut] = Field(default_factory=list)
+    decisions: list[DecisionOut] = Field(
+        default_factory=list,
+        description="This process's decisions, oldest first, after those it restarted with"
+        " from the MLOps store (GET .../decisions pages through all of them).",
+    )
+    dead_letters: DeadLettersOut = Field(default_factory=DeadLettersOut)
     stream_error: str | None = None
     last_predictions: list[dict[str, Any]] = Field(
         default_factory=list,

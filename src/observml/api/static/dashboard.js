@@ -278,6 +278,7 @@
     renderCards(status);
     renderPredictions(status);
     renderDecisions(status);
+    renderDeadLetters(status);
     const key = status.name + "@" + status.champion_version;
     if (status.trained && state.plotsKey !== key) {
       state.plotsKey = key;
@@ -445,6 +446,24 @@
           el("td", { text: d.version ? "v" + d.version : "–" }),
           el("td", { text: d.reason }),
         ])
+      )
+    );
+  }
+
+  function renderDeadLetters(status) {
+    const dead = status.dead_letters || { total: 0, by_reason: {}, recent: [] };
+    const body = $("dead-letters").tBodies[0];
+    const reasons = Object.entries(dead.by_reason || {});
+    $("dead-letters-note").textContent = dead.total
+      ? "· " + fmt(dead.total) + " since the server started, in " + status.name + ".predict.dead"
+      : "";
+    if (!reasons.length) {
+      body.replaceChildren(el("tr", {}, [el("td", { colspan: 2, class: "muted", text: "No dead letters." })]));
+      return;
+    }
+    body.replaceChildren(
+      ...reasons.map(([reason, count]) =>
+        el("tr", {}, [el("td", { class: "num", text: fmt(count) }), el("td", { text: reason })])
       )
     );
   }

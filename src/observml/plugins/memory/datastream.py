@@ -7,6 +7,7 @@ two plugins share nothing.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
@@ -116,6 +117,12 @@ class InMemoryDataStreamPlugin:
             count = len(ready)
             ready.clear()
             return count
+
+    def browse(self, queue: str, limit: int = 10) -> list[Message]:
+        """Return up to ``limit`` ready messages of ``queue``, oldest first; they stay queued."""
+        with self._cond:
+            found = self._queues.get(queue)
+            return list(itertools.islice(found.ready, limit)) if found is not None else []
 
     # -- what the hub needs ---------------------------------------------------------------
     def publish(
