@@ -12,7 +12,8 @@ Rules (see ``docs/data-formats.md``):
 * a column whose dtype is already numeric or boolean is used as is;
 * in a text column, surrounding spaces are ignored, an empty string (or only spaces) is a
   missing value, and with ``decimal=","`` a comma is the decimal mark (``"12,5"`` is 12.5);
-  no thousands separators are read;
+  no thousands separators are read, and a number too large for a float (``10**400``,
+  ``"inf"``) is not a reading;
 * a text column becomes numeric only when it holds a number and every value that is not
   missing reads as one; otherwise it stays as it is (labels, ids, a column left empty), and
   :func:`unreadable` names an example value.
@@ -52,7 +53,8 @@ def _parse(values: pd.Series, decimal: str) -> pd.Series:
     if decimal == ",":
         text = text.str.replace(",", ".", regex=False)
     text = text.mask(text == "")
-    return pd.to_numeric(text, errors="coerce").astype("float64")
+    parsed = pd.to_numeric(text, errors="coerce").astype("float64")
+    return parsed.where(np.isfinite(parsed))  # "1e999", 10**400: not a reading
 
 
 def _bad(values: pd.Series, parsed: pd.Series) -> np.ndarray:
