@@ -30,13 +30,13 @@ from observml.retraining.gate import (
 )
 from observml.retraining.holdout import (
     Holdout,
-    hold_out_of_window,
+    select_and_hold_out,
     split_unseen,
     too_few,
     unseen,
 )
 from observml.retraining.shadow import Shadow
-from observml.retraining.window import Selection, select_rows
+from observml.retraining.window import Selection
 
 if TYPE_CHECKING:
     from observml.experiments.base import Experiment
@@ -166,25 +166,13 @@ class Challengers:
             )
             selection = Selection(train=holdout.train, total=len(data), mode="given")
         else:
-            snapshot = managed.window.snapshot()
-            mode, after = policy.window_rows or "in_control", managed.learnt_through
-            holdout, held = hold_out_of_window(
-                snapshot,
+            selection, holdout = select_and_hold_out(
+                managed.window.snapshot(),
                 champion,
-                mode=mode,
-                rule=policy.alarm_episode,
-                after=after,
+                policy,
+                after=managed.learnt_through,
                 fraction=self.holdout_fraction,
                 ordered=ordered,
-                min_rows=least,
-            )
-            selection = select_rows(
-                snapshot,
-                mode=mode,
-                rule=policy.alarm_episode,
-                whole_units=champion.keep_whole if champion is not None else None,
-                after=after,
-                held_out=held,
             )
         if len(holdout.rows):  # rows neither model trains on, to compare them
             excluded = {**selection.excluded, "held_out_to_compare": len(holdout.rows)}
@@ -221,7 +209,7 @@ class Challengers:
         # an automatic retrain needs new rows to learn from; one a person asked for may
         # carry mostly the champion's rows
         learnt_from = (
-            len(selection.train) + len(held.rows) - (0 if requested else selection.carried)
+            len(selection.train) + held.trainable - (0 if requested else selection.carried)
         )
         if learnt_from < policy.min_rows:
             return (

@@ -27,16 +27,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from observml.retraining.window import WindowSnapshot, comparable_rows
+from observml.retraining.window import Selection, WindowSnapshot, comparable_rows, select_rows
 
 if TYPE_CHECKING:
     from observml.experiments.base import Experiment
-    from observml.retraining.policy import AlarmEpisode, WindowRows
+    from observml.retraining.policy import RetrainPolicy
 
 __all__ = [
     "Holdout",
     "hold_out",
-    "hold_out_of_window",
+    "select_and_hold_out",
     "known_rows",
     "split_unseen",
     "too_few",
@@ -53,12 +53,15 @@ class Holdout:
         rows: The holdout: rows neither model trained on (empty when too few).
         known: New rows the champion had trained on (kept for training, never held out).
         wanted: Holdout rows asked for (``holdout_fraction`` of the unseen rows).
+        trainable: Held-out rows the challenger could have learnt from otherwise (they count
+            towards ``retrain.min_rows``).
     """
 
     train: pd.DataFrame
     rows: pd.DataFrame
     known: int = 0
     wanted: int = 0
+    trainable: int = 0
 
 
 def _keys(experiment: Experiment, frame: pd.DataFrame) -> np.ndarray:
@@ -120,6 +123,7 @@ def split_unseen(
         new[held].reset_index(drop=True),
         int(known.sum()),
         wanted,
+        int(held.sum()),
     )
 
 
@@ -144,31 +148,41 @@ def hold_out(
     return held, wanted
 
 
-def hold_out_of_window(
+def select_and_hold_out(
     snapshot: WindowSnapshot,
     champion: Experiment | None,
+    policy: RetrainPolicy,
     *,
-    mode: WindowRows,
-    rule: AlarmEpisode,
     after: int,
     fraction: float,
     ordered: bool,
-    min_rows: int,
-) -> tuple[Holdout, np.ndarray]:
-    """Hold out ``fraction`` of the window's comparable new rows the champion did not learn.
+) -> tuple[Selection, Holdout]:
+    """The window's rows a challenger learns from, and ``fraction`` of its new rows held out.
 
-    Returns the holdout (its ``train`` is left empty: :func:`~observml.retraining.window.
-    select_rows` picks the training rows, given the mask) and the mask of held-out rows.
+    The holdout is drawn from the comparable new rows the champion did not learn
+    (:func:`~observml.retraining.window.comparable_rows`); :func:`~observml.retraining.window.
+    select_rows` then picks the training rows from the rest.
     """
+    mode = policy.window_rows or "in_control"
+    rule = policy.alarm_episode
     candidates = comparable_rows(snapshot, mode=mode, rule=rule, after=after)
     known = np.zeros(len(snapshot), dtype=bool)
     if champion is not None and candidates.any():
         known = known_rows(champion, snapshot.frame) & candidates
-    held, wanted = hold_out(candidates & ~known, fraction, ordered=ordered, min_rows=min_rows)
-    if champion is not None and held.any():  # cases of an event log stay whole
-        held = np.asarray(champion.keep_whole(snapshot.frame, held), dtype=bool)
+    least = policy.gate.min_holdout_rows
+    held, wanted = hold_out(candidates & ~known, fraction, ordered=ordered, min_rows=least)
+    whole = champion.keep_whole if champion is not None else None
+    if whole is not None and held.any():  # cases of an event log stay whole
+        held = np.asarray(whole(snapshot.frame, held), dtype=bool)
+    selection = select_rows(
+        snapshot, mode=mode, rule=rule, whole_units=whole, after=after, held_out=held
+    )
+    trainable = 0
+    if held.any():  # how many of the held-out rows the challenger could have learnt from
+        free = select_rows(snapshot, mode=mode, rule=rule, whole_units=whole, after=after)
+        trainable = len(free.train) - len(selection.train)
     rows = snapshot.frame[held].reset_index(drop=True)
-    return Holdout(snapshot.frame.iloc[:0], rows, int(known.sum()), wanted), held
+    return selection, Holdout(selection.train, rows, int(known.sum()), wanted, trainable)
 
 
 def too_few(available: int, min_rows: int, what: str = "holdout rows") -> str:
