@@ -8,7 +8,10 @@ once. The producer code is the ``python`` block of the docs, extracted and run a
 
 from __future__ import annotations
 
+import csv
+import io
 import re
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -20,6 +23,7 @@ import pandas as pd
 import pytest
 
 from observml import ExperimentHub, InMemoryMLOpsPlugin
+from observml.io.queues import experiment_queues
 from observml.plugins.rabbitmq_plugin import RabbitMQPlugin
 from tests.services import RABBITMQ_URL
 
@@ -85,3 +89,59 @@ def test_plain_pika_producer_every_message_answered_once(
     assert set(answers.values()) == {1}
     assert (left, dead, predicted) == (0, 0, 60)
     assert all(len(result["rows"]) == 1 and result["version"] == 1 for result in results)
+
+
+@pytest.fixture
+def text_name(rabbitmq_drop_queues: Callable[[list[str]], None]) -> Iterator[str]:
+    value = f"textrows{uuid.uuid4().hex[:8]}"
+    yield value
+    queues = experiment_queues(value)
+    rabbitmq_drop_queues([*queues, *(f"{queue}.dead" for queue in queues)])
+
+
+def test_plain_pika_producer_of_csv_text_rows_retrains_instead_of_failing(
+    text_name: str, rabbitmq_config: dict[str, Any]
+) -> None:
+    """``json.dumps(row)`` for ``csv.DictReader`` rows sends every number as a string."""
+    example = producer_example()
+    publish, read_results = example["publish_readings"], example["read_results"]
+    rng = np.random.default_rng(3)
+    shift = np.r_[np.zeros(500), np.full(1500, 0.4)]  # a slow drift the drift test notices
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2024-01-01", periods=2000, freq="s").astype(str),
+            "feed_flow": (rng.normal(12.5, 0.5, 2000) + shift).round(3),
+            "temp": (rng.normal(80.0, 1.0, 2000) + shift).round(3),
+            "pressure": rng.normal(3.0, 0.1, 2000).round(3),
+        }
+    )
+    text_rows = list(csv.DictReader(io.StringIO(frame.to_csv(index=False))))
+    assert text_rows[0]["feed_flow"] == str(frame["feed_flow"].iloc[0])  # strings on the wire
+    config = {
+        "setup": {"datetime_column": "timestamp"},
+        "create_model": {"model": "pca"},
+        "retrain": {"drift": {"window": 200}, "cooldown": 0},
+    }
+    with ExperimentHub(job_isolation="thread") as hub:
+        hub.register_plugin(InMemoryMLOpsPlugin())
+        hub.register_plugin(RabbitMQPlugin(**rabbitmq_config))
+        hub.create_experiment(text_name, "fault_detection", config)
+        history = frame.iloc[:500].assign(timestamp=pd.date_range("2023-12-01", periods=500))
+        assert hub.train(text_name, data=history, wait=True).status.state == "succeeded"
+        hub.start_streaming(text_name)
+        sent = publish(text_rows, queue=f"{text_name}.predict", url=RABBITMQ_URL)
+        results = read_results(len(sent), queue=f"{text_name}.predictions", url=RABBITMQ_URL)
+        hub.stop_streaming(text_name)
+        deadline = time.monotonic() + 120.0
+        while hub.status(text_name)["retrain_in_flight"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        status = hub.status(text_name)
+    assert len(results) == 2000
+    assert status["counters"]["dead_letters"] == 0
+    kinds = [d["kind"] for d in status["decisions"]]
+    assert "fired" in kinds
+    retrains = [j for j in status["jobs"] if j["kind"] == "retrain"]
+    assert retrains, kinds
+    assert all(j["state"] == "succeeded" for j in retrains), [j["error"] for j in retrains]
+    assert "trained" in kinds
+    assert status["retrain_failure"] is None

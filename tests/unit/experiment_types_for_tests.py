@@ -66,3 +66,25 @@ class SleepyDetector(ZScoreDetector):
         time.sleep(float(self.settings_.options["seconds"]))
         super()._fit(frame)
         self.fit_pid_ = os.getpid()
+
+
+class FragileDetector(ZScoreDetector):
+    """A ZScoreDetector whose fit fails once the file ``options.fail_when`` exists.
+
+    A champion trains; the test then creates the file and every retrain fails, as a retrain on
+    rows the model cannot read would.
+    """
+
+    MODELS: ClassVar[Mapping[str, ModelSpec]] = {
+        "scaler": ModelSpec(
+            "sklearn.preprocessing:StandardScaler",
+            options={"limit": 3.0, "fail_when": ""},
+            summary="largest |z|, unless told to fail",
+        )
+    }
+
+    def _fit(self, frame: pd.DataFrame) -> None:
+        marker = str(self.settings_.options["fail_when"])
+        if marker and os.path.exists(marker):
+            raise ValueError(f"told to fail by {marker}")
+        super()._fit(frame)

@@ -92,8 +92,10 @@ def test_cli_promote_reject_feedback_in_process(
         "pump: challenger version 2 is in shadow beside champion v1: it scores the streamed rows"
         " until you decide."
     )
-    assert flat(out).count("trained on: 200 of 200 window rows (given)") == 1
-    assert "gate:       passed: false alarms on 300 normal reference rows" in out
+    # a fifth of the given rows is held out: the comparison is on rows neither model learnt
+    held = "trained on: 160 of 200 window rows (given); left out 40 held out to compare"
+    assert flat(out).count(held) == 1
+    assert "false alarms on 40 normal reference rows neither model trained on" in out
     assert (
         lines[-1] == "  decide:     observml promote pump   |   observml reject pump [--as-fault]"
     )
@@ -268,7 +270,7 @@ def test_cli_url_mode_alert_shadow_reject_as_fault_and_promote(
     text = flat(out)
     assert "shadow: challenger v2 beside champion v1 since " in text
     assert "scored 60 streamed rows: champion flags " in text
-    assert "gate: passed (advice: a person decides) ok false alarms on 400 normal" in text
+    assert "ok false alarms on 40 normal reference rows neither model trained on" in text
     assert "window: " not in text  # the shadow line already says what it learnt from
 
     code, out, err = run(

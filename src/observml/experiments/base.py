@@ -3,7 +3,7 @@
 An experiment is built from a name and a config that follows the old system's shape::
 
     setup: {target: label, datetime_column: ds, datetime_format: null, features: null,
-            format: null, keep_train_rows: 10000}
+            format: null, keep_train_rows: 10000, decimal: "."}
     eda: false
     create_model: {model: iforest, params: {n_estimators: 200}}
     retrain: {metric: anomaly_rate, threshold: 0.1, higher_better: false, window: 3,
@@ -54,9 +54,9 @@ from observml.experiments.config_check import (
     section,
 )
 from observml.experiments.spec import ExperimentSettings, ModelSpec
+from observml.io.numbers import coerce_numeric, read_numbers, unreadable
 from observml.io.rows import (
     DataLike,
-    coerce_numeric,
     parse_datetime,
     require_columns,
     require_non_empty,
@@ -115,6 +115,7 @@ class Experiment(abc.ABC):
         "features": None,
         "format": None,
         "keep_train_rows": 10_000,
+        "decimal": ".",
     }
 
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:
@@ -189,6 +190,10 @@ class Experiment(abc.ABC):
             )
         else:
             self.reference_scores_ = None
+        times = self.time_values(frame)
+        self.train_span_: list[str] | None = (
+            [str(times.min()), str(times.max())] if times is not None and len(times) else None
+        )
         keep = int(settings.setup["keep_train_rows"])
         self.train_data_ = frame.iloc[len(frame) - min(keep, len(frame)) :].copy()
         self.n_train_rows_ = len(frame)
@@ -244,11 +249,20 @@ class Experiment(abc.ABC):
     def prepare(
         self, data: DataLike, *, action: str = "predict", settings: ExperimentSettings | None = None
     ) -> pd.DataFrame:
-        """Parse ``data`` into a frame, check it is not empty and parse the datetime column."""
+        """Parse ``data`` into a frame, check it is not empty, read numbers and datetimes.
+
+        Numbers sent as text (``"12.5"``, ``"12,5"`` with ``setup.decimal: ","``, ``""`` as
+        missing) become floats in the columns :meth:`_numeric_columns` names, the same way on
+        every path (training, prediction, streaming, retraining; see
+        :mod:`observml.io.numbers`).
+        """
         settings = settings or self.settings_
         where = self.where(action)
         frame = to_frame(data, fmt=settings.format, where=where)
         require_non_empty(frame, where)
+        frame = read_numbers(
+            frame, self._numeric_columns(frame, settings), decimal=self._decimal(settings)
+        )
         column = settings.setup.get("datetime_column")
         if column and column not in frame.index.names:
             require_columns(frame, [column], where)
@@ -259,6 +273,21 @@ class Experiment(abc.ABC):
                 )
                 frame = frame.assign(**{column: parsed})
         return frame
+
+    def _numeric_columns(self, frame: pd.DataFrame, settings: ExperimentSettings) -> list[str]:
+        """Columns whose text values are read as numbers.
+
+        All but the datetime column (and, for types that learn classes, the target); types
+        whose rows hold no measurements (process mining) return none.
+        """
+        skip = {settings.setup.get("datetime_column")}
+        if self.LABELLED_CLASSES:
+            skip.add(settings.setup.get("target"))
+        return [str(c) for c in frame.columns if c not in skip]
+
+    @staticmethod
+    def _decimal(settings: ExperimentSettings) -> str:
+        return str(settings.setup.get("decimal") or ".")
 
     def where(self, action: str) -> str:
         """Return the prefix of data errors, e.g. ``experiment 'pump' predict data``."""
@@ -271,11 +300,16 @@ class Experiment(abc.ABC):
             require_columns(frame, explicit, self.where("train"))
             return list(explicit)
         skip = set(self._non_feature_columns(settings))
-        chosen = [str(c) for c in frame.columns if c not in skip and frame[c].dtype.kind in "fiub"]
+        candidates = [str(c) for c in frame.columns if c not in skip]
+        chosen = [c for c in candidates if frame[c].dtype.kind in "fiub"]
         if not chosen:
+            decimal = self._decimal(settings)
+            bad = unreadable(frame, candidates, decimal=decimal)
             raise DataError(
-                f"{self.where('train')}: no numeric feature columns (columns:"
-                f" {', '.join(map(repr, frame.columns))}). List them in setup.features."
+                f"{self.where('train')}: no numeric feature columns. Not read as numbers:"
+                f" {', '.join(bad) or 'none (no columns besides the target and datetime)'}."
+                f" Numbers may be sent as text ('12.5'; with setup.decimal: ',' also '12,5',"
+                f" now {decimal!r}); otherwise list the feature columns in setup.features."
             )
         return chosen
 
@@ -292,7 +326,10 @@ class Experiment(abc.ABC):
             values: np.ndarray = block.to_numpy(dtype="float64")
             if not np.isnan(values).any():
                 return values
-        columns = [coerce_numeric(block[c], where, column=c) for c in self.features_]
+        decimal = self._decimal(self.settings_)
+        columns = [
+            coerce_numeric(block[c], where, column=c, decimal=decimal) for c in self.features_
+        ]
         checked: np.ndarray = np.column_stack([c.to_numpy() for c in columns])
         return checked
 

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from observml.errors import ConfigError, ConfigProblem, DataError
 from observml.experiments.spec import ModelSpec
+from observml.io.numbers import check_decimal
 from observml.io.rows import check_format
 
 __all__ = [
@@ -85,6 +86,11 @@ def check_setup(
         not isinstance(features, list) or not all(isinstance(f, str) for f in features)
     ):
         problems.append(ConfigProblem("setup.features", "expected a list of column names."))
+    if "decimal" in defaults:
+        try:
+            check_decimal(setup.get("decimal"))
+        except DataError as exc:
+            problems.append(ConfigProblem("setup.decimal", str(exc).partition(": ")[2]))
     keep = setup.get("keep_train_rows")
     if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
         problems.append(ConfigProblem("setup.keep_train_rows", "expected an integer >= 0."))

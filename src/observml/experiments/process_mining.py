@@ -30,7 +30,7 @@ import pandas as pd
 from observml.errors import ConfigProblem, DataError
 from observml.experiments._process_models import ACTIVITY, CASE, TIME, ProcessModel, Variant
 from observml.experiments.base import Experiment
-from observml.experiments.spec import ModelSpec
+from observml.experiments.spec import ExperimentSettings, ModelSpec
 from observml.io.rows import DataLike, parse_datetime, require_columns
 from observml.retraining.drift import FloatArray
 
@@ -143,6 +143,10 @@ class ProcessMiningExperiment(Experiment):
         return (log, *_traces(log, starts))
 
     # -- fitting and predicting -----------------------------------------------------------
+    def _numeric_columns(self, frame: pd.DataFrame, settings: ExperimentSettings) -> list[str]:
+        """None: an event log holds ids, activities and times, which stay as they are sent."""
+        return []
+
     def _fit(self, frame: pd.DataFrame) -> None:
         settings = self.settings_
         log, _, traces = self._cases(frame, "train")

@@ -47,7 +47,8 @@ from observml.experiments._timegrid import TimeGrid, infer_freq
 from observml.experiments._ts_steps import forecast_metrics, horizons, place, regularize
 from observml.experiments.base import Experiment
 from observml.experiments.spec import ModelSpec
-from observml.io.rows import DataLike, coerce_numeric, require_columns
+from observml.io.numbers import coerce_numeric
+from observml.io.rows import DataLike, require_columns
 from observml.retraining.drift import FloatArray
 
 if TYPE_CHECKING:
@@ -179,7 +180,9 @@ class TimeSeriesExperiment(Experiment):
                 key="create_model.params.confidence",
             )
         times = self._times(frame)
-        values = coerce_numeric(frame[target], where, column=target).to_numpy()
+        values = coerce_numeric(
+            frame[target], where, column=target, decimal=self._decimal(settings)
+        ).to_numpy()
         freq = settings.setup.get("freq") or infer_freq(times)
         if freq is None:
             raise DataError(
@@ -293,7 +296,14 @@ class TimeSeriesExperiment(Experiment):
         if target not in frame.columns:
             return np.full(len(frame), np.nan)
         values: FloatArray = np.array(
-            coerce_numeric(frame[target], where, column=target, allow_nan=True), dtype="float64"
+            coerce_numeric(
+                frame[target],
+                where,
+                column=target,
+                allow_nan=True,
+                decimal=self._decimal(self.settings_),
+            ),
+            dtype="float64",
         )
         return values
 

@@ -28,7 +28,7 @@ from observml.hub.dead_letters import DeadLetterTally
 from observml.retraining.alerts import Alerts
 from observml.retraining.decisions import Decision
 from observml.retraining.events import emit
-from observml.retraining.policy import RetrainTracker
+from observml.retraining.tracker import RetrainTracker
 from observml.retraining.window import RetrainWindow
 
 if TYPE_CHECKING:
@@ -288,6 +288,7 @@ class ManagedExperiment:
                 "counters": dict(self.counters),
                 "retrain_window_rows": self.recent_rows,
                 "retrain_in_flight": self.tracker.in_flight,
+                "retrain_failure": self.tracker.failure_status(),
                 "promotion": policy.promotion,
                 "window_rows": policy.window_rows,
                 "alerts": self.alerts.status(),

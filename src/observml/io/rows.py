@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from observml.errors import DataError
+from observml.io.numbers import coerce_numeric
 
 __all__ = [
     "FORMAT_DEFAULTS",
@@ -269,44 +270,6 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], where: str) -> 
             f"{where}: missing column(s) {', '.join(map(repr, missing))}. The data has {have}."
             " Check setup.features / setup.target or the data's column names."
         )
-
-
-def coerce_numeric(
-    values: pd.Series, where: str, *, column: str | None = None, allow_nan: bool = False
-) -> pd.Series:
-    """Return ``values`` as float64, or raise naming the column and the first bad value.
-
-    Args:
-        values: One column.
-        where: Error prefix.
-        column: The column's name for messages (defaults to ``values.name``).
-        allow_nan: Accept missing values; otherwise a NaN is an error.
-
-    Raises:
-        DataError: A value is not a number, or is missing when ``allow_nan`` is false.
-    """
-    name = column if column is not None else str(values.name)
-    if values.dtype.kind in "fiub":
-        result = values.astype("float64")
-    else:
-        converted = pd.to_numeric(values, errors="coerce")
-        bad = converted.isna() & values.notna()
-        if bad.any():
-            position = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(
-                f"{where}: column {name!r} must be numeric; row {position} has"
-                f" {values.iloc[position]!r} ({type(values.iloc[position]).__name__})."
-            )
-        result = converted.astype("float64")
-    if not allow_nan:
-        missing = result.isna().to_numpy()
-        if missing.any():
-            position = int(np.flatnonzero(missing)[0])
-            raise DataError(
-                f"{where}: column {name!r} has {int(missing.sum())} missing value(s) (first at"
-                f" row {position}); expected a number in every row. Fill or drop them first."
-            )
-    return result
 
 
 def parse_datetime(

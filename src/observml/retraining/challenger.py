@@ -1,8 +1,9 @@
 """The machine's side of retraining: train a challenger on rows it may learn from, then judge it.
 
 :meth:`Challengers.start` picks the rows (:func:`~observml.retraining.window.select_rows`: in
-control, or all but known faults), refuses to learn during an alarm or from too few new rows, and
-starts the training job. When the job has trained the challenger, :meth:`Challengers.evaluate`
+control, or all but known faults), holds out new rows neither model trained on for the comparison
+(:mod:`~observml.retraining.holdout`), refuses to learn during an alarm or from too few new rows,
+and starts the training job. When the job has trained the challenger, :meth:`Challengers.evaluate`
 runs the gate (:mod:`observml.retraining.gate`) and the ``retrain.promotion`` mode decides: with
 ``approve`` the challenger goes into shadow for a person, with ``auto`` it is promoted when it
 passes and rejected when it fails.
@@ -26,10 +27,16 @@ from observml.retraining.gate import (
     check_episodes,
     compare_on_holdout,
     gate_unsupervised,
-    split_holdout,
+)
+from observml.retraining.holdout import (
+    Holdout,
+    select_and_hold_out,
+    split_unseen,
+    too_few,
+    unseen,
 )
 from observml.retraining.shadow import Shadow
-from observml.retraining.window import Selection, select_rows
+from observml.retraining.window import Selection
 
 if TYPE_CHECKING:
     from observml.experiments.base import Experiment
@@ -91,26 +98,21 @@ class Challengers:
         Raises:
             DataError: Too few rows to train on (requested retrains only).
         """
-        selection = self._select(managed, data)
+        try:
+            selection, holdout = self._select_and_hold_out(managed, data)
+        except BaseException:
+            managed.tracker.mark_finished()
+            raise
         managed.last_selection = selection
-        refusal = self._refusal(managed, selection, given=data is not None, requested=requested)
+        refusal = self._refusal(
+            managed, selection, given=data is not None, requested=requested, held=holdout
+        )
         if refusal is not None:
             managed.tracker.mark_finished()
             if requested:
                 raise DataError(f"experiment {managed.name!r}: {refusal}")
             self.context.log(managed, Decision("skipped", refusal))
             return None
-        train, holdout = selection.train, None
-        if managed.template.GROUND_TRUTH:
-            try:
-                train, holdout = split_holdout(
-                    selection.train,
-                    self.holdout_fraction,
-                    ordered=managed.template.ORDERED_ROWS,
-                )
-            except DataError:
-                managed.tracker.mark_finished()
-                raise
         self.context.log(
             managed, Decision("fired", f"{reason}; training a challenger on {selection.summary}")
         )
@@ -126,41 +128,69 @@ class Challengers:
         job = self._start_job(
             managed,
             "retrain",
-            train,
+            selection.train,
             decide,
             finally_=managed.tracker.mark_finished,
-            on_error=lambda exc: self.context.alert(
-                managed, "retrain_failed", f"retrain failed: {type(exc).__name__}: {exc}"
-            ),
+            on_error=lambda exc: self.failed(managed, f"{type(exc).__name__}: {exc}"),
             wait=wait,
         )
         if wait:
             job.wait()
         return job
 
-    def _select(self, managed: ManagedExperiment, data: pd.DataFrame | None) -> Selection:
-        """The rows a challenger learns from: ``data``, else what the window may teach."""
-        policy = managed.tracker.policy
+    def failed(self, managed: ManagedExperiment, error: str) -> None:
+        """A retrain failed: back off (``retrain.failure_backoff``) and say why in the alert."""
+        wait = managed.tracker.mark_failed(error)
+        failures = (managed.tracker.failure_status() or {}).get("failures", 1)
+        self.context.alert(
+            managed,
+            "retrain_failed",
+            f"retrain failed: {error}. Failure {failures} in a row; the next retrain may fire"
+            f" in {wait:.0f} s at the earliest (retrain.failure_backoff doubles per failure).",
+        )
+
+    def _select_and_hold_out(
+        self, managed: ManagedExperiment, data: pd.DataFrame | None
+    ) -> tuple[Selection, Holdout]:
+        """The challenger's training rows, and the new rows held out of them to compare on.
+
+        The holdout is taken from the new rows (``data`` or the window's) before anything
+        else joins them, and never holds a row the champion trained on.
+        """
         champion, _ = managed.champion()
+        policy = managed.tracker.policy
+        least, ordered = policy.gate.min_holdout_rows, managed.template.ORDERED_ROWS
         if data is not None:
-            selection = Selection(train=data.reset_index(drop=True), total=len(data), mode="given")
-        else:
-            selection = select_rows(
-                managed.window.snapshot(),
-                mode=policy.window_rows or "in_control",
-                rule=policy.alarm_episode,
-                whole_units=champion.keep_whole if champion is not None else None,
-                after=managed.learnt_through,
+            holdout = split_unseen(
+                data, champion, self.holdout_fraction, ordered=ordered, min_rows=least
             )
+            selection = Selection(train=holdout.train, total=len(data), mode="given")
+        else:
+            selection, holdout = select_and_hold_out(
+                managed.window.snapshot(),
+                champion,
+                policy,
+                after=managed.learnt_through,
+                fraction=self.holdout_fraction,
+                ordered=ordered,
+            )
+        if len(holdout.rows):  # rows neither model trains on, to compare them
+            excluded = {**selection.excluded, "held_out_to_compare": len(holdout.rows)}
+            selection = replace(selection, excluded=excluded)
         if managed.template.GROUND_TRUTH:
-            return self._with_labelled_feedback(managed, selection)
-        if data is None and champion is not None:
-            return _moving_window(champion, selection)
-        return selection
+            selection = self._with_labelled_feedback(managed, selection)
+        elif data is None and champion is not None:
+            selection = _moving_window(champion, selection)
+        return selection, holdout
 
     @staticmethod
     def _refusal(
-        managed: ManagedExperiment, selection: Selection, *, given: bool, requested: bool
+        managed: ManagedExperiment,
+        selection: Selection,
+        *,
+        given: bool,
+        requested: bool,
+        held: Holdout,
     ) -> str | None:
         """Why no challenger may learn from ``selection`` now, or ``None``."""
         policy = managed.tracker.policy
@@ -178,7 +208,9 @@ class Challengers:
             )
         # an automatic retrain needs new rows to learn from; one a person asked for may
         # carry mostly the champion's rows
-        learnt_from = len(selection.train) - (0 if requested else selection.carried)
+        learnt_from = (
+            len(selection.train) + held.trainable - (0 if requested else selection.carried)
+        )
         if learnt_from < policy.min_rows:
             return (
                 f"only {selection.summary}: fewer new rows than retrain.min_rows"
@@ -195,9 +227,10 @@ class Challengers:
         version: int,
         run_id: str,
         selection: Selection,
-        holdout: pd.DataFrame | None,
+        holdout: Holdout,
     ) -> dict[str, Any]:
         """After training: evaluate the gate, then promote, reject or put in shadow."""
+        managed.tracker.mark_succeeded()
         mlops = self.context.mlops()
         log = self.context.log
         log(
@@ -214,8 +247,10 @@ class Challengers:
             "gate": gate.to_dict(),
             "window": selection.to_dict(),
             "holdout_metrics": gate.metrics(),
+            "holdout_rows": len(holdout.rows),
         }
-        if managed.tracker.policy.promotion == "approve":
+        # nothing fair to compare on: a person decides, whatever retrain.promotion says
+        if managed.tracker.policy.promotion == "approve" or not gate.compared:
             waiting = managed.shadow
             if waiting is not None:  # a newer challenger replaces the one nobody decided on
                 self.context.end_shadow(managed, "superseded")
@@ -264,9 +299,13 @@ class Challengers:
         managed: ManagedExperiment,
         challenger: Experiment,
         selection: Selection,
-        holdout: pd.DataFrame | None,
+        holdout: Holdout,
     ) -> GateResult:
-        """The gate's verdict on ``challenger`` against the serving champion."""
+        """The gate's verdict on ``challenger`` against the serving champion.
+
+        Every comparison is on rows neither model trained on; with fewer than
+        ``retrain.gate.min_holdout_rows`` of them there is none (``compared`` is false).
+        """
         champion, _ = managed.champion()
         if champion is None:
             return GateResult(True, note="gate passed: no champion to compare with")
@@ -277,18 +316,29 @@ class Challengers:
             for e in library
             if e.label == FAULT
         ]
-        if managed.template.GROUND_TRUTH and holdout is not None:
+        least = policy.gate.min_holdout_rows
+        if managed.template.GROUND_TRUTH:
+            if len(holdout.rows) < least:
+                return GateResult(False, note=too_few(holdout.wanted, least), compared=False)
             metric = managed.tracker.metric
             result = compare_on_holdout(
                 champion,
                 challenger,
-                holdout,
+                holdout.rows,
                 metric=metric,
                 higher_better=policy.direction(metric),
             )
             checks = result.checks + check_episodes(champion, challenger, faults, policy.gate)
             return GateResult(all(c.passed for c in checks), checks, result.note)
-        normal = [champion.get_train_data(), *(e.rows for e in library if e.label == NORMAL)]
+        confirmed = [e.rows for e in library if e.label == NORMAL and len(e.rows)]
+        normal = [holdout.rows]
+        if confirmed:  # rows a person confirmed as normal that neither model learnt
+            normal.append(unseen(pd.concat(confirmed, ignore_index=True), champion, challenger))
+        reference = pd.concat([n for n in normal if len(n)] or [holdout.rows], ignore_index=True)
+        if len(reference) < least:
+            return GateResult(
+                False, note=too_few(len(reference), least, "normal rows"), compared=False
+            )
         # a challenger trained on alarm episodes nobody confirmed must still flag them
         # (with window_rows: in_control it never saw them: the rows are left out)
         provisional = [
@@ -299,7 +349,7 @@ class Challengers:
         return gate_unsupervised(
             champion,
             challenger,
-            normal=pd.concat([n for n in normal if len(n)], ignore_index=True),
+            normal=reference,
             faults=faults + provisional,
             settings=policy.gate,
         )

@@ -4,9 +4,10 @@ A monitor cannot tell a new operating point from a fault on its own, and a lower
 recent data is exactly what a blind model achieves. So for types whose stream carries no ground
 truth the gate never asks "does it flag fewer rows?"; it asks two questions a blind model fails:
 
-1. **False alarms on the normal reference** (the champion's kept training sample plus rows a
-   person confirmed as normal): the challenger may flag at most ``gate.max_false_alarm`` of them,
-   by default the champion's own share plus ``gate.false_alarm_margin``.
+1. **False alarms on the normal reference** (new rows held out of the challenger's training
+   plus rows a person confirmed as normal, none of them learnt by either model): the challenger
+   may flag at most ``gate.max_false_alarm`` of them, by default the champion's own share plus
+   ``gate.false_alarm_margin``.
 2. **Detection of known faults** (every episode in the fault library, and every alarm episode of
    the retrain window nobody confirmed as normal): the challenger must flag each at least as
    often as the champion, less ``gate.detection_tolerance``.
@@ -14,6 +15,10 @@ truth the gate never asks "does it flag fewer rows?"; it asks two questions a bl
 Types whose stream carries ground truth (fault isolation's label, time series' actuals) are
 compared on the retrain metric over rows neither model trained on (:func:`compare_on_holdout`),
 and known fault episodes are checked as above when there are any.
+
+Every comparison is on rows neither model trained on (:mod:`observml.retraining.holdout`): the
+normal reference is a holdout of the new rows plus confirmed-normal rows neither model learnt;
+with too few of them the gate does not compare (``compared`` is false) and a person decides.
 """
 
 from __future__ import annotations
@@ -86,6 +91,8 @@ class GateResult:
     passed: bool
     checks: list[GateCheck] = field(default_factory=list)
     note: str = ""
+    #: False when there was nothing fair to compare on: a person must decide.
+    compared: bool = True
 
     @property
     def reason(self) -> str:
@@ -115,6 +122,7 @@ class GateResult:
         return {
             "passed": self.passed,
             "reason": self.reason,
+            "compared": self.compared,
             "checks": [c.to_dict() for c in self.checks],
         }
 
@@ -155,8 +163,8 @@ def _false_alarm_check(
     passed = not math.isnan(new) and new <= limit + _TOLERANCE
     verdict = "within" if passed else "above"
     detail = (
-        f"false alarms on {len(normal)} normal reference rows: challenger {new:.1%}"
-        f" {verdict} {limit:.1%} ({how})"
+        f"false alarms on {len(normal)} normal reference rows neither model trained on:"
+        f" challenger {new:.1%} {verdict} {limit:.1%} ({how})"
     )
     return GateCheck("false_alarms", passed, old, new, limit, len(normal), detail)
 

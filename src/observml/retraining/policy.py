@@ -6,7 +6,7 @@ The ``retrain:`` block of an experiment config maps onto :class:`RetrainPolicy`:
   scores (``drift:``, see :mod:`observml.retraining.drift`). A signal that fires raises an alert
   first; a retrain follows when retraining is enabled and the limits allow it.
 * **limits** — ``min_samples`` rows scored since the last retrain, ``cooldown`` seconds after
-  it, one retrain at a time.
+  it, one retrain at a time, and after failed retrains a wait doubling per failure in a row.
 * **promotion** — ``approve`` (a person promotes or rejects the challenger, which runs in shadow
   until then) or ``auto`` (promoted when it passes the gate, :mod:`observml.retraining.gate`).
 * **the training window** — ``window_rows: in_control`` trains only on rows the serving model
@@ -16,30 +16,24 @@ The defaults depend on the experiment type: types whose stream carries no ground
 (fault detection, process mining) default to ``approve`` and ``in_control``; types whose stream
 carries it (fault isolation's label, time series' actuals) to ``auto`` and ``all``.
 
-A :class:`RetrainTracker` holds what the decision needs over time (recent metric values, the last
-retrain, whether one is running) behind a lock, so stream workers may call it from any thread.
+:class:`~observml.retraining.tracker.RetrainTracker` applies the policy to the stream over time.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, TypeAlias
 
 from observml.errors import ConfigProblem
-from observml.retraining.drift import DriftMonitor, DriftTest, ScoreSample, check_drift_test
+from observml.retraining.drift import DriftTest, check_drift_test
 
 __all__ = [
     "HIGHER_IS_BETTER",
     "AlarmEpisode",
     "GateSettings",
     "Promotion",
-    "RetrainDecision",
     "RetrainPolicy",
-    "RetrainTracker",
     "WindowRows",
     "check_policy",
 ]
@@ -75,11 +69,14 @@ class GateSettings:
         false_alarm_margin: Margin over the champion's share when ``max_false_alarm`` is unset.
         detection_tolerance: How much less often than the champion the challenger may flag the
             rows of each known fault episode (0.02 = two percentage points).
+        min_holdout_rows: Fewest rows neither model trained on that a comparison needs; with
+            fewer the challenger is not compared and a person decides.
     """
 
     max_false_alarm: float | None = None
     false_alarm_margin: float = 0.02
     detection_tolerance: float = 0.02
+    min_holdout_rows: int = 20
 
 
 @dataclass(frozen=True)
@@ -111,6 +108,9 @@ class RetrainPolicy:
         window: How many recent metric values are averaged (1 = only the latest).
         min_samples: Rows that must have been scored since the last retrain before one fires.
         cooldown: Seconds after a retrain (or a failed one) during which no new one fires.
+        failure_backoff: Seconds after a failed retrain before the next may fire; doubled for
+            each further failure in a row (and never less than ``cooldown``).
+        failure_backoff_max: The longest wait after failures in a row.
         enabled: ``False`` switches retraining off; signals still raise alerts.
         drift: The drift test on the scores; ``None`` tests no drift.
         promotion: ``approve`` or ``auto``; ``None`` = the experiment type's default.
@@ -126,6 +126,8 @@ class RetrainPolicy:
     window: int = 1
     min_samples: int = 0
     cooldown: float = 0.0
+    failure_backoff: float = 60.0
+    failure_backoff_max: float = 3600.0
     enabled: bool = True
     drift: DriftTest | None = None
     promotion: Promotion | None = None
@@ -181,12 +183,17 @@ def check_policy(
     return policy.resolved(ground_truth=ground_truth)
 
 
+_MAX: Final = "expected a value >= retrain.failure_backoff."
+
+
 def _check_ranges(policy: RetrainPolicy, problems: list[ConfigProblem]) -> None:
     gate, episode = policy.gate, policy.alarm_episode
     checks = [
         ("window", policy.window >= 0, "expected a value >= 0."),
         ("min_samples", policy.min_samples >= 0, "expected a value >= 0."),
         ("cooldown", policy.cooldown >= 0, "expected a value >= 0."),
+        ("failure_backoff", policy.failure_backoff >= 0, "expected a value >= 0."),
+        ("failure_backoff_max", policy.failure_backoff_max >= policy.failure_backoff, _MAX),
         ("min_rows", policy.min_rows >= 2, "expected at least 2 rows."),
         (
             "gate.max_false_alarm",
@@ -195,156 +202,10 @@ def _check_ranges(policy: RetrainPolicy, problems: list[ConfigProblem]) -> None:
         ),
         ("gate.false_alarm_margin", 0 <= gate.false_alarm_margin <= 1, "expected 0 to 1."),
         ("gate.detection_tolerance", 0 <= gate.detection_tolerance <= 1, "expected 0 to 1."),
+        ("gate.min_holdout_rows", gate.min_holdout_rows >= 1, "expected at least 1 row."),
         ("alarm_episode.rows", episode.rows >= 1, "expected at least 1 row."),
         ("alarm_episode.share", 0 < episode.share <= 1, "expected a share above 0, up to 1."),
     ]
     for key, ok, message in checks:
         if not ok:
             problems.append(ConfigProblem(f"retrain.{key}", message))
-
-
-@dataclass(frozen=True)
-class RetrainDecision:
-    """What one scored batch means: did a signal fire, and may a retrain start now?
-
-    Attributes:
-        fire: A signal fired (an alert is raised).
-        reason: Why, for logs, ``status()`` and the alert.
-        retrain: A retrain may start now (retraining enabled, none in flight).
-        held: Why a fired signal starts no retrain (empty when it does).
-    """
-
-    fire: bool
-    reason: str
-    retrain: bool = False
-    held: str = ""
-
-    def __bool__(self) -> bool:
-        return self.fire
-
-
-class RetrainTracker:
-    """Thread-safe state behind the policy's decisions.
-
-    Args:
-        policy: The policy the decisions follow.
-        metric: The metric watched (the policy's or the experiment's default).
-    """
-
-    def __init__(self, policy: RetrainPolicy, metric: str) -> None:
-        self.policy = policy
-        self.metric = metric
-        self._lock = threading.Lock()
-        self._values: deque[float] = deque(maxlen=max(1, policy.window))
-        self._samples = 0
-        self._last_retrain: float | None = None
-        self._in_flight = False
-        self._drift = DriftMonitor(policy.drift) if policy.drift is not None else None
-
-    @property
-    def in_flight(self) -> bool:
-        """Whether a retrain is running."""
-        with self._lock:
-            return self._in_flight
-
-    def decide(
-        self,
-        metrics: Mapping[str, float],
-        *,
-        n_samples: int,
-        scores: ScoreSample | None = None,
-        now: float | None = None,
-    ) -> RetrainDecision:
-        """Record one scored batch (and its scores) and say whether a signal fired."""
-        now = time.time() if now is None else now
-        policy = self.policy
-        with self._lock:
-            self._samples += max(0, int(n_samples))
-            value = metrics.get(self.metric)
-            if value is not None:
-                self._values.append(float(value))
-            drift = self._drift.add(scores) if self._drift and scores is not None else None
-            if policy.threshold is None and policy.drift is None:
-                return RetrainDecision(False, "no retrain.threshold or retrain.drift set")
-            if self._samples < policy.min_samples:
-                return RetrainDecision(
-                    False,
-                    f"{self._samples} samples since last retrain < min_samples"
-                    f" {policy.min_samples}",
-                )
-            if self._last_retrain is not None and now - self._last_retrain < policy.cooldown:
-                left = policy.cooldown - (now - self._last_retrain)
-                return RetrainDecision(False, f"cooling down ({left:.0f} s left)")
-            verdicts = []
-            if policy.threshold is not None:
-                verdicts.append(self._metric_verdict(value, metrics))
-            if drift is not None:
-                verdicts.append(RetrainDecision(drift.drifted, drift.reason))
-            elif self._drift is not None:
-                verdicts.append(RetrainDecision(False, self._drift.progress()))
-            fired = [v for v in verdicts if v.fire]
-            reason = "; ".join(v.reason for v in (fired or verdicts))
-            if not fired:
-                return RetrainDecision(False, reason)
-            if not policy.enabled or self._in_flight:  # an alert only: collect new evidence
-                self._samples = 0
-                self._values.clear()
-            if not policy.enabled:
-                return RetrainDecision(True, reason, held="retrain.enabled: false: alert only")
-            if self._in_flight:
-                return RetrainDecision(True, reason, held="a retrain is already in flight")
-            return RetrainDecision(True, reason, retrain=True)
-
-    def _metric_verdict(self, value: float | None, metrics: Mapping[str, float]) -> RetrainDecision:
-        """The threshold's verdict on the windowed mean (called under the lock)."""
-        threshold = self.policy.threshold
-        assert threshold is not None
-        if value is None:
-            known = ", ".join(sorted(metrics)) or "none"
-            return RetrainDecision(
-                False, f"metric {self.metric!r} not in the scores (have: {known})"
-            )
-        mean = sum(self._values) / len(self._values)
-        higher = self.policy.direction(self.metric)
-        worse = mean < threshold if higher else mean > threshold
-        sign = "<" if higher else ">"
-        label = f"mean of last {len(self._values)}" if self.policy.window > 1 else "value"
-        if worse:
-            return RetrainDecision(
-                True, f"{self.metric} {label} {mean:.4g} {sign} threshold {threshold}"
-            )
-        return RetrainDecision(
-            False, f"{self.metric} {label} {mean:.4g} within threshold {threshold}"
-        )
-
-    def drift_status(self) -> dict[str, Any] | None:
-        """The last drift test's result (``None`` before the first full window or without one)."""
-        with self._lock:
-            last = self._drift.last if self._drift else None
-            return last.to_dict() if last else None
-
-    def mark_started(self) -> bool:
-        """Claim the single retrain slot; return False when one is already running."""
-        with self._lock:
-            if self._in_flight:
-                return False
-            self._in_flight = True
-            return True
-
-    def forget(self) -> None:
-        """Drop the evidence collected so far (a new champion serves: judge it afresh)."""
-        with self._lock:
-            self._samples = 0
-            self._values.clear()
-            if self._drift is not None:
-                self._drift.reset()
-
-    def mark_finished(self, *, now: float | None = None) -> None:
-        """Release the slot, start the cooldown and reset the sample count and window."""
-        with self._lock:
-            self._in_flight = False
-            self._last_retrain = time.time() if now is None else now
-            self._samples = 0
-            self._values.clear()
-            if self._drift is not None:
-                self._drift.reset()

@@ -88,7 +88,7 @@ class Retrainer:
             self.challengers.start(managed, reason=decision.reason)
         except Exception as exc:  # the stream goes on; the reason is told
             managed.tracker.mark_finished()
-            self.context.alert(managed, "retrain_failed", f"retrain could not start: {exc}")
+            self.challengers.failed(managed, f"could not start: {type(exc).__name__}: {exc}")
 
 
 def _signal_kind(reason: str) -> str:

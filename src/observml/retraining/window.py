@@ -27,7 +27,14 @@ import pandas as pd
 
 from observml.retraining.policy import AlarmEpisode, WindowRows
 
-__all__ = ["RetrainWindow", "Selection", "WindowSnapshot", "alarm_episodes", "select_rows"]
+__all__ = [
+    "RetrainWindow",
+    "Selection",
+    "WindowSnapshot",
+    "alarm_episodes",
+    "comparable_rows",
+    "select_rows",
+]
 
 _UNLABELLED: Final = ""
 
@@ -285,6 +292,25 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
 
 
+def comparable_rows(
+    snapshot: WindowSnapshot, *, mode: WindowRows, rule: AlarmEpisode, after: int = -1
+) -> np.ndarray:
+    """Rows fit to compare champion and challenger on, per row of the window.
+
+    The new rows :func:`select_rows` would keep were the serving model's verdict on each row
+    ignored: outside alarm episodes and not labelled a fault (``in_control``), or not labelled
+    a fault (``all``). Rows the champion flagged on their own stay in, so the comparison is
+    not tilted towards the champion by its own verdicts.
+    """
+    new = snapshot.seq > after
+    fault = snapshot.labels == "fault"
+    if mode == "in_control":
+        normal = snapshot.labels == "normal"
+        episode = alarm_episodes(snapshot.flags, rule)
+        return np.asarray(((~episode & ~fault) | normal) & new, dtype=bool)
+    return np.asarray(~fault & new, dtype=bool)
+
+
 def select_rows(
     snapshot: WindowSnapshot,
     *,
@@ -292,6 +318,7 @@ def select_rows(
     rule: AlarmEpisode,
     whole_units: Callable[[pd.DataFrame, np.ndarray], np.ndarray] | None = None,
     after: int = -1,
+    held_out: np.ndarray | None = None,
 ) -> Selection:
     """Choose the challenger's training rows from the window (see the module docstring).
 
@@ -303,6 +330,8 @@ def select_rows(
             a case with all its events); ``None`` keeps rows as they are.
         after: Only rows with a higher sequence number are new (the champion learnt the rest);
             older rows still count for alarm episodes.
+        held_out: Rows kept out of training to compare the models on (see
+            :mod:`observml.retraining.holdout`).
     """
     frame, flags, labels = snapshot.frame, snapshot.flags, snapshot.labels
     new = snapshot.seq > after
@@ -323,6 +352,8 @@ def select_rows(
         excluded["learnt_already"] = int(np.sum(~new))
     if whole_units is not None and len(frame):
         keep = np.asarray(whole_units(frame, keep), dtype=bool)
+    if held_out is not None:
+        keep = keep & ~held_out
     recent = min(len(frame), 4 * rule.rows)
     alarm_now = bool(np.any((episode & ~normal & ~fault)[len(frame) - recent :]))
     provisional = [

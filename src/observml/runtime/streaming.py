@@ -6,8 +6,10 @@ result per input message on ``<name>.predictions`` with publisher confirms); onl
 inputs acked. A message that cannot be parsed or scored goes to ``<name>.predict.dead`` with
 the reason; the others carry on. If publishing fails because the service is down, the batch is
 requeued (nothing is lost; a redelivered input may produce a second result with the same
-``message_id``, which consumers deduplicate). The worker also picks up a champion another hub
-process promoted, and logs batch metrics to a ``serving`` run.
+``message_id``, which consumers deduplicate). A second thread checks the MLOps store every
+``streaming.champion_refresh`` seconds, batches or not, so a champion another hub process
+promoted or rolled back serves within that time even when no message arrives. The worker logs
+batch metrics to a ``serving`` run.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ class StreamWorker:
         after_batch: Called with ``(managed, metrics, n_rows, scores)`` after each batch (the
             hub's retrain check; ``scores`` is ``None`` unless the policy has a drift test); it
             must not block.
-        refresh_champion: Called at most every ``settings.champion_refresh`` seconds to pick up
-            a champion another hub process promoted.
+        refresh_champion: Called every ``settings.champion_refresh`` seconds (from a thread of
+            its own, never two at once) to pick up a champion another hub process promoted.
     """
 
     def __init__(
@@ -69,6 +71,10 @@ class StreamWorker:
         self._thread = threading.Thread(
             target=self._run, name=f"observml-stream-{managed.name}", daemon=True
         )
+        self._watch = threading.Thread(
+            target=self._watch_champion, name=f"observml-champion-{managed.name}", daemon=True
+        )
+        self._refreshing = threading.Lock()
         self._pending: list[Metric] = []
         self._last_log = time.monotonic()
         self._last_refresh = time.monotonic()
@@ -89,13 +95,15 @@ class StreamWorker:
         for queue in (predict_queue(name), predictions_queue(name), shadow_queue(name)):
             self.datastream.create_queue(queue)
         self._thread.start()
+        self._watch.start()
         self.managed.streaming = True
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop consuming (the batch in hand finishes first) and flush pending metrics."""
         self._stop.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
+        for thread in (self._thread, self._watch):
+            if thread.is_alive() and threading.current_thread() is not thread:
+                thread.join(timeout)
         self.managed.streaming = False
         self._flush_metrics(final=True)
 
@@ -145,22 +153,32 @@ class StreamWorker:
 
     def _handle(self, batch: Sequence[Message]) -> dict[int, str]:
         """Predict one micro-batch; return ``{index: reason}`` for messages to dead-letter."""
-        self._maybe_refresh()
         outcome = self._predict(batch)
         if outcome.rows is not None:
             self._queue_metrics(outcome.metrics, len(outcome.rows))
         return outcome.dead
 
     # -- champion refresh and metric logging ----------------------------------------------
-    def _maybe_refresh(self) -> None:
-        now = time.monotonic()
-        if now - self._last_refresh < self.settings.champion_refresh:
-            return
-        self._last_refresh = now
+    def _watch_champion(self) -> None:
+        """Check the store for a new champion every ``champion_refresh`` s until stopped."""
+        interval = max(0.05, self.settings.champion_refresh)
+        while not self._stop.wait(interval):
+            if self.managed.champion()[0] is not None:  # else the stream loop is waiting
+                self._maybe_refresh(due=True)
+
+    def _maybe_refresh(self, *, due: bool = False) -> None:
+        if not self._refreshing.acquire(blocking=False):
+            return  # the other thread is refreshing right now
         try:
+            now = time.monotonic()
+            if not due and now - self._last_refresh < self.settings.champion_refresh:
+                return
+            self._last_refresh = now
             self._refresh_champion(self.managed)
         except Exception:
             logger.warning("%s: champion refresh failed", self.managed.name, exc_info=True)
+        finally:
+            self._refreshing.release()
 
     def _queue_metrics(self, metrics: Mapping[str, float], rows: int) -> None:
         if self.mlops is None:

@@ -99,7 +99,8 @@ def test_promote_the_challenger_in_shadow(
     assert shadow["rows"] == 0
     assert shadow["gate"]["checks"][0]["name"] == "false_alarms"
     assert status["last_window"]["mode"] == "given"
-    assert status["last_window"]["train_rows"] == 300
+    assert status["last_window"]["train_rows"] == 240  # 60 held out: neither model learns them
+    assert status["last_window"]["excluded"] == {"held_out_to_compare": 60}
     assert status["last_gate"] == shadow["gate"]
     kinds = [d["kind"] for d in status["decisions"]]
     assert kinds[-3:] == ["fired", "trained", "shadow"]

@@ -15,7 +15,7 @@ from observml.experiments.fault_isolation import FaultIsolationExperiment
 from observml.experiments.process_mining import ProcessMiningExperiment
 from observml.experiments.time_series import TimeSeriesExperiment
 from observml.retraining.drift import DriftMonitor, DriftTest, ScoreSample
-from observml.retraining.policy import RetrainTracker
+from observml.retraining.tracker import RetrainTracker
 from observml.store.folders import load_folder, save_folder
 
 COLUMNS = ["temp", "pressure", "flow"]

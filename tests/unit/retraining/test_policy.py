@@ -11,12 +11,8 @@ from observml.errors import ConfigError
 from observml.experiments.fault_detection import FaultDetectionExperiment
 from observml.experiments.fault_isolation import FaultIsolationExperiment
 from observml.experiments.time_series import TimeSeriesExperiment
-from observml.retraining.policy import (
-    AlarmEpisode,
-    GateSettings,
-    RetrainPolicy,
-    RetrainTracker,
-)
+from observml.retraining.policy import AlarmEpisode, GateSettings, RetrainPolicy
+from observml.retraining.tracker import RetrainTracker
 
 
 def tracker(watched: str = "mae", **retrain: Any) -> RetrainTracker:
@@ -50,6 +46,35 @@ def test_min_samples_and_cooldown() -> None:
     policy.mark_finished(now=1000.0)
     assert "cooling down" in policy.decide({"mae": 5}, n_samples=500, now=1030.0).reason
     assert policy.decide({"mae": 5}, n_samples=1, now=1061.0).fire
+
+
+def test_failed_retrains_back_off_exponentially_up_to_the_cap() -> None:
+    policy = tracker(threshold=1.0, cooldown=0, failure_backoff=10, failure_backoff_max=35)
+    waits = []
+    now = 1000.0
+    for _ in range(4):
+        assert policy.decide({"mae": 5}, n_samples=1, now=now).retrain
+        assert policy.mark_started()
+        waits.append(policy.mark_failed("DataError: no numeric feature columns", now=now))
+        policy.mark_finished(now=now)
+        held = policy.decide({"mae": 5}, n_samples=1, now=now + waits[-1] - 1)
+        assert not held.fire  # cooldown 0, yet no retrain after every batch
+        assert "backing off after" in held.reason
+        assert "last error: DataError: no numeric feature columns" in held.reason
+        now += waits[-1]
+    assert waits == [10, 20, 35, 35]  # doubled per failure in a row, capped
+    status = policy.failure_status()
+    assert status is not None
+    assert status["failures"] == 4
+    assert status["retry_at"] == status["failed_at"] + 35
+    policy.mark_succeeded()
+    assert policy.failure_status() is None
+    assert policy.decide({"mae": 5}, n_samples=1, now=now).retrain
+
+
+def test_the_backoff_is_never_shorter_than_the_cooldown() -> None:
+    policy = tracker(threshold=1.0, cooldown=600, failure_backoff=10)
+    assert policy.mark_failed("boom", now=0.0) == 600
 
 
 def test_reasons_when_not_firing() -> None:
@@ -168,6 +193,16 @@ def test_every_key_is_read() -> None:
             id="share",
         ),
         pytest.param({"window": -1}, r"retrain.window: expected a value >= 0", id="window"),
+        pytest.param(
+            {"failure_backoff": 100, "failure_backoff_max": 10},
+            r"retrain.failure_backoff_max: expected a value >= retrain.failure_backoff",
+            id="backoff-max",
+        ),
+        pytest.param(
+            {"gate": {"min_holdout_rows": 0}},
+            r"retrain.gate.min_holdout_rows: expected at least 1 row",
+            id="min-holdout",
+        ),
     ],
 )
 def test_config_errors_name_the_key(retrain: dict[str, Any], message: str) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "GateCheckOut",
     "GateOut",
     "JobOut",
+    "RetrainFailureOut",
     "ShadowOut",
     "ShadowPointOut",
     "WindowOut",
@@ -91,6 +92,11 @@ class GateOut(ResponseModel):
 
     passed: bool
     reason: str
+    compared: bool = Field(
+        default=True,
+        description="False when too few rows neither model trained on were left to compare"
+        " (retrain.gate.min_holdout_rows): a person decides.",
+    )
     checks: list[GateCheckOut] = Field(default_factory=list)
 
 
@@ -212,6 +218,18 @@ class ExperimentSummary(ResponseModel):
     counters: dict[str, float] = Field(default_factory=dict)
 
 
+class RetrainFailureOut(ResponseModel):
+    """Retrains that failed in a row: why the last failed and when the next may fire."""
+
+    failures: int = Field(description="Failed retrains in a row.")
+    last_error: str | None = Field(default=None, description="Why the last one failed.")
+    failed_at: float = Field(description="When the last one failed (epoch seconds).")
+    retry_at: float = Field(
+        description="The earliest a retrain may fire again (epoch seconds): retrain."
+        "failure_backoff doubled per failure in a row, at most retrain.failure_backoff_max."
+    )
+
+
 class ExperimentStatus(ExperimentSummary):
     """Everything the hub knows about one experiment right now."""
 
@@ -219,6 +237,9 @@ class ExperimentStatus(ExperimentSummary):
     jobs: list[JobOut] = Field(default_factory=list)
     retrain_window_rows: int = 0
     retrain_in_flight: bool = False
+    retrain_failure: RetrainFailureOut | None = Field(
+        default=None, description="Failed retrains in a row; null after a retrain trained."
+    )
     promotion: Literal["approve", "auto"] | None = Field(
         default=None,
         description="approve: a challenger waits in shadow for a person; auto: the gate decides.",
