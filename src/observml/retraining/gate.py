@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import pandas as pd
 
-from observml.errors import DataError, ExperimentError
+from observml.errors import ExperimentError
 from observml.retraining.policy import GateSettings
 
 if TYPE_CHECKING:
@@ -45,7 +45,6 @@ __all__ = [
     "check_episodes",
     "compare_on_holdout",
     "gate_unsupervised",
-    "split_holdout",
 ]
 
 _TOLERANCE: Final = 1e-9
@@ -192,31 +191,6 @@ def check_episodes(
             GateCheck(f"fault_{index}", passed, old, new, limit, len(episode.rows), detail)
         )
     return checks
-
-
-def split_holdout(
-    data: pd.DataFrame, fraction: float, *, ordered: bool
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split ``data`` into (train, holdout) with ``fraction`` of the rows held out.
-
-    ``ordered`` types (time series) hold out the newest rows, since a forecast needs the past.
-    Others take every k-th row across the window, so the holdout is never all one regime.
-    """
-    n_holdout = max(1, int(round(len(data) * fraction)))
-    if len(data) - n_holdout < 2:
-        raise DataError(
-            f"retrain window: {len(data)} rows are too few to hold out {fraction:.0%}."
-            " Stream more data first or lower streaming.holdout_fraction."
-        )
-    if ordered:
-        cut = len(data) - n_holdout
-        return data.iloc[:cut].reset_index(drop=True), data.iloc[cut:].reset_index(drop=True)
-    picked = np.zeros(len(data), dtype=bool)
-    picked[np.round(np.linspace(0, len(data) - 1, n_holdout)).astype(int)] = True
-    return (
-        data[~picked].reset_index(drop=True),
-        data[picked].reset_index(drop=True),
-    )
 
 
 def compare_on_holdout(

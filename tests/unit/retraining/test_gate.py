@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from observml.errors import DataError
 from observml.experiments.fault_detection import FaultDetectionExperiment
 from observml.experiments.fault_isolation import FaultIsolationExperiment
 from observml.retraining.gate import (
@@ -14,7 +13,6 @@ from observml.retraining.gate import (
     compare_on_holdout,
     flag_rate,
     gate_unsupervised,
-    split_holdout,
 )
 from observml.retraining.policy import GateSettings
 
@@ -84,19 +82,6 @@ def test_a_challenger_with_more_false_alarms_fails_the_margin(
     )
     assert fixed.passed
     assert "(retrain.gate.max_false_alarm)" in fixed.reason
-
-
-def test_holdout_is_spread_over_the_window_unless_rows_are_ordered() -> None:
-    data = pd.DataFrame({"x": range(100)})
-    train, holdout = split_holdout(data, 0.2, ordered=False)
-    assert len(holdout) == 20
-    assert len(train) == 80
-    assert holdout["x"].min() == 0
-    assert holdout["x"].max() == 99
-    train, holdout = split_holdout(data, 0.2, ordered=True)
-    assert holdout["x"].tolist() == list(range(80, 100))
-    with pytest.raises(DataError, match="3 rows are too few to hold out 80%"):
-        split_holdout(data.head(3), 0.8, ordered=True)
 
 
 def test_labelled_types_compare_the_metric_on_rows_neither_trained_on() -> None:
