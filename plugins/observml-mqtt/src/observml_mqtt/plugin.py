@@ -45,7 +45,7 @@ from observml.plugins.datastream import (
 from observml_mqtt.connection import Endpoint
 from observml_mqtt.consumer import Consumer
 from observml_mqtt.health import round_trip
-from observml_mqtt.publisher import Publisher
+from observml_mqtt.publisher import NO_SUBSCRIBERS_REASON, Publisher
 from observml_mqtt.session import Session
 from observml_mqtt.topics import queue_topic, topic_mappings
 
@@ -276,7 +276,10 @@ class MQTTPlugin:
     ) -> list[str]:
         """Publish many messages with up to ``confirm_window`` in flight; return their ids.
 
-        The queue's subscriptions are created first if this plugin has not yet created them.
+        A queue nobody subscribes to yet (the broker answers "no matching subscribers") is
+        created, as ``create_queue`` does, and the messages are published again. A queue some
+        hub subscribes to is not subscribed to by a publisher, which would take its share of
+        the messages from the consumers of its share group.
 
         Raises:
             NotFoundError: The broker had no subscriber for some messages (nobody holds them).
@@ -285,16 +288,21 @@ class MQTTPlugin:
         outs = [as_outgoing(item) for item in messages]
         if not outs:
             return []
-        publisher = self._connected()
-        if queue not in self._sessions:
+        failed = self._send(queue, outs)
+        unheld = {i for i, reason in failed.items() if reason.startswith(NO_SUBSCRIBERS_REASON)}
+        if unheld and queue not in self._sessions:  # nobody subscribes yet: hold it ourselves
             self.create_queue(queue)
-        self._sessions[queue].expect(str(out.message_id) for out in outs)
-        failed = publisher.publish(
-            queue_topic(self.topic_prefix, queue), outs, timeout=self.publish_timeout
-        )
+            failed = {
+                **{i: r for i, r in failed.items() if i not in unheld},
+                **self._send(queue, [out for out in outs if out.message_id in unheld]),
+            }
         if failed:
             reason = next(iter(failed.values()))
-            error = NotFoundError if reason.startswith("no subscriber") else ServiceUnavailableError
+            error = (
+                NotFoundError
+                if reason.startswith(NO_SUBSCRIBERS_REASON)
+                else ServiceUnavailableError
+            )
             raise error(
                 f"{self._where}: {len(failed)} of {len(outs)} message(s) to queue {queue!r} were"
                 f" not accepted ({reason}). Check that the queue exists (create_queue), the"
@@ -395,6 +403,15 @@ class MQTTPlugin:
                 session.open(self.connect_timeout + self.settle_timeout)
                 self._sessions[queue] = session
             return session
+
+    def _send(self, queue: str, outs: Sequence[OutgoingMessage]) -> dict[str, str]:
+        """Publish ``outs`` and return the failures (see :meth:`Publisher.publish`)."""
+        publisher = self._connected()
+        session = self._sessions.get(queue)
+        if session is not None:
+            session.expect(str(out.message_id) for out in outs)
+        topic = queue_topic(self.topic_prefix, queue)
+        return publisher.publish(topic, outs, timeout=self.publish_timeout)
 
     def _dead_letter(self, queue: str, items: Sequence[tuple[Message, str]]) -> None:
         """Publish ``items`` to ``queue``'s dead letters (PUBACKs received), reason included."""

@@ -20,10 +20,12 @@ from observml.plugins.datastream import OutgoingMessage
 from observml_mqtt.connection import Endpoint, close_client, open_client
 from observml_mqtt.properties import properties_of
 
-__all__ = ["NO_SUBSCRIBERS", "Publisher"]
+__all__ = ["NO_SUBSCRIBERS", "NO_SUBSCRIBERS_REASON", "Publisher"]
 
 #: PUBACK reason "no matching subscribers": the broker accepted but nobody holds the message.
 NO_SUBSCRIBERS: Final = 16
+#: How a failure for lack of subscribers starts.
+NO_SUBSCRIBERS_REASON: Final = "no subscriber"
 
 
 class Publisher:
@@ -79,7 +81,7 @@ class Publisher:
                 continue  # the late PUBACK of an earlier, abandoned batch
             last_progress = time.monotonic()
             if code == NO_SUBSCRIBERS:
-                failed[message_id] = "no subscriber holds it (no queue)"
+                failed[message_id] = f"{NO_SUBSCRIBERS_REASON} holds it (no queue)"
             elif code >= 0x80:
                 failed[message_id] = f"refused: {reason} (reason code {code})"
         for message_id in pending.values():
