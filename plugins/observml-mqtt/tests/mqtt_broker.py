@@ -26,6 +26,7 @@ class Mosquitto:
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
+            "user root\n"  # run as root (CI), it keeps reading this test's private files
             "persistence true\n"
             f"persistence_location {folder}/\n"
             "autosave_interval 1\n"

@@ -2,11 +2,12 @@
 
 What the plugin guarantees, and how it maps the hub's queues onto MQTT:
 
-- A queue ``pump.predict`` is the topic ``<topic_prefix>/pump/predict``. The hub reads it as one
-  member of the shared subscription ``$share/<share_group>/<topic>``, through an MQTT session of
-  its own (client id ``<client_id>/<queue>``, clean start off, ``session_expiry`` seconds), so
-  the broker keeps the hub's messages while it is down and several hubs in one group compete for
-  them. ``create_queue`` (and the first publish to a queue) creates that session.
+- A queue ``pump.predict`` is the topic ``<topic_prefix>/pump/predict``. The hub reads it
+  through an MQTT session of its own (client id ``<client_id>/<queue>``, clean start off,
+  ``session_expiry`` seconds), so the broker keeps the hub's messages while it is down. With a
+  ``share_group`` the session is one member of the shared subscription
+  ``$share/<share_group>/<topic>``, so several hubs in one group compete for the messages.
+  ``create_queue`` (and the first publish to a queue nobody subscribes to) creates the session.
 - Everything travels at QoS 1: ``publish`` returns once the broker acknowledged (PUBACK); a
   consumer acknowledges a message (paho's manual ack) only after its handler returned. A rejected
   message is first published to ``<topic>/dead`` with the reason in the user property
@@ -61,7 +62,9 @@ class MQTTPlugin:
         host, port: Where the broker is (1883; 8883 is the usual TLS port).
         username, password: The login (``None``: anonymous).
         topic_prefix: Queue ``a.b`` is topic ``<topic_prefix>/a/b``.
-        share_group: Hubs in the same group compete for a queue's messages.
+        share_group: Hubs in the same group compete for a queue's messages (MQTT 5 shared
+            subscriptions). ``None`` (default): each hub subscribes to its queues itself, the
+            subscription Mosquitto 2.0 keeps across its restarts (it forgets shared ones).
         client_id: This hub's stable name on the broker; each queue's session is
             ``<client_id>/<queue>``. Default ``observml-<hostname>``; give each hub its own.
         tls, ca_certs, certfile, keyfile, tls_insecure: TLS (``tls_insecure`` skips checking
@@ -93,7 +96,7 @@ class MQTTPlugin:
         password: str | None = None,
         *,
         topic_prefix: str = "observml",
-        share_group: str = "observml",
+        share_group: str | None = None,
         client_id: str | None = None,
         tls: bool = False,
         ca_certs: str | None = None,

@@ -1,11 +1,12 @@
 """One queue's durable subscription: this hub's share of the queue, buffered as it arrives.
 
 A :class:`Session` is an MQTT session with a stable client id (``<client_id>/<queue>``), a clean
-start of ``False`` and a session expiry, subscribed at QoS 1 to ``$share/<group>/<topic>`` (and
-to the plant topics mapped onto the queue). While nobody is connected the broker keeps the
-session's messages; while connected, the broker sends up to ``receive_maximum`` messages that
-wait here, unacknowledged, until a consumer settles them (paho's manual ack). A message taken
-and then given back (a crash, a requeue) waits again at the front, flagged redelivered.
+start of ``False`` and a session expiry, subscribed at QoS 1 to the queue's topic, through
+``$share/<group>/`` when a share group is set (and to the plant topics mapped onto the queue).
+While nobody is connected the broker keeps the session's messages; while connected, the broker
+sends up to ``receive_maximum`` messages that wait here, unacknowledged, until a consumer
+settles them (paho's manual ack). A message taken and then given back (a crash, a requeue)
+waits again at the front, flagged redelivered.
 
 When the connection drops, the messages received on it are forgotten here: the broker sends
 each unacknowledged one again on the next connection, flagged ``dup`` (``redelivered``).
@@ -54,7 +55,7 @@ class Session:
         client_id: str,
         queue: str,
         topic: str,
-        group: str,
+        group: str | None,
         mappings: Sequence[TopicMapping],
         receive_maximum: int,
     ) -> None:

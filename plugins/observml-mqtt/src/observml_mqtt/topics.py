@@ -1,9 +1,10 @@
 """Where a queue lives on the broker, and how plain plant topics become rows.
 
 A queue ``pump.predict`` is the topic ``<topic_prefix>/pump/predict``; its dead letters
-(``pump.predict.dead``) are ``<topic_prefix>/pump/predict/dead``. The hub's consumers read it
-through the shared subscription ``$share/<share_group>/<topic>``, so several hubs in one group
-compete for its messages.
+(``pump.predict.dead``) are ``<topic_prefix>/pump/predict/dead``. With a ``share_group`` the
+hub reads it through the shared subscription ``$share/<share_group>/<topic>``, so hubs in one group
+compete for its messages. Without a share group each hub's session subscribes to the topic
+itself (and gets every message).
 
 A :class:`TopicMapping` feeds a queue from plant topics that carry one plain value each
 (``plant/pump1/temperature`` -> ``21.5``): the levels of the topic named in the template
@@ -50,9 +51,9 @@ def queue_topic(prefix: str, queue: str) -> str:
     return "/".join([prefix, *levels]) if prefix else "/".join(levels)
 
 
-def shared_filter(group: str, topic_filter: str) -> str:
-    """Return the shared subscription of ``group`` to ``topic_filter``."""
-    return f"$share/{group}/{topic_filter}"
+def shared_filter(group: str | None, topic_filter: str) -> str:
+    """Return the shared subscription of ``group`` to ``topic_filter`` (itself without one)."""
+    return f"$share/{group}/{topic_filter}" if group else topic_filter
 
 
 @dataclass(frozen=True)
