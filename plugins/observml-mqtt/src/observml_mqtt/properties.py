@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from typing import Any, Final
@@ -24,12 +25,13 @@ __all__ = ["MESSAGE_ID_PROPERTY", "TYPED_HEADERS_PROPERTY", "message_of", "prope
 
 MESSAGE_ID_PROPERTY: Final = "x-observml-message-id"
 TYPED_HEADERS_PROPERTY: Final = "x-observml-headers"
-_RESERVED: Final = frozenset({MESSAGE_ID_PROPERTY, TYPED_HEADERS_PROPERTY})
+#: Copied for each message: building paho's ``Properties`` anew costs more than publishing.
+_EMPTY: Final = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
 
 
 def properties_of(out: OutgoingMessage) -> Properties:
     """Return the PUBLISH properties carrying ``out``'s id, content type and headers."""
-    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props = copy.copy(_EMPTY)
     user: list[tuple[str, str]] = [(MESSAGE_ID_PROPERTY, str(out.message_id))]
     typed: dict[str, Any] = {}
     for key, value in (out.headers or {}).items():
