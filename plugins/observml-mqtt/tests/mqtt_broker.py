@@ -37,7 +37,11 @@ class Mosquitto:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.config)])
+        self.process = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,  # it logs to mosquitto.log in its folder
+        )
         deadline = time.monotonic() + 15
         while not port_open("127.0.0.1", self.port, 0.2):
             if time.monotonic() > deadline or self.process.poll() is not None:
