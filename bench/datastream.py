@@ -17,6 +17,9 @@ first alternates between rounds. ``basic_get`` runs on ``--get-messages`` messag
 its rate does not depend on the count). Usage::
 
     python bench/datastream.py [--url amqp://guest:guest@127.0.0.1:5672/%2F] [--messages 50000]
+
+``--mqtt`` measures the MQTT plugin (observml-mqtt) against raw paho-mqtt instead, and the
+hub's end-to-end streaming rate over MQTT beside RabbitMQ (see ``bench/datastream_mqtt.py``).
 """
 
 from __future__ import annotations
@@ -192,7 +195,14 @@ def main() -> None:
     parser.add_argument("--prefetch", type=int, default=100)
     parser.add_argument("--window", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=4)
+    parser.add_argument("--mqtt", action="store_true", help="bench observml-mqtt instead")
+    parser.add_argument("--hub-messages", type=int, default=20_000, help="--mqtt: hub run size")
     args = parser.parse_args()
+    if args.mqtt:
+        import datastream_mqtt  # the sibling script; needs observml-mqtt installed
+
+        datastream_mqtt.main(args)
+        return
 
     config = settings(args.url)
     params = parameters(config)

@@ -1,0 +1,233 @@
+"""One queue's durable subscription: this hub's share of the queue, buffered as it arrives.
+
+A :class:`Session` is an MQTT session with a stable client id (``<client_id>/<queue>``), a clean
+start of ``False`` and a session expiry, subscribed at QoS 1 to the queue's topic, through
+``$share/<group>/`` when a share group is set (and to the plant topics mapped onto the queue).
+While nobody is connected the broker keeps the session's messages; while connected, the broker
+sends up to ``receive_maximum`` messages that wait here, unacknowledged, until a consumer
+settles them (paho's manual ack). A message taken and then given back (a crash, a requeue)
+waits again at the front, flagged redelivered.
+
+When the connection drops, the messages received on it are forgotten here: the broker sends
+each unacknowledged one again on the next connection, flagged ``dup`` (``redelivered``).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from observml.errors import ServiceUnavailableError
+from observml.plugins.datastream import Message
+from observml_mqtt.connection import Endpoint, close_client, open_client
+from observml_mqtt.properties import message_of
+from observml_mqtt.topics import TopicMapping, shared_filter
+
+__all__ = ["Delivery", "Session"]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A received message and how to settle it."""
+
+    message: Message
+    mid: int
+    generation: int
+    #: Why the message cannot be handed to a handler (a mapped topic with a bad value).
+    error: str | None = None
+
+
+class Session:
+    """The durable subscription of one queue (see the module docstring)."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        client_id: str,
+        queue: str,
+        topic: str,
+        group: str | None,
+        mappings: Sequence[TopicMapping],
+        receive_maximum: int,
+    ) -> None:
+        self.queue = queue
+        self.topic = topic
+        self._endpoint = endpoint
+        self._client_id = client_id
+        self._filters = [shared_filter(group, topic)] + [
+            shared_filter(group, m.topic_filter) for m in mappings
+        ]
+        self._mappings = tuple(mappings)
+        self._receive_maximum = receive_maximum
+        self._cond = threading.Condition()
+        self._ready: collections.deque[Delivery] = collections.deque()
+        self._expected: set[str] = set()
+        self._generation = 0
+        self._lost_at: float | None = None
+        self._subscribed = threading.Event()
+        self._refused: str | None = None
+        self._client: mqtt.Client | None = None
+
+    # -- connection -----------------------------------------------------------------------
+    def open(self, timeout: float) -> None:
+        """Connect, subscribe, and return once the broker confirmed the subscription.
+
+        Raises:
+            AuthenticationError: The broker refused the login.
+            ServiceUnavailableError: The broker is unreachable or did not confirm in time.
+        """
+        self._client = open_client(
+            self._endpoint,
+            self._client_id,
+            clean_start=False,
+            receive_maximum=self._receive_maximum,
+            on_connected=self._connected,
+            on_message=self._received,
+            on_lost=self._lost,
+        )
+        if not self._subscribed.wait(timeout):
+            self.close()
+            raise ServiceUnavailableError(
+                f"{self._endpoint.where}: the broker did not confirm the subscription of queue"
+                f" {self.queue!r} ({self.topic!r}) within {timeout}s. Check the broker's log."
+            )
+        if self._refused:
+            self.close()
+            raise ServiceUnavailableError(
+                f"{self._endpoint.where}: the broker refused the subscription of queue"
+                f" {self.queue!r} ({', '.join(self._filters)}): {self._refused}. Check the"
+                " broker's ACL and that it supports shared subscriptions (MQTT 5)."
+            )
+
+    def close(self) -> None:
+        """Disconnect; the broker keeps the session and its messages until it expires."""
+        if self._client is not None:
+            close_client(self._client)
+            self._client = None
+        self._lost()
+
+    def _connected(self, client: mqtt.Client, _session_present: bool) -> None:
+        with self._cond:
+            self._lost_at = None
+        options = SubscribeOptions(qos=1)
+        client.on_subscribe = self._suback
+        client.subscribe([(f, options) for f in self._filters])
+
+    def _suback(self, _c: mqtt.Client, _u: Any, _mid: int, codes: list[Any], _p: Any) -> None:
+        refused = [str(code) for code in codes if code.is_failure]
+        self._refused = ", ".join(refused) or None
+        self._subscribed.set()
+
+    def _lost(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._ready.clear()
+            if self._lost_at is None:
+                self._lost_at = time.monotonic()
+            self._cond.notify_all()
+
+    def down_for(self) -> float:
+        """Seconds since the connection dropped (0 while connected)."""
+        with self._cond:
+            return 0.0 if self._lost_at is None else time.monotonic() - self._lost_at
+
+    # -- receiving ------------------------------------------------------------------------
+    def _received(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        redelivered = bool(msg.dup)
+        error: str | None = None
+        message = message_of(
+            self.queue, bytes(msg.payload), msg.properties, redelivered=redelivered
+        )
+        if msg.topic != self.topic:
+            message, error = self._mapped(msg.topic, message)
+        with self._cond:
+            self._ready.append(Delivery(message, msg.mid, self._generation, error))
+            if message.message_id is not None:
+                self._expected.discard(message.message_id)
+            self._cond.notify_all()
+
+    def _mapped(self, topic: str, message: Message) -> tuple[Message, str | None]:
+        mapping = next((m for m in self._mappings if m.matches(topic)), None)
+        if mapping is None:
+            return message, None
+        try:
+            row = mapping.row(topic, message.body)
+        except ValueError as exc:
+            return message, f"TopicMappingError: {exc}"
+        headers = {**message.headers, "mqtt-topic": topic}
+        body = json.dumps([row]).encode("utf-8")
+        return dataclasses.replace(
+            message, body=body, headers=headers, content_type="application/json"
+        ), None
+
+    def expect(self, message_ids: Iterable[str]) -> None:
+        """Note ids this plugin just published here; :meth:`settle` waits for them."""
+        with self._cond:
+            self._expected.update(message_ids)
+
+    def settle(self, timeout: float) -> None:
+        """Wait (up to ``timeout``) until the messages this plugin published here arrived.
+
+        With other hubs in the share group some go to them: the wait then ends at ``timeout``
+        and forgets them.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._expected and self._lost_at is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            self._expected.clear()
+
+    # -- taking and settling --------------------------------------------------------------
+    def take(self, timeout: float) -> Delivery | None:
+        """Return the next ready message, waiting up to ``timeout``; ``None`` if none came."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._ready:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            return self._ready.popleft()
+
+    def wake(self) -> None:
+        """Wake every thread waiting in :meth:`take`."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def ready(self) -> int:
+        """How many received messages wait here."""
+        with self._cond:
+            return len(self._ready)
+
+    def ack(self, deliveries: Iterable[Delivery]) -> None:
+        """Acknowledge ``deliveries`` (those of an earlier connection come back anyway)."""
+        client = self._client
+        with self._cond:
+            current = self._generation
+        if client is None:
+            return
+        for delivery in deliveries:
+            if delivery.generation == current:
+                client.ack(delivery.mid, 1)
+
+    def give_back(self, deliveries: Sequence[Delivery]) -> None:
+        """Put ``deliveries`` back at the front, in order, flagged redelivered."""
+        with self._cond:
+            current = self._generation
+            for delivery in reversed(deliveries):
+                if delivery.generation == current:
+                    message = dataclasses.replace(delivery.message, redelivered=True)
+                    self._ready.appendleft(dataclasses.replace(delivery, message=message))
+            self._cond.notify_all()

@@ -1,0 +1,25 @@
+"""MQTTPlugin passes observml's shared DataStreamContract against a real Mosquitto."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from observml_mqtt import MQTTPlugin
+from tests.contracts.datastream import DataStreamContract
+
+pytestmark = [pytest.mark.integration]
+
+
+class TestMQTT(DataStreamContract):
+    @pytest.fixture
+    def datastream(self, mqtt_plugin: MQTTPlugin) -> MQTTPlugin:
+        return mqtt_plugin
+
+
+class TestMQTTSharedGroup(DataStreamContract):
+    """The same contract when the hub's sessions are members of a shared subscription."""
+
+    @pytest.fixture
+    def datastream(self, make_plugin: Callable[..., MQTTPlugin]) -> MQTTPlugin:
+        return make_plugin(share_group="observml")
