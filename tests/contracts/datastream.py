@@ -1,7 +1,8 @@
 """The behaviour every DataStream plugin shares (kombu's ``BasicFunctionality`` pattern).
 
-A plugin's test module subclasses :class:`DataStreamContract` and provides a ``datastream``
-fixture yielding a connected plugin. Queue names are unique per test; a subclass that must
+A plugin's test module subclasses :class:`DataStreamContract` (and :class:`QueueBrowserContract`
+if the plugin can browse queues) and provides a ``datastream`` fixture yielding a connected
+plugin. Queue names are unique per test; a subclass that must
 clean up queues on a shared service overrides :meth:`DataStreamContract.drop_queues`.
 """
 
@@ -450,7 +451,15 @@ class DataStreamContract:
         assert datastream.queue_depth(queue) == 2
         assert datastream.queue_depth(new_queue()) == 0
 
-    # -- browsing without taking ----------------------------------------------------------
+
+class QueueBrowserContract:
+    """What a datastream that also implements :class:`~observml.plugins.browse.QueueBrowser` does.
+
+    Browsing is optional (a broker such as MQTT cannot show messages without taking them), so a
+    plugin's test class adds this beside :class:`DataStreamContract` only if it can browse. It
+    uses the same ``datastream`` and ``queue`` fixtures.
+    """
+
     def test_browse_shows_oldest_first_and_leaves_messages(
         self, datastream: DataStreamPlugin, queue: str
     ) -> None:

@@ -27,6 +27,7 @@ from tests.contracts.datastream import (
     WAIT,
     ConsumerCrash,
     DataStreamContract,
+    QueueBrowserContract,
     consume_n,
     eventually,
     in_background,
@@ -36,7 +37,7 @@ from tests.services import free_port
 pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq]
 
 
-class TestRabbitMQ(DataStreamContract):
+class TestRabbitMQ(DataStreamContract, QueueBrowserContract):
     @pytest.fixture
     def datastream(self, rabbitmq_plugin: RabbitMQPlugin) -> RabbitMQPlugin:
         return rabbitmq_plugin

@@ -15,7 +15,13 @@ import pytest
 from observml.errors import ConfigError
 from observml.plugins.datastream import REASON_HEADER, Message, dead_letter_queue
 from observml.plugins.local import FILE_NAME, LocalQueuePlugin
-from tests.contracts.datastream import WAIT, DataStreamContract, consume_n, eventually
+from tests.contracts.datastream import (
+    WAIT,
+    DataStreamContract,
+    QueueBrowserContract,
+    consume_n,
+    eventually,
+)
 
 #: A consumer in another process: it records each message id it takes, then sleeps or acks.
 CONSUMER = textwrap.dedent(
@@ -38,7 +44,7 @@ CONSUMER = textwrap.dedent(
 )
 
 
-class TestLocalQueue(DataStreamContract):
+class TestLocalQueue(DataStreamContract, QueueBrowserContract):
     @pytest.fixture
     def datastream(self, tmp_path: Path) -> Iterator[LocalQueuePlugin]:
         plugin = LocalQueuePlugin(str(tmp_path / "queues"), visibility_timeout=5.0)

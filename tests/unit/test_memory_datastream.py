@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import pytest
 
 from observml.plugins.memory import InMemoryDataStreamPlugin
-from tests.contracts.datastream import DataStreamContract
+from tests.contracts.datastream import DataStreamContract, QueueBrowserContract
 
 
-class TestInMemoryDataStream(DataStreamContract):
+class TestInMemoryDataStream(DataStreamContract, QueueBrowserContract):
     @pytest.fixture
     def datastream(self) -> Iterator[InMemoryDataStreamPlugin]:
         plugin = InMemoryDataStreamPlugin()

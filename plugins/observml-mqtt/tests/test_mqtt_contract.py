@@ -8,6 +8,9 @@ import pytest
 from observml_mqtt import MQTTPlugin
 from tests.contracts.datastream import DataStreamContract
 
+from observml.errors import PluginError
+from observml.plugins.browse import browse_queue
+
 pytestmark = [pytest.mark.integration]
 
 
@@ -23,3 +26,9 @@ class TestMQTTSharedGroup(DataStreamContract):
     @pytest.fixture
     def datastream(self, make_plugin: Callable[..., MQTTPlugin]) -> MQTTPlugin:
         return make_plugin(share_group="observml")
+
+
+def test_browsing_says_mqtt_cannot_show_messages_without_taking_them() -> None:
+    """MQTT has no look-without-taking: ``observml tail`` refuses plainly instead of consuming."""
+    with pytest.raises(PluginError, match="MQTTPlugin cannot browse queues"):
+        browse_queue(MQTTPlugin(), "pump.predictions", 5)
