@@ -31,10 +31,17 @@ import pytest
 from tests.docs.blocks import Block, blocks
 from tests.services import port_open, service_missing
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.rabbitmq]
+pytestmark = [pytest.mark.slow]
 
 ROOT: Final = Path(__file__).resolve().parents[2]
-PAGES: Final = ("README.md", "docs/quickstart.md")
+PAGES: Final = (
+    pytest.param("README.md", id="README.md"),
+    pytest.param(  # its "On RabbitMQ" block runs the demo on the broker
+        "docs/quickstart.md",
+        id="quickstart.md",
+        marks=[pytest.mark.integration, pytest.mark.rabbitmq],
+    ),
+)
 #: Seconds one block may take (the full demo takes 30-90 s on two busy cores).
 BLOCK_TIMEOUT: Final = 420.0
 #: Seconds a server block has to answer its URL.
