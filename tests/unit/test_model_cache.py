@@ -101,5 +101,6 @@ def test_cached_copy_is_still_checked_against_the_hubs_key(
 def test_cache_folder_refuses_a_run_id_that_is_a_path(tmp_path: Path) -> None:
     cache = ModelCache(tmp_path)
     assert cache.folder("0a1b-2c", "model/../x") == tmp_path / "0a1b-2c" / "model" / "x"
+    assert not cache.accepts("../etc")
     with pytest.raises(ValueError, match="run id '../etc' is not a plain identifier"):
         cache.folder("../etc", "model")

@@ -37,11 +37,23 @@ class ModelCache:
         home = Path(os.environ.get(HOME_ENV_VAR) or ".observml")
         return cls(home.resolve() / CACHE_DIR)
 
+    @staticmethod
+    def accepts(run_id: str) -> bool:
+        """Whether ``run_id`` can name a cache folder (letters, digits and ``-`` only).
+
+        Other ids (a path someone sent) are not cached: the store answers for them.
+        """
+        return bool(run_id) and run_id.replace("-", "").isalnum()
+
     def folder(self, run_id: str, artifact_path: str) -> Path:
-        """Where the copy of ``run_id``'s ``artifact_path`` lives (whether or not it exists)."""
-        safe = [part for part in artifact_path.split("/") if part not in ("", ".", "..")]
-        if not run_id.replace("-", "").isalnum():
+        """Where the copy of ``run_id``'s ``artifact_path`` lives (whether or not it exists).
+
+        Raises:
+            ValueError: ``run_id`` is not one :meth:`accepts`.
+        """
+        if not self.accepts(run_id):
             raise ValueError(f"model cache: run id {run_id!r} is not a plain identifier.")
+        safe = [part for part in artifact_path.split("/") if part not in ("", ".", "..")]
         return self.root.joinpath(run_id, *safe)
 
     def get(self, run_id: str, artifact_path: str) -> Path | None:

@@ -141,7 +141,7 @@ def load_experiment_from_store(
     def download(dst: Path) -> Path:
         return load_artifacts(mlops, run_id=run_id, dst_dir=dst, artifact_path=artifact_path)
 
-    if cache is None:
+    if cache is None or not cache.accepts(run_id):
         with tempfile.TemporaryDirectory(prefix="observml-load-") as tmp:
             experiment = load(download(Path(tmp)))
     else:
