@@ -10,9 +10,11 @@ import pytest
 
 @pytest.fixture
 def quiet_cli_output(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Keep MLflow's download bars out of the output; restore the pika logger the CLI quiets."""
+    """Set what the CLI sets for MLflow here, so it is undone; restore the loggers it quiets."""
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    pika = logging.getLogger("pika")
-    level = pika.level
+    monkeypatch.setenv("MLFLOW_CONFIGURE_LOGGING", "false")
+    loggers = [logging.getLogger(name) for name in ("pika", "mlflow", "alembic")]
+    levels = [logger.level for logger in loggers]
     yield
-    pika.setLevel(level)
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)

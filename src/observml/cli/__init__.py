@@ -6,31 +6,30 @@ experiment commands; ``demo``) and are attached to the group here.
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 
 import click
 
+from observml.cli.logs import setup_logging
 from observml.errors import ConfigError, ObservMLError
 
 __all__ = ["cli", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show tracebacks, debug logs and the logs and progress bars of MLflow, pika, ...",
+)
 @click.version_option(package_name="observml")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """observml: train, stream, track and retrain process-monitoring models."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
-    handler = logging.StreamHandler()
-    handler.setLevel(logging.DEBUG if debug else logging.WARNING)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    if debug:
-        logging.getLogger("observml").setLevel(logging.DEBUG)
+    setup_logging(debug)
 
 
 def _attach() -> None:

@@ -16,8 +16,6 @@ so each command is written once:
 from __future__ import annotations
 
 import json
-import logging
-import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
@@ -49,7 +47,6 @@ __all__ = [
     "RemoteBackend",
     "backend",
     "json_rows",
-    "quiet_driver_logs",
 ]
 
 #: Who acted, recorded with the decisions an in-process command takes (``api`` with ``--url``).
@@ -372,16 +369,6 @@ def _check_type(name: str, wanted: str | None, actual: Any) -> None:
         )
 
 
-def quiet_driver_logs() -> None:
-    """Keep pika's own error logs (a traceback per connection attempt) off the terminal.
-
-    The plugins report a failed connection once, as an observml error; ``--debug`` keeps the
-    driver's logs.
-    """
-    if not logging.getLogger("observml").isEnabledFor(logging.DEBUG):
-        logging.getLogger("pika").setLevel(logging.CRITICAL)
-
-
 @contextmanager
 def backend(url: str | None, token: str | None, hub_config: str | None) -> Iterator[Any]:
     """Yield the remote backend when ``url`` is set, else an in-process hub's backend."""
@@ -390,9 +377,8 @@ def backend(url: str | None, token: str | None, hub_config: str | None) -> Itera
             yield RemoteBackend(client)
         return
     from observml.hub.hub import ExperimentHub
+    from observml.store.model_files import prepare_reader
 
-    # MLflow draws a progress bar on stderr for every model it downloads; not useful here.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    quiet_driver_logs()
+    prepare_reader()  # every in-process command restores a model; see its docstring
     with ExperimentHub.from_config(hub_config, streaming=False) as hub:
         yield LocalBackend(hub)

@@ -22,6 +22,7 @@ from observml.config.legacy import (
     translate,
 )
 from observml.config.registry import PluginRegistry
+from observml.config.yaml_dump import dump_yaml
 from observml.errors import ConfigError, UnknownPluginError
 from observml.hub.hub import ExperimentHub
 
@@ -167,7 +168,7 @@ def _check_experiment(path: str, raw: dict[str, Any], experiment_type: str | Non
 
 
 def _yaml(config: dict[str, Any]) -> str:
-    text: str = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+    text: str = dump_yaml(config)
     return text
 
 

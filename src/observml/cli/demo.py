@@ -122,11 +122,9 @@ def demo_command(
     """
     from rich.console import Console
 
-    from observml.cli.client import quiet_driver_logs
     from observml.demo import DemoOptions, DemoSize, run_demo
+    from observml.errors import AuthenticationError, PluginInitError
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    quiet_driver_logs()
     if rabbitmq and password != os.environ.get(_PASSWORD_ENV, "guest"):
         os.environ[_PASSWORD_ENV] = password  # the demo's hub config reads it from there
     console = Console(highlight=False)
@@ -145,7 +143,15 @@ def demo_command(
         timeout=timeout,
         job_isolation="process" if job_isolation == "process" else "thread",
     )
-    summary = run_demo(options, RichReporter(console))
+    try:
+        summary = run_demo(options, RichReporter(console))
+    except PluginInitError as exc:
+        if isinstance(exc.__cause__, AuthenticationError):
+            raise AuthenticationError(
+                f"demo --rabbitmq: {exc.__cause__} The demo sets those keys from --username,"
+                f" --password (or ${_PASSWORD_ENV}) and --virtual-host: pass the right ones."
+            ) from exc
+        raise
     show_summary(console, summary)
 
 

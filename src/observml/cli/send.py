@@ -14,7 +14,6 @@ from typing import Any
 import click
 import pandas as pd
 
-from observml.cli.client import quiet_driver_logs
 from observml.cli.files import read_rows
 from observml.cli.options import hub_config_option
 from observml.errors import PluginNotConfiguredError
@@ -102,7 +101,6 @@ def open_datastream(hub_config: str | None) -> Iterator[Any]:
     from observml.config.registry import build_plugin
     from observml.hub.plugin_host import PluginHost
 
-    quiet_driver_logs()
     config = load_config(hub_config)
     section = config.plugins.get("datastream")
     if section is None or not section.enabled:

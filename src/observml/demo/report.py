@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import html
 import logging
+import os
+import sys
+import sysconfig
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -25,7 +29,7 @@ from observml.demo.summary import DemoSummary, ExperimentOutcome, StoryStep
 if TYPE_CHECKING:
     from observml.hub.hub import ExperimentHub
 
-__all__ = ["render_report", "stream_figure", "where_to_look", "write_report"]
+__all__ = ["command_path", "render_report", "stream_figure", "where_to_look", "write_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,19 +91,65 @@ def render_report(hub: ExperimentHub, summary: DemoSummary) -> str:
 
 
 def where_to_look(summary: DemoSummary) -> list[tuple[str, str]]:
-    """Return ``(what, command or path)`` pairs for the summary and the report."""
+    """Return ``(what, command or path)`` pairs for the summary and the report.
+
+    Each command works as printed in a new shell opened in the same folder: in a virtual
+    environment (``./scripts/demo`` makes ``.venv``) the commands name its ``bin/`` folder,
+    which a new shell does not have on its PATH.
+    """
     db = _relative(summary.mlflow_db)
-    return [
+    config = _relative(summary.hub_config)
+    observml, mlflow = command_path("observml"), command_path("mlflow")
+    found = [
         (
             "Runs, metrics and model versions (MLflow UI)",
-            f"mlflow ui --backend-store-uri sqlite:///{db}",
+            f"{mlflow} ui --backend-store-uri sqlite:///{db} --workers 1",
         ),
         ("This report", str(_relative(summary.report))),
         (
             "The dashboard and REST API at http://127.0.0.1:8010/",
-            f"observml serve --config {_relative(summary.hub_config)}",
+            f"{observml} serve --config {config}",
+        ),
+        (
+            "The pump's champion, versions and runs",
+            f"{observml} status demo-pump --config {config}",
         ),
     ]
+    if summary.sample is not None:
+        sample = _relative(summary.sample)
+        found.append(
+            (
+                "Score 50 more pump rows with the champion",
+                f"{observml} predict demo-pump --data {sample} --config {config}",
+            )
+        )
+        found.append(
+            (
+                "Stream them to a running 'observml serve' (from another shell)",
+                f"{observml} send demo-pump.predict {sample} --config {config}",
+            )
+        )
+    return found
+
+
+def command_path(name: str) -> str:
+    """How a new shell in this folder runs console script ``name`` of this installation.
+
+    The bare name outside a virtual environment (its scripts are on the PATH). Inside one, the
+    path of the environment's ``bin/`` entry, relative when under this folder: the folder this
+    command was started from when ``name`` is beside it, else the environment's scripts folder.
+    """
+    if sys.prefix == sys.base_prefix:
+        return name
+    launched = Path(os.path.abspath(sys.argv[0])).parent if sys.argv and sys.argv[0] else None
+    if launched is not None and (launched / name).is_file():
+        script = launched / name
+    else:
+        script = Path(sysconfig.get_path("scripts")) / name
+    try:
+        return f"./{script.relative_to(Path.cwd())}"
+    except ValueError:
+        return str(script)
 
 
 # -- figures -------------------------------------------------------------------------------

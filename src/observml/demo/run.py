@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Final
 
 from observml.demo.report import write_report
 from observml.demo.scenario import Demo
-from observml.demo.setup import DemoOptions, demo_config
+from observml.demo.setup import PUMP, DemoOptions, demo_config
 from observml.demo.summary import DemoReporter, DemoSummary, QuietReporter
 
-__all__ = ["run_demo"]
+__all__ = ["SAMPLE_FILE", "SAMPLE_ROWS", "run_demo"]
+
+#: The CSV of pump rows the demo leaves in ``$OBSERVML_HOME/demo`` for ``observml send``.
+SAMPLE_FILE: Final = "demo-pump-rows.csv"
+SAMPLE_ROWS: Final = 50
 
 
 def run_demo(options: DemoOptions, reporter: DemoReporter | None = None) -> DemoSummary:
@@ -35,6 +40,9 @@ def run_demo(options: DemoOptions, reporter: DemoReporter | None = None) -> Demo
     with ExperimentHub.from_config(config_file) as hub:
         demo = Demo(hub, options, say)
         outcomes = demo.run()
+        sample = folder / SAMPLE_FILE
+        # rows at the pump's new duty point, which its champion has learned is normal
+        demo.data[PUMP].phases[2].head(SAMPLE_ROWS).to_csv(sample, index=False)
         say.step("Writing the report")
         summary = DemoSummary(
             experiments=outcomes,
@@ -43,6 +51,7 @@ def run_demo(options: DemoOptions, reporter: DemoReporter | None = None) -> Demo
             mlflow_db=home / "mlflow.db",
             datastream=options.datastream,
             story=list(demo.story),
+            sample=sample,
         )
         write_report(hub, summary)
     config_file.write_text(demo_config(options, experiments=demo.active()), encoding="utf-8")

@@ -14,9 +14,9 @@ from typing import Any, Final, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from observml import datasets
+from observml.config.yaml_dump import dump_yaml
 
 __all__ = [
     "LINE",
@@ -196,7 +196,7 @@ def demo_config(options: DemoOptions, *, experiments: Sequence[str] = ()) -> str
         "# Written by 'observml demo'. Serve the demo's experiments on the dashboard with:\n"
         "#   observml serve --config <this file>\n"
     )
-    return header + yaml.safe_dump(document, sort_keys=False)
+    return header + dump_yaml(document)
 
 
 # -- data ----------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ class DemoSummary:
     mlflow_db: Path
     datastream: str
     story: list[StoryStep]
+    sample: Path | None = None  # pump rows for ``observml send``
     seconds: float = 0.0
 
     def outcome(self, name: str) -> ExperimentOutcome:

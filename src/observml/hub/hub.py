@@ -57,6 +57,7 @@ from observml.runtime.draining import drain, drain_training_rows, rows_to_retrai
 from observml.runtime.jobs import IsolationSetting, Job
 from observml.runtime.streaming import StreamWorker
 from observml.runtime.training import TrainingJobs
+from observml.store.cache import ModelCache
 from observml.store.experiments import load_experiment_from_store, save_experiment
 from observml.store.signing import ModelSigner
 
@@ -695,6 +696,7 @@ class ExperimentHub(PluginHost):
             registry=self.registry,
             signer=self.model_signer,
             trust_unsigned=self.config.global_.trust_unsigned_models,
+            cache=ModelCache.default(),
         )
 
     # -- internals ------------------------------------------------------------------------

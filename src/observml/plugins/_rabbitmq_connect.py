@@ -160,7 +160,7 @@ def open_link(
     except AUTH_ERRORS as exc:
         raise AuthenticationError(
             f"{place}: the broker refused the login of user {settings.username!r}. Check"
-            " username and password under plugins.datastream.config."
+            " plugins.datastream.config.username and plugins.datastream.config.password."
         ) from exc
     except (AMQPConnectionError, OSError) as exc:
         raise ServiceUnavailableError(

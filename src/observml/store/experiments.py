@@ -11,20 +11,25 @@ replace a file there, and a pickle runs code when it is read.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from observml.errors import UntrustedModelError
 from observml.experiments.base import Experiment
 from observml.store.folders import load_folder, save_folder
 
 if TYPE_CHECKING:
     from observml.config.registry import PluginRegistry
     from observml.plugins.mlops import MLOpsPlugin, ModelVersion
+    from observml.store.cache import ModelCache
     from observml.store.signing import ModelSigner
 
 __all__ = ["ARTIFACT_PATH", "load_experiment_from_store", "save_experiment"]
+
+logger = logging.getLogger(__name__)
 
 #: Artifact folder of a run that holds the saved experiment.
 ARTIFACT_PATH = "model"
@@ -93,6 +98,7 @@ def load_experiment_from_store(
     registry: PluginRegistry | Mapping[str, type[Experiment]] | None = None,
     signer: ModelSigner | None = None,
     trust_unsigned: bool = False,
+    cache: ModelCache | None = None,
 ) -> Experiment:
     """Download the experiment registered as ``name``, check its signature, and load it.
 
@@ -109,6 +115,8 @@ def load_experiment_from_store(
             :func:`~observml.store.folders.load_folder`).
         signer: The hub's model key; ``None`` uses ``$OBSERVML_MODEL_KEY`` or the key file.
         trust_unsigned: Load a folder no hub key signed (``global.trust_unsigned_models``).
+        cache: Keep the downloaded folder here by run and reuse it (its signature is checked
+            on every load all the same); ``None`` downloads into a temporary folder.
 
     Raises:
         NotFoundError: No such model, alias, version or run artifact.
@@ -124,14 +132,51 @@ def load_experiment_from_store(
         label = f"run {run_id} ({name} {'version ' + str(version) if version else selected})"
     else:
         label = f"run {run_id} ({name})"
-    with tempfile.TemporaryDirectory(prefix="observml-load-") as tmp:
-        local = load_artifacts(mlops, run_id=run_id, dst_dir=Path(tmp), artifact_path=artifact_path)
-        experiment = load_folder(
+
+    def load(local: Path) -> Experiment:
+        return load_folder(
             local, registry, signer=signer, trust_unsigned=trust_unsigned, where=label
         )
+
+    def download(dst: Path) -> Path:
+        return load_artifacts(mlops, run_id=run_id, dst_dir=dst, artifact_path=artifact_path)
+
+    if cache is None or not cache.accepts(run_id):
+        with tempfile.TemporaryDirectory(prefix="observml-load-") as tmp:
+            experiment = load(download(Path(tmp)))
+    else:
+        experiment = _load_cached(cache, run_id, artifact_path, load, download)
     if experiment.name != name:
         experiment.name = name
     return experiment
+
+
+def _load_cached(
+    cache: ModelCache,
+    run_id: str,
+    artifact_path: str,
+    load: Callable[[Path], Experiment],
+    download: Callable[[Path], Path],
+) -> Experiment:
+    """Load the cached copy of a run's model folder, downloading it first when missing.
+
+    A cached copy that does not load (its signature fails: altered on disk, or signed by a key
+    this hub no longer has) is removed and downloaded again; the fresh copy is checked the
+    same way, and its error is the one raised.
+    """
+    cached = cache.get(run_id, artifact_path)
+    if cached is not None:
+        try:
+            return load(cached)
+        except UntrustedModelError:
+            logger.warning("model cache: %s did not pass its check; downloading again", cached)
+            cache.discard(run_id, artifact_path)
+    folder = cache.fill(run_id, artifact_path, download)
+    try:
+        return load(folder)
+    except UntrustedModelError:
+        cache.discard(run_id, artifact_path)
+        raise
 
 
 def _signature(folder: Path) -> str:

@@ -1,0 +1,62 @@
+"""The CLI's logging: observml's own records on stderr, third-party ones only with ``--debug``.
+
+MLflow (its "Creating initial MLflow database tables" INFO line, alembic's migration lines, tqdm
+bars while it downloads artifacts) and pika (an ERROR line per connection stage and a traceback
+when the broker refuses a login) report what observml then reports once, as one error line. So
+without ``--debug`` their records are dropped, MLflow is told not to configure its own log
+handler, and its artifact progress bars are switched off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Final
+
+__all__ = ["THIRD_PARTY_ENV", "OwnRecords", "setup_logging"]
+
+#: Environment MLflow reads when it is imported or downloads artifacts; set (unless already
+#: set by the user) when ``--debug`` is off.
+THIRD_PARTY_ENV: Final = {
+    "MLFLOW_CONFIGURE_LOGGING": "false",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+#: Third-party loggers whose level is raised when ``--debug`` is off (they may have their own
+#: handlers, which the filter on ours does not reach).
+_QUIET_LOGGERS: Final = {
+    "mlflow": logging.WARNING,
+    "alembic": logging.WARNING,
+    "pika": logging.CRITICAL,
+}
+_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class OwnRecords(logging.Filter):
+    """Pass observml's records (and any CRITICAL one); drop the rest."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Return whether ``record`` is observml's own or critical."""
+        own = record.name == "observml" or record.name.startswith("observml.")
+        return own or record.levelno >= logging.CRITICAL
+
+
+def setup_logging(debug: bool) -> logging.Handler:
+    """Attach the CLI's stderr handler to the root logger and quiet third-party output.
+
+    Returns:
+        The handler, so a caller may give it another formatter.
+    """
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    if debug:
+        handler.setLevel(logging.DEBUG)
+        logging.getLogger("observml").setLevel(logging.DEBUG)
+    else:
+        handler.setLevel(logging.WARNING)
+        handler.addFilter(OwnRecords())
+        for name, value in THIRD_PARTY_ENV.items():
+            os.environ.setdefault(name, value)
+        for name, level in _QUIET_LOGGERS.items():
+            logging.getLogger(name).setLevel(level)
+    logging.getLogger().addHandler(handler)
+    return handler
