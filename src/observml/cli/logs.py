@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Final
+import sys
+from typing import Any, Final, TextIO
 
-__all__ = ["THIRD_PARTY_ENV", "OwnRecords", "setup_logging"]
+__all__ = ["THIRD_PARTY_ENV", "CliHandler", "OwnRecords", "cli_handlers", "setup_logging"]
 
 #: Environment MLflow reads when it is imported or downloads artifacts; set (unless already
 #: set by the user) when ``--debug`` is off.
@@ -40,13 +41,43 @@ class OwnRecords(logging.Filter):
         return own or record.levelno >= logging.CRITICAL
 
 
-def setup_logging(debug: bool) -> logging.Handler:
+class CliHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The CLI's console handler: it writes to whatever ``sys.stderr`` is when a record comes.
+
+    Bound to the stream of its creation, a handler outliving a command (a second command in
+    one process, click's test runner swapping and closing stderr) would write to a closed file.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        """The current ``sys.stderr``."""
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        """Ignore: the stream is always the current ``sys.stderr``."""
+
+
+def cli_handlers() -> list[CliHandler]:
+    """Return the CLI's handlers on the root logger (at most one after :func:`setup_logging`)."""
+    return [h for h in logging.getLogger().handlers if isinstance(h, CliHandler)]
+
+
+def setup_logging(debug: bool) -> CliHandler:
     """Attach the CLI's stderr handler to the root logger and quiet third-party output.
+
+    A handler of an earlier command in the same process is replaced, so they do not pile up.
 
     Returns:
         The handler, so a caller may give it another formatter.
     """
-    handler = logging.StreamHandler()
+    root = logging.getLogger()
+    for old in cli_handlers():
+        root.removeHandler(old)
+    handler = CliHandler()
     handler.setFormatter(logging.Formatter(_FORMAT))
     if debug:
         handler.setLevel(logging.DEBUG)

@@ -8,6 +8,7 @@ from typing import Any, Final
 
 import click
 
+from observml.cli.logs import cli_handlers, setup_logging
 from observml.config import load_config
 from observml.retraining.events import JsonFormatter
 
@@ -30,13 +31,9 @@ def server_logging(level: str, log_format: str) -> dict[str, Any] | None:
     (:class:`~observml.retraining.events.JsonFormatter`); with ``text``, uvicorn keeps its own
     format (``None``: keep uvicorn's default config).
     """
-    root = logging.getLogger()
     formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
-    # the console handlers the CLI put there (not a test runner's or an application's own)
-    handlers = [h for h in root.handlers if type(h) is logging.StreamHandler]
-    if not handlers:
-        handlers = [logging.StreamHandler()]
-        root.addHandler(handlers[0])
+    # the console handler the CLI put there (not a test runner's or an application's own)
+    handlers = cli_handlers() or [setup_logging(debug=False)]
     threshold = logging.getLevelName(level)
     for handler in handlers:
         if handler.level == logging.NOTSET or handler.level > threshold:
