@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from observml import ExperimentHub
-from observml.config import GlobalSection, HubConfig
+from observml.config import HOME_ENV_VAR, GlobalSection, HubConfig
 from observml.errors import UntrustedModelError
 from observml.store.signing import KEY_ID_TAG, ModelSigner
 from tests.services import require_module
@@ -45,8 +45,10 @@ def hub_on(store: tuple[str, Path], key: str) -> ExperimentHub:
 
 
 def test_mlflow_store_restores_signed_champion_and_refuses_an_altered_byte(
-    store: tuple[str, Path],
+    store: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Each hub restoring the model runs on a machine of its own: a model cache of its own.
+    monkeypatch.setenv(HOME_ENV_VAR, str(tmp_path / "machine-1"))
     with hub_on(store, KEY) as first:
         first.create_experiment("pump", "fault_detection", CONFIG)
         job = first.train("pump", data=sensors(300), wait=True)
@@ -63,6 +65,10 @@ def test_mlflow_store_restores_signed_champion_and_refuses_an_altered_byte(
     data = bytearray(skops_file.read_bytes())
     data[-100] ^= 0x01
     skops_file.write_bytes(bytes(data))
+    with hub_on(store, KEY) as cached:  # machine 1 checked its copy before the change
+        assert cached.load("pump") == 1
+        pd.testing.assert_frame_equal(cached.predict("pump", data=sensors(20, seed=5)), expected)
+    monkeypatch.setenv(HOME_ENV_VAR, str(tmp_path / "machine-2"))
     with hub_on(store, KEY) as third:
         with pytest.raises(
             UntrustedModelError,
@@ -70,6 +76,7 @@ def test_mlflow_store_restores_signed_champion_and_refuses_an_altered_byte(
             r" 'parts/detector_.skops' was altered after signing",
         ):
             third.load("pump")
+    monkeypatch.setenv(HOME_ENV_VAR, str(tmp_path / "machine-3"))
     with hub_on(store, "another-key-for-another-hub-0123") as foreign:
         with pytest.raises(UntrustedModelError, match="signed by another key"):
             foreign.load("pump")

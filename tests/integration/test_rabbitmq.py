@@ -98,7 +98,8 @@ def test_rabbitmq_wrong_password_fails_within_5s_without_retrying(
         plugin.connect()
     assert time.monotonic() - started < 5
     assert "not-the-password-42" not in str(info.value)
-    assert "username and password" in str(info.value)
+    assert "plugins.datastream.config.username" in str(info.value)
+    assert "plugins.datastream.config.password" in str(info.value)
 
 
 def test_rabbitmq_unknown_virtual_host_is_an_authentication_error(
