@@ -27,11 +27,11 @@ import pytest
 from observml.plugins.datastream import REASON_HEADER, OutgoingMessage, dead_letter_queue
 from observml.plugins.rabbitmq_plugin import RabbitMQPlugin
 from tests.contracts.datastream import consume_n, eventually
+from tests.contracts.faults import body, is_malformed, read_log
 
 pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq, pytest.mark.slow]
 
 TOTAL = 20_000
-MALFORMED_EVERY = 100  # 1%
 STAGE_TIMEOUT = 180.0  # per stage; the whole test takes one to two minutes here
 
 #: The consumer process: logs "<message id> <redelivered>" for each well-formed message, then
@@ -57,23 +57,6 @@ CONSUMER = textwrap.dedent(
     plugin.consume(queue, handler, prefetch=100, stop=stop)
     """
 )
-
-
-def body(i: int) -> str:
-    if i % MALFORMED_EVERY == MALFORMED_EVERY // 2:
-        return json.dumps({"i": i, "temp": 20.5})[:-8]  # truncated JSON
-    return json.dumps({"i": i, "sensor": "pump-7", "temp": 20.5 + i % 7, "pad": "x" * 130})
-
-
-def read_log(log: Path) -> list[tuple[str, bool]]:
-    if not log.exists():
-        return []
-    rows = []
-    for line in log.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2:  # a line cut by SIGKILL is incomplete; its message comes back
-            rows.append((parts[0], parts[1] == "1"))
-    return rows
 
 
 @pytest.fixture
@@ -125,7 +108,7 @@ def test_rabbitmq_faults_broker_restarts_and_consumer_kill_lose_nothing(
                 queue,
                 [OutgoingMessage(body(i), {"source": "faults"}, ids[i]) for i in chunk],
             )
-        malformed = {ids[i] for i in range(TOTAL) if i % MALFORMED_EVERY == MALFORMED_EVERY // 2}
+        malformed = {ids[i] for i in range(TOTAL) if is_malformed(i)}
         good = set(ids) - malformed
 
         start_consumer()

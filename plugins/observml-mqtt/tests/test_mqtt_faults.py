@@ -31,6 +31,7 @@ import pytest
 from mqtt_broker import Mosquitto
 from observml_mqtt import MQTTPlugin
 from tests.contracts.datastream import eventually
+from tests.contracts.faults import body, is_malformed, read_log
 
 from conftest import unique_settings
 from observml.plugins.datastream import REASON_HEADER, Message, OutgoingMessage, dead_letter_queue
@@ -38,7 +39,6 @@ from observml.plugins.datastream import REASON_HEADER, Message, OutgoingMessage,
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOTAL = 20_000
-MALFORMED_EVERY = 100  # 1%
 STAGE_TIMEOUT = 180.0  # per stage; the whole test takes well under a minute here
 
 #: The consumer process: logs "<message id> <redelivered>" for each well-formed message, then
@@ -63,23 +63,6 @@ CONSUMER = textwrap.dedent(
     plugin.shutdown()
     """
 )
-
-
-def body(i: int) -> str:
-    if i % MALFORMED_EVERY == MALFORMED_EVERY // 2:
-        return json.dumps({"i": i, "temp": 20.5})[:-8]  # truncated JSON
-    return json.dumps({"i": i, "sensor": "pump-7", "temp": 20.5 + i % 7, "pad": "x" * 130})
-
-
-def read_log(log: Path) -> list[tuple[str, bool]]:
-    if not log.exists():
-        return []
-    rows = []
-    for line in log.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2:  # a line cut by SIGKILL is incomplete; its message comes back
-            rows.append((parts[0], parts[1] == "1"))
-    return rows
 
 
 def drain(plugin: MQTTPlugin, queue: str, expected: set[str]) -> list[Message]:
@@ -157,7 +140,7 @@ def test_mqtt_faults_broker_restarts_and_consumer_kill_lose_nothing(
                     for i in range(start, start + 5000)
                 ],
             )
-        malformed = {ids[i] for i in range(TOTAL) if i % MALFORMED_EVERY == MALFORMED_EVERY // 2}
+        malformed = {ids[i] for i in range(TOTAL) if is_malformed(i)}
         good = set(ids) - malformed
 
         start_consumer()
@@ -225,7 +208,7 @@ HUB_TOTAL = 20_000
 
 
 def hub_row(i: int) -> str:
-    if i % MALFORMED_EVERY == MALFORMED_EVERY // 2:
+    if is_malformed(i):
         return '[{"temperature": 20.5, "pressure"'  # truncated JSON
     return json.dumps([{"temperature": 20.0 + (i % 13) * 0.1, "pressure": 3.0 + (i % 7) * 0.01}])
 
@@ -286,7 +269,7 @@ def test_mqtt_faults_through_the_hub_process(
             [OutgoingMessage(hub_row(i), message_id=ids[i]) for i in range(start, start + 5000)],
         )
     producer.shutdown()
-    malformed = {ids[i] for i in range(HUB_TOTAL) if i % MALFORMED_EVERY == MALFORMED_EVERY // 2}
+    malformed = {ids[i] for i in range(HUB_TOTAL) if is_malformed(i)}
     good = set(ids) - malformed
 
     results: collections.Counter[str] = collections.Counter()
