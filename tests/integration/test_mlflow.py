@@ -19,6 +19,7 @@ import pytest
 
 from observml.config import HOME_ENV_VAR
 from observml.errors import ConfigError, ServiceUnavailableError
+from observml.plugins.mlops import MLOpsPlugin
 from tests.contracts.mlops import MLOpsContract
 from tests.services import free_port, require_module
 
@@ -44,6 +45,100 @@ class TestMLflowSQLite(MLOpsContract):
         plugin.initialize()
         yield plugin
         plugin.shutdown()
+
+
+class ReadsFromTheFile:
+    """Writes through one plugin (MLflow's client), reads through another that never opens it.
+
+    The second plugin is what a read-only command gets on an existing SQLite store: its reads
+    are the SQLite reader's (``observml.plugins._mlflow_sqlite``). Running the whole contract
+    through this pair holds the reader to MLflow's own answers, errors included.
+    """
+
+    READS = frozenset(
+        {
+            "get_run",
+            "get_experiment_by_name",
+            "search_runs",
+            "list_artifacts",
+            "download_artifacts",
+            "get_version_by_alias",
+            "list_versions",
+            "health_check",
+        }
+    )
+
+    def __init__(self, writer: MLflowPlugin, reader: MLflowPlugin) -> None:
+        self.writer, self.reader = writer, reader
+
+    def __getattr__(self, attribute: str) -> object:
+        return getattr(self.reader if attribute in self.READS else self.writer, attribute)
+
+
+class TestMLflowSQLiteReader(MLOpsContract):
+    """The contract with every read answered from the SQLite file, without MLflow's client."""
+
+    @pytest.fixture
+    def mlops(self, mlflow_sqlite_uri: str, tmp_path: Path) -> Iterator[ReadsFromTheFile]:
+        writer = MLflowPlugin(mlflow_sqlite_uri, artifact_location=(tmp_path / "art").as_uri())
+        writer.initialize()
+        writer.create_experiment("opens-the-client")  # the writer uses MLflow from here on
+        reader = MLflowPlugin(mlflow_sqlite_uri)
+        reader.initialize()
+        pair = ReadsFromTheFile(writer, reader)
+        yield pair
+        assert reader._client is None, "a read opened MLflow's client"
+        writer.shutdown()
+        reader.shutdown()
+
+    def test_mlops_satisfies_protocol(self, mlops: ReadsFromTheFile) -> None:
+        assert isinstance(mlops.reader, MLOpsPlugin)
+        assert isinstance(mlops.writer, MLOpsPlugin)
+
+
+def test_reader_declines_a_schema_it_does_not_know(mlflow_sqlite_uri: str) -> None:
+    path = Path(mlflow_sqlite_uri.removeprefix("sqlite:///"))
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = 'from-the-future'")
+    connection.close()
+    plugin = MLflowPlugin(mlflow_sqlite_uri)
+    # The reader declines, so MLflow's own client opens the store, and says what to do.
+    with pytest.raises(ConfigError, match="out-of-date database schema.*mlflow db upgrade"):
+        plugin.initialize()
+
+
+def test_a_read_only_command_never_imports_mlflow(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    writer = MLflowPlugin(f"sqlite:///{(home / 'mlflow.db').as_posix()}")
+    home.mkdir()
+    writer.initialize()
+    try:
+        run_id = writer.start_run(writer.create_experiment("pump"), run_name="train")
+        writer.log_batch(run_id, metrics={"rows": 500}, params={"model": "pca"})
+        writer.end_run(run_id)
+        writer.register_model("pump", run_id, "")
+        writer.set_alias("pump", "champion", 1)
+    finally:
+        writer.shutdown()
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from observml.plugins.mlflow_plugin import MLflowPlugin
+        plugin = MLflowPlugin("sqlite:///{(home / "mlflow.db").as_posix()}")
+        plugin.initialize()
+        version = plugin.get_version_by_alias("pump", "champion")
+        run = plugin.get_run(version.run_id)
+        experiment = plugin.get_experiment_by_name("pump")
+        runs = plugin.search_runs(experiment.experiment_id, 10)
+        ok, details = plugin.health_check()
+        print(version.version, run.metrics["rows"], run.params["model"], len(runs), ok)
+        print("mlflow imported:", "mlflow" in sys.modules)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.splitlines() == ["1 500.0 pca 1 True", "mlflow imported: False"]
 
 
 class TestMLflowServer(MLOpsContract):

@@ -8,10 +8,7 @@ limits, and tag values are quoted for MLflow's search filters, which have no esc
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, Final
-
-from mlflow.entities import Metric as MlflowMetric
-from mlflow.entities import Param, RunTag
+from typing import TYPE_CHECKING, Any, Final
 
 from observml.plugins.mlops import (
     MAX_METRICS_PER_BATCH,
@@ -20,6 +17,10 @@ from observml.plugins.mlops import (
     ModelVersion,
     RunRecord,
 )
+
+if TYPE_CHECKING:  # MLflow is imported only when the plugin opens its client
+    from mlflow.entities import Metric as MlflowMetric
+    from mlflow.entities import Param, RunTag
 
 __all__ = [
     "aliases_by_version",

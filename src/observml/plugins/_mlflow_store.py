@@ -20,17 +20,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
-
-from mlflow import MlflowClient
-from mlflow.utils.credentials import get_default_host_creds
-from mlflow.utils.rest_utils import http_request
+from typing import TYPE_CHECKING, Final
 
 from observml.config import HOME_ENV_VAR
 from observml.config.redact import mask_uri
 from observml.errors import ConfigError, ObservMLError, ServiceUnavailableError
 from observml.plugins._mlflow_errors import first_line, is_unreachable, translate
 from observml.plugins.base import HealthReport
+
+if TYPE_CHECKING:  # importing MLflow takes seconds: only a client that is opened pays it
+    from mlflow import MlflowClient
 
 __all__ = [
     "EMBEDDED_ARTIFACT_DIR",
@@ -121,6 +120,8 @@ def open_client(store: Store, health_timeout: float) -> MlflowClient:
                 f" {details['message']} Is the server running? Check"
                 " plugins.mlops.config.mlflow_uri."
             )
+    from mlflow import MlflowClient
+
     try:
         with init_lock(store.sqlite_path):
             if store.sqlite_path is not None:
@@ -169,6 +170,9 @@ def init_lock(sqlite_path: Path | None) -> Iterator[None]:
 
 def probe_http(store: Store, timeout: float) -> HealthReport:
     """Ask a tracking server for one experiment; report within ``timeout`` seconds."""
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
     creds = get_default_host_creds(store.tracking_uri)  # type: ignore[no-untyped-call]
 
     def probe() -> None:

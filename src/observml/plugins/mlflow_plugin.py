@@ -25,18 +25,14 @@ named above; splitting the methods themselves would scatter one protocol over se
 from __future__ import annotations
 
 import logging
+import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
-
-from mlflow import MlflowClient
-from mlflow.entities import Metric as MlflowMetric
-from mlflow.entities import Param, RunTag
-from mlflow.entities import RunStatus as MlflowRunStatus
-from mlflow.exceptions import MlflowException
+from typing import TYPE_CHECKING, Any, Final
 
 from observml.config.redact import mask_uri
 from observml.errors import (
@@ -54,6 +50,7 @@ from observml.plugins._mlflow_records import (
     run_record,
     user_tags,
 )
+from observml.plugins._mlflow_sqlite import NotInStore, SQLiteReader
 from observml.plugins._mlflow_store import (
     EMBEDDED_ARTIFACT_DIR,
     EMBEDDED_DB_FILE,
@@ -75,6 +72,9 @@ from observml.plugins.mlops import (
     RunStatus,
     as_metrics,
 )
+
+if TYPE_CHECKING:  # MLflow is imported when the client is opened (see _client_or_open)
+    from mlflow import MlflowClient
 
 __all__ = [
     "EMBEDDED_ARTIFACT_DIR",
@@ -120,6 +120,7 @@ class MLflowPlugin(MLOpsPlugin):
         self.registry_uri = registry_uri
         self.health_timeout = health_timeout
         self._client: MlflowClient | None = None
+        self._reader: SQLiteReader | None = None
         self._store: Store | None = None
         self._lock = threading.Lock()
         self._active = threading.local()
@@ -130,15 +131,20 @@ class MLflowPlugin(MLOpsPlugin):
     def initialize(self) -> None:
         """Resolve the store, prepare SQLite (WAL, schema) and connect (see ``open_client``).
 
+        An existing SQLite store whose schema :class:`SQLiteReader` knows is read without
+        MLflow until the first write (or a read the reader cannot answer) opens the client:
+        a command that only reads never pays MLflow's start-up (see :mod:`._mlflow_sqlite`).
+
         Raises:
             ServiceUnavailableError: A tracking server does not answer within
                 ``health_timeout`` seconds.
             ConfigError: MLflow rejects the URI.
         """
         store = self._resolve_store()
-        client = open_client(store, self.health_timeout)
+        reader = _reader_of(store)
+        client = None if reader is not None else open_client(store, self.health_timeout)
         with self._lock:
-            self._store, self._client = store, client
+            self._store, self._client, self._reader = store, client, reader
         logger.info("MLflow store ready at %s", mask_uri(store.tracking_uri))
 
     def shutdown(self) -> None:
@@ -153,7 +159,7 @@ class MLflowPlugin(MLOpsPlugin):
                 logger.warning("could not end run %s", run_id, exc_info=True)
         with self._lock:
             self._open_runs.clear()
-            self._client = None
+            self._client = self._reader = None
 
     def health_check(self) -> HealthReport:
         """Read one experiment, bounded by ``health_timeout``; never raises."""
@@ -162,26 +168,34 @@ class MLflowPlugin(MLOpsPlugin):
         if store.is_http:
             ok, details = probe_http(store, self.health_timeout)
             return ok, {**base, **details}
-        client = self._client
-        if self._store is None or client is None:
+        client, reader = self._client, self._reader
+        if self._store is None or (client is None and reader is None):
             return False, {
                 **base,
                 "status": "not_initialized",
                 "message": "the plugin is not initialized. Call initialize() or register it"
                 " with a hub.",
             }
-        ok, details = bounded(lambda: client.search_experiments(max_results=1), self.health_timeout)
+        if client is not None:
+            ok, details = bounded(
+                lambda: client.search_experiments(max_results=1), self.health_timeout
+            )
+        else:
+            assert reader is not None
+            ok, details = bounded(reader.revision, self.health_timeout)  # the file answers
         return ok, {**base, **details}
 
     # -- the spec's methods ---------------------------------------------------------------
     def set_tracking_uri(self, uri: str) -> None:
         """Point the plugin at another store; reconnects if it was initialized."""
         self.mlflow_uri = uri or "local"
-        if self._client is not None:
+        if self._client is not None or self._reader is not None:
             self.initialize()
 
     def create_experiment(self, name: str) -> str:
         """Create an experiment and return its id; return the existing id if the name exists."""
+        from mlflow.exceptions import MlflowException
+
         client = self._require_client()
         with self._boundary(f"experiment {name!r}"):
             existing = client.get_experiment_by_name(name)
@@ -238,11 +252,20 @@ class MLflowPlugin(MLOpsPlugin):
     def get_run(self, run_id: str) -> RunRecord:
         """Return a run with its latest metric values."""
         with self._boundary(f"run {run_id}"):
-            return run_record(self._require_client().get_run(run_id))
+            reader = self._fast_reader()
+            if reader is None:
+                return run_record(self._require_client().get_run(run_id))
+            found = reader.get_run(run_id)
+            if found is None:
+                raise NotInStore(f"Run with id={run_id} not found")
+            return found
 
     def get_experiment_by_name(self, name: str) -> ExperimentRecord | None:
         """Return the (active) experiment named ``name`` or ``None``."""
         with self._boundary(f"experiment {name!r}"):
+            reader = self._fast_reader()
+            if reader is not None:
+                return reader.get_experiment_by_name(name)
             found = self._require_client().get_experiment_by_name(name)
         if found is None or found.lifecycle_stage == "deleted":
             return None
@@ -259,6 +282,9 @@ class MLflowPlugin(MLOpsPlugin):
         step: int = 0,
     ) -> None:
         """Log metrics, params and tags, split at MLflow's per-call limits."""
+        from mlflow.entities import Metric as MlflowMetric
+        from mlflow.entities import Param, RunTag
+
         client = self._require_client()
         now = _now_ms()
         points = [
@@ -273,6 +299,8 @@ class MLflowPlugin(MLOpsPlugin):
 
     def end_run(self, run_id: str, status: RunStatus = "FINISHED") -> None:
         """Mark a run as ended with ``status``."""
+        from mlflow.entities import RunStatus as MlflowRunStatus
+
         client = self._require_client()
         with self._boundary(f"run {run_id}"):
             store = getattr(getattr(client, "_tracking_client", None), "store", None)
@@ -302,6 +330,9 @@ class MLflowPlugin(MLOpsPlugin):
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
         """List artifact files under ``path`` of a run, recursively."""
+        reader, root = self._local_artifacts(run_id)
+        if reader is not None and root is not None:
+            return reader.list_artifacts(root, path)
         client = self._require_client()
         wanted = path.strip("/") if path else None
         files: list[str] = []
@@ -319,10 +350,13 @@ class MLflowPlugin(MLOpsPlugin):
         """Download an artifact file or folder into ``dst_dir`` and return its local path."""
         hint = "It was not saved with this run; list what exists with list_artifacts(run_id)."
         with self._boundary(f"run {run_id}", hint=hint):
-            client = self._require_client()
             if not self.list_artifacts(run_id, artifact_path):
                 raise NotFoundError(f"run {run_id}: no artifact {artifact_path!r}. {hint}")
             Path(dst_dir).mkdir(parents=True, exist_ok=True)
+            reader, root = self._local_artifacts(run_id)
+            if reader is not None and root is not None:
+                return reader.download_artifacts(root, artifact_path, dst_dir)
+            client = self._require_client()
             return str(client.download_artifacts(run_id, artifact_path.strip("/"), dst_dir))
 
     def search_runs(
@@ -337,6 +371,10 @@ class MLflowPlugin(MLOpsPlugin):
         MLflow's filter has no escapes: a value holding both quote characters is compared
         here, after the search, instead of in the query.
         """
+        reader = self._fast_reader()
+        if reader is not None:
+            with self._boundary(f"experiment id {experiment_id!r}"):
+                return reader.search_runs(experiment_id, max_results, tags)
         client = self._require_client()
         runs: list[RunRecord] = []
         token: str | None = None
@@ -361,6 +399,8 @@ class MLflowPlugin(MLOpsPlugin):
 
     def register_model(self, name: str, run_id: str, artifact_path: str) -> ModelVersion:
         """Register the run's artifact folder as a new version of model ``name``."""
+        from mlflow.exceptions import MlflowException
+
         client = self._require_client()
         with self._boundary(f"run {run_id}"):
             run = client.get_run(run_id)
@@ -390,6 +430,10 @@ class MLflowPlugin(MLOpsPlugin):
 
     def get_version_by_alias(self, name: str, alias: str) -> ModelVersion | None:
         """Return the version ``alias`` points at, or ``None``."""
+        reader = self._fast_reader()
+        if reader is not None:
+            with self._boundary(f"model {name!r}"):
+                return reader.get_version_by_alias(name, alias)
         try:
             with self._boundary(f"model {name!r}"):
                 return model_version(self._require_client().get_model_version_by_alias(name, alias))
@@ -398,6 +442,12 @@ class MLflowPlugin(MLOpsPlugin):
 
     def list_versions(self, name: str) -> list[ModelVersion]:
         """Return every version of model ``name``, newest first (empty if unknown)."""
+        reader = self._fast_reader()
+        if reader is not None:
+            with self._boundary(f"model {name!r}"):
+                return reader.list_versions(name)
+        from mlflow.exceptions import MlflowException
+
         client = self._require_client()
         quote = '"' if "'" in name else "'"
         versions: list[ModelVersion] = []
@@ -436,13 +486,34 @@ class MLflowPlugin(MLOpsPlugin):
         return self._store.experiment_location(experiment_name) if self._store else None
 
     def _require_client(self) -> MlflowClient:
-        client = self._client
-        if client is None:
+        """Return MLflow's client, opening it now if the store was read without it so far."""
+        with self._lock:
+            client, store = self._client, self._store
+        if client is not None:
+            return client
+        if store is None:
             raise ServiceUnavailableError(
                 f"MLflow plugin ({mask_uri(self.mlflow_uri)}): not initialized. Call"
                 " initialize() or register the plugin with a hub first."
             )
-        return client
+        opened = open_client(store, self.health_timeout)
+        with self._lock:
+            if self._client is None:
+                self._client = opened
+            return self._client
+
+    def _fast_reader(self) -> SQLiteReader | None:
+        """The SQLite reader while MLflow's client is not open (then the client answers)."""
+        with self._lock:
+            return self._reader if self._client is None else None
+
+    def _local_artifacts(self, run_id: str) -> tuple[SQLiteReader | None, Path | None]:
+        """The reader and the run's local artifact folder, when the reader can serve them."""
+        reader = self._fast_reader()
+        if reader is None:
+            return None, None
+        with self._boundary(f"run {run_id}"):
+            return reader, reader.artifact_root(run_id)
 
     def _active_run_id(self) -> str:
         run_id: str | None = getattr(self._active, "run_id", None)
@@ -458,7 +529,11 @@ class MLflowPlugin(MLOpsPlugin):
         """Turn MLflow errors raised inside the block into observml errors naming ``what``."""
         try:
             yield
-        except MlflowException as exc:
+        except (NotInStore, sqlite3.Error) as exc:
+            raise self._translate(exc, what, self._store, hint) from exc
+        except Exception as exc:
+            if not _is_mlflow_error(exc):
+                raise
             raise self._translate(exc, what, self._store, hint) from exc
 
     def _translate(
@@ -471,3 +546,16 @@ class MLflowPlugin(MLOpsPlugin):
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _is_mlflow_error(exc: Exception) -> bool:
+    """Whether ``exc`` is MLflow's (only possible once MLflow has been imported)."""
+    module = sys.modules.get("mlflow.exceptions")
+    return module is not None and isinstance(exc, module.MlflowException)
+
+
+def _reader_of(store: Store) -> SQLiteReader | None:
+    """A reader of ``store`` when it is one SQLite file (tracking and registry) it knows."""
+    if store.registry_uri != store.tracking_uri:
+        return None
+    return SQLiteReader.open(store.sqlite_path, SQLITE_BUSY_TIMEOUT)
