@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,9 @@ import pytest
 from observml import ExperimentHub, InMemoryDataStreamPlugin, InMemoryMLOpsPlugin
 from observml.config import GlobalSection, HubConfig
 from observml.errors import UntrustedModelError
-from observml.store.cache import CACHE_DIR, ModelCache
+from observml.store.cache import CACHE_DIR, SNAPSHOT_SUFFIX, ModelCache
+from observml.store.signing import ModelSigner
+from observml.store.snapshots import SNAPSHOT_FILE
 
 KEY_A = "a-key-for-hub-a-0123456789abcdef"
 KEY_B = "b-key-for-hub-b-0123456789abcdef"
@@ -104,3 +107,49 @@ def test_cache_folder_refuses_a_run_id_that_is_a_path(tmp_path: Path) -> None:
     assert not cache.accepts("../etc")
     with pytest.raises(ValueError, match="run id '../etc' is not a plain identifier"):
         cache.folder("../etc", "model")
+
+
+# -- the snapshot of the restored state (observml.store.snapshots) ------------------------------
+class LeavesAMark:
+    """A pickle that, when unpickled, creates a file: what an attacker would plant."""
+
+    def __init__(self, mark: Path) -> None:
+        self.mark = mark
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (Path.write_text, (str(self.mark), "unpickled"))
+
+
+def snapshot_file(tmp_path: Path) -> Path:
+    [found] = [p for p in cached_files(tmp_path) if p.name == SNAPSHOT_FILE]
+    return found
+
+
+def test_second_restore_reads_the_signed_snapshot_not_the_model_files(
+    store: CountingMLOps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = restore_and_predict(store)
+    assert snapshot_file(tmp_path).parent.name == "model" + SNAPSHOT_SUFFIX
+
+    def no_skops(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model files were read again")
+
+    monkeypatch.setattr("observml.store.folders.read_state", no_skops)
+    second = restore_and_predict(store)
+    pd.testing.assert_frame_equal(first, second)
+
+
+@pytest.mark.parametrize("signed_by", [None, KEY_B], ids=["altered", "another-key"])
+def test_a_snapshot_not_signed_by_the_hubs_key_is_never_unpickled(
+    store: CountingMLOps, tmp_path: Path, signed_by: str | None
+) -> None:
+    expected = restore_and_predict(store)
+    planted = snapshot_file(tmp_path)
+    mark = tmp_path / "unpickled.txt"
+    planted.write_bytes(pickle.dumps({"detector_": LeavesAMark(mark)}))
+    if signed_by is not None:
+        ModelSigner(signed_by.encode()).sign(planted.parent)
+    again = restore_and_predict(store)  # read from the model folder instead
+    assert not mark.exists()
+    pd.testing.assert_frame_equal(expected, again)
+    assert ModelSigner(KEY_A.encode()).check(planted.parent) is None  # written anew, signed

@@ -377,8 +377,6 @@ def backend(url: str | None, token: str | None, hub_config: str | None) -> Itera
             yield RemoteBackend(client)
         return
     from observml.hub.hub import ExperimentHub
-    from observml.store.model_files import prepare_reader
 
-    prepare_reader()  # every in-process command restores a model; see its docstring
     with ExperimentHub.from_config(hub_config, streaming=False) as hub:
         yield LocalBackend(hub)

@@ -20,8 +20,6 @@ from numbers import Real
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import stats
-from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import Interval
 
@@ -142,6 +140,8 @@ class PCAMonitor(BaseDetector):
         self.alpha = alpha
 
     def _fit(self, Z: np.ndarray) -> None:
+        from scipy import stats  # here, not at the top: restoring a monitor needs none of it
+
         if not 0 < self.alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
         pca = self.estimator.fit(Z)
@@ -214,6 +214,8 @@ class DBSCANDetector(BaseDetector):
         self.eps_quantile = eps_quantile
 
     def _fit(self, Z: np.ndarray) -> None:
+        from sklearn.neighbors import NearestNeighbors  # a fitted detector needs only its own
+
         dbscan = self.estimator
         if dbscan.eps is None:
             k = min(int(dbscan.min_samples), len(Z) - 1)

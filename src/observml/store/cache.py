@@ -5,7 +5,9 @@ cache each one downloads the same model folder again. A run's ``model`` artifact
 once saved, so the copy is kept under ``$OBSERVML_HOME/model-cache/<run id>/<artifact path>``
 and reused. The cache only saves the download: whoever loads from it checks the folder's
 signature exactly as for a fresh download (:func:`observml.store.folders.load_folder`), and a
-cached copy that fails that check is removed and fetched again.
+cached copy that fails that check is removed and fetched again. Beside each copy, the state
+read from it is kept signed (``<artifact path>.snapshot``), so the next process restores the
+model without reading it with skops again (:mod:`observml.store.snapshots`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ __all__ = ["CACHE_DIR", "ModelCache"]
 
 #: Folder of the cache inside ``$OBSERVML_HOME``.
 CACHE_DIR: Final = "model-cache"
+#: Suffix of the folder beside a copy that keeps the state read from it.
+SNAPSHOT_SUFFIX: Final = ".snapshot"
 
 
 class ModelCache:
@@ -80,6 +84,12 @@ class ModelCache:
                     raise
         return target
 
+    def snapshot(self, run_id: str, artifact_path: str) -> Path:
+        """Where the state read from the copy is kept (see :mod:`observml.store.snapshots`)."""
+        folder = self.folder(run_id, artifact_path)
+        return folder.with_name(folder.name + SNAPSHOT_SUFFIX)
+
     def discard(self, run_id: str, artifact_path: str) -> None:
-        """Remove a cached copy (one that failed its signature check)."""
+        """Remove a cached copy (one that failed its signature check) and its snapshot."""
         shutil.rmtree(self.folder(run_id, artifact_path), ignore_errors=True)
+        shutil.rmtree(self.snapshot(run_id, artifact_path), ignore_errors=True)

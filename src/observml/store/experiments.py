@@ -133,9 +133,14 @@ def load_experiment_from_store(
     else:
         label = f"run {run_id} ({name})"
 
-    def load(local: Path) -> Experiment:
+    def load(local: Path, snapshot: Path | None = None) -> Experiment:
         return load_folder(
-            local, registry, signer=signer, trust_unsigned=trust_unsigned, where=label
+            local,
+            registry,
+            signer=signer,
+            trust_unsigned=trust_unsigned,
+            where=label,
+            snapshot=snapshot,
         )
 
     def download(dst: Path) -> Path:
@@ -155,7 +160,7 @@ def _load_cached(
     cache: ModelCache,
     run_id: str,
     artifact_path: str,
-    load: Callable[[Path], Experiment],
+    load: Callable[[Path, Path | None], Experiment],
     download: Callable[[Path], Path],
 ) -> Experiment:
     """Load the cached copy of a run's model folder, downloading it first when missing.
@@ -165,15 +170,16 @@ def _load_cached(
     same way, and its error is the one raised.
     """
     cached = cache.get(run_id, artifact_path)
+    snapshot = cache.snapshot(run_id, artifact_path)
     if cached is not None:
         try:
-            return load(cached)
+            return load(cached, snapshot)
         except UntrustedModelError:
             logger.warning("model cache: %s did not pass its check; downloading again", cached)
             cache.discard(run_id, artifact_path)
     folder = cache.fill(run_id, artifact_path, download)
     try:
-        return load(folder)
+        return load(folder, snapshot)
     except UntrustedModelError:
         cache.discard(run_id, artifact_path)
         raise

@@ -22,6 +22,7 @@ from observml.errors import ExperimentError
 from observml.experiments.base import Experiment
 from observml.store.model_files import read_state, write_state
 from observml.store.signing import ModelSigner
+from observml.store.snapshots import read_snapshot, write_snapshot
 
 if TYPE_CHECKING:
     from observml.config.registry import PluginRegistry
@@ -89,6 +90,7 @@ def load_folder(
     signer: ModelSigner | None = None,
     trust_unsigned: bool = False,
     where: str | None = None,
+    snapshot: Path | None = None,
 ) -> Experiment:
     """Check a saved experiment's signature, then load it with the class ``config.yaml`` names.
 
@@ -105,6 +107,8 @@ def load_folder(
         trust_unsigned: Load folders that are unsigned, altered or signed by another key
             (``global.trust_unsigned_models``).
         where: What the folder is, for messages (``run <id> (<name> version <n>)``).
+        snapshot: Where the model cache keeps the state of this folder once read (see
+            :mod:`observml.store.snapshots`); used only for a folder ``signer`` signed.
 
     Raises:
         UntrustedModelError: The signature is missing, wrong or another key's; names
@@ -141,7 +145,11 @@ def load_folder(
         )
     if not (isinstance(cls, type) and issubclass(cls, Experiment)):
         raise ExperimentError(f"{where}: {CONFIG_FILE}: type {kind!r} is not an Experiment class.")
-    state = read_state(root, allow_pickle=reason is None or trust_unsigned, where=where)
+    state = read_snapshot(snapshot, signer) if snapshot is not None and reason is None else None
+    if state is None:
+        state = read_state(root, allow_pickle=reason is None or trust_unsigned, where=where)
+        if snapshot is not None and reason is None:
+            write_snapshot(snapshot, state, signer)
     document = read_saved_config(root)
     return cls.from_state(str(document.get("name", root.name)), document.get("config") or {}, state)
 

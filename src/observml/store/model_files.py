@@ -40,7 +40,6 @@ __all__ = [
     "STATE_FILE",
     "TRUSTED_TYPES",
     "has_pickle",
-    "prepare_reader",
     "read_state",
     "write_state",
 ]
@@ -238,17 +237,6 @@ def _write_skops(parts: Path, name: str, value: Any) -> bool:
     parts.mkdir(parents=True, exist_ok=True)
     (parts / f"{name}.skops").write_bytes(data)
     return True
-
-
-def prepare_reader() -> None:
-    """Import skops now, before a process loads MLflow, if it will read model files.
-
-    On import skops names every public scikit-learn, SciPy and NumPy type it trusts, and finds
-    the module of each ufunc by searching every loaded module: with MLflow's thousands of
-    modules loaded first that search takes 1.3-1.5 s longer (measured on two cores). A command
-    that starts a hub and then restores a model calls this before it starts the hub.
-    """
-    import skops.io  # noqa: F401
 
 
 def _read_skops(path: Path, where: str) -> Any:
