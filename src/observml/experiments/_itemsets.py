@@ -26,7 +26,8 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn.utils._param_validation import Interval
 
-from observml.experiments._process_models import ProcessModel, Variant, rule_verdicts
+from observml.experiments._process_models import ProcessModel, Variant
+from observml.experiments._rule_verdicts import rule_verdicts
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure

@@ -10,7 +10,7 @@ judges *variants* (a case's sequence of activities), so each distinct sequence i
 * :class:`SequentialRules` (``_rules.py``) mines association rules over cases, pure Python.
 * ``_itemsets.py`` (``apriori``, ``fpgrowth``), ``_sequences.py`` (``cmspam``) and
   ``_topk_rules.py`` (``topk``) mine frequent patterns and judge cases by the rules they break
-  (:func:`rule_verdicts`).
+  (:func:`~observml.experiments._rule_verdicts.rule_verdicts`).
 
 A case's ``fitness`` is pm4py's trace fitness times the share of its events whose activity the
 model knows (pm4py skips unknown activities); it is ``conformant`` when the fitness reaches
@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from observml.errors import ConfigError
@@ -42,7 +41,6 @@ __all__ = [
     "PetriNetMiner",
     "ProcessModel",
     "Variant",
-    "rule_verdicts",
 ]
 
 CASE: Final = "case:concept:name"
@@ -143,32 +141,6 @@ class ProcessModel(abc.ABC):
     @abc.abstractmethod
     def arcs(self) -> set[tuple[str, str]]:
         """Return the activity-to-activity arcs of the model (with :data:`START`/:data:`END`)."""
-
-
-def rule_verdicts(
-    fired: npt.NDArray[np.bool_], holds: npt.NDArray[np.bool_], names: Sequence[str]
-) -> pd.DataFrame:
-    """Judge variants by rules: ``base_fitness``, ``rules_fired`` and ``rules_violated``.
-
-    Args:
-        fired: Variants x rules: the variant has the rule's antecedent.
-        holds: Variants x rules: the variant has the rule's consequent where the rule wants it.
-        names: The rules' texts.
-
-    A rule is violated where it fires and does not hold; the fitness is the share of fired
-    rules that hold (1.0 when none fires).
-    """
-    violated = fired & ~holds
-    n_fired = fired.sum(axis=1)
-    fitness = np.where(n_fired > 0, 1 - violated.sum(axis=1) / np.maximum(n_fired, 1), 1.0)
-    texts = np.asarray(list(names), dtype=object)
-    return pd.DataFrame(
-        {
-            "base_fitness": fitness.astype("float64"),
-            "rules_fired": [list(texts[row]) for row in fired],
-            "rules_violated": [list(texts[row]) for row in violated],
-        }
-    )
 
 
 def markov_precision(log: pd.DataFrame, arcs: set[tuple[str, str]]) -> float:
