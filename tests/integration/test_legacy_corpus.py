@@ -49,6 +49,10 @@ EXPECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
     "ssa": ("time_series", "ssa", {"window_size": 10, "confidence": 0.9973}),
     "prophet": ("time_series", "prophet", {"confidence": 0.9896}),
     "heuristics": ("process_mining", "heuristics_miner", {}),
+    "apriori": ("process_mining", "apriori", {}),
+    "fpgrowth": ("process_mining", "fpgrowth", {"min_support": 0.1, "min_confidence": 0.9}),
+    "cmspam": ("process_mining", "cmspam", {"min_support": 0.5}),
+    "topk": ("process_mining", "topk", {}),
 }
 
 

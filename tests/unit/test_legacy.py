@@ -216,16 +216,60 @@ MAPPINGS: list[tuple[str, str, dict[str, Any], str, dict[str, Any], str]] = [
         {"mac": _DROPPED},
         "models/spmf/HeuristicsMiner.py",
     ),
+    (
+        "process_mining",
+        "apriori",
+        {"minsup": "20%", "min_conf": "95%"},
+        "apriori",
+        {"min_support": 0.2, "min_confidence": 0.95, "minsup": _DROPPED, "min_conf": _DROPPED},
+        "models/spmf/Apriori.py",
+    ),
+    (
+        "process_mining",
+        "apriori",
+        {},
+        "apriori",
+        {"min_support": _DROPPED, "min_confidence": _DROPPED},  # observml's defaults
+        "models/spmf/Apriori.py",
+    ),
+    (
+        "process_mining",
+        "fpgrowth",
+        {"minsup": 0.05, "min_conf": "90%", "min_len": 2, "max_len": 4},
+        "fpgrowth",
+        {"min_support": 0.05, "min_confidence": 0.9, "min_len": _DROPPED, "max_len": 4},
+        "models/spmf/FPGrowth.py",
+    ),
+    (
+        "process_mining",
+        "cmspam",
+        {"minsup": "10%", "min_len": 2, "max_len": 5, "req_items": [], "max_gap": 1},
+        "cmspam",
+        {"min_support": 0.1, "min_len": 2, "max_len": 5, "max_gap": 1, "req_items": _DROPPED},
+        "models/spmf/CM_SPAM.py",
+    ),
+    (
+        "process_mining",
+        "cmspam",
+        {"req_items": ["Packing"]},
+        "cmspam",
+        {"min_support": 0.5, "required_items": ["Packing"]},  # 1.0's default minsup 50%
+        "models/spmf/CM_SPAM.py",
+    ),
+    (
+        "process_mining",
+        "topk",
+        {"k": 20, "minconf_ar": 0.7},
+        "topk",
+        {"k": 20, "min_confidence": 0.7, "minconf_ar": _DROPPED},
+        "models/spmf/TopKRules.py",
+    ),
 ]
 
 #: 1.0 keys observml lacks -> the closest observml model the error must name, and the source.
 MISSING: list[tuple[str, str, str, str]] = [
     ("time_series", "lstm", "'arima'", "models/time_series_analysis/LSTM.py"),
     ("time_series", "ae", "'ssa'", "models/time_series_analysis/Autoencoder.py"),
-    ("process_mining", "apriori", "'sequential_rules'", "models/spmf/Apriori.py"),
-    ("process_mining", "fpgrowth", "'sequential_rules'", "models/spmf/FPGrowth.py"),
-    ("process_mining", "cmspam", "'sequential_rules'", "models/spmf/CM_SPAM.py"),
-    ("process_mining", "topk", "'sequential_rules'", "models/spmf/TopKRules.py"),
 ]
 
 
@@ -372,6 +416,23 @@ def test_legacy_untranslatable_values_are_refused_with_the_fix() -> None:
     retrain = {"metric": "F1", "metric_threshold": 0.8}
     with pytest.raises(ConfigError, match=r"setup.retrain.metric: .*binary .* macro-averaged"):
         translate(old("fault_isolation", "dt", setup={"retrain": retrain}))
+
+
+def test_legacy_pattern_miners_refuse_values_without_a_faithful_form() -> None:
+    params = {"minsup": "ten%", "min_conf": 1.5, "min_len": 3}
+    with pytest.raises(ConfigError) as exc:
+        translate(old("process_mining", "fpgrowth", params))
+    problems = {p.key: p.message for p in exc.value.problems}
+    assert list(problems) == [
+        "create_model.params.minsup",
+        "create_model.params.min_conf",
+        "create_model.params.min_len",
+    ]
+    assert "a percentage such as '10%', got 'ten%'" in problems["create_model.params.minsup"]
+    assert "got 1.5" in problems["create_model.params.min_conf"]
+    assert "Remove min_len" in problems["create_model.params.min_len"]
+    with pytest.raises(ConfigError, match=r"req_items: ObservML 1.0 named required items by"):
+        translate(old("process_mining", "cmspam", {"req_items": [3, 7]}))
 
 
 def test_legacy_process_mining_reads_the_pm4py_columns() -> None:

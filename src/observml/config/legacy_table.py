@@ -10,6 +10,10 @@ through its entry. A converter either returns the modern value, returns :data:`D
 The full table is in ``docs/configuration.md``.
 
 Pure data and functions: nothing here imports a model library.
+
+Why this module is long: it is one table, ObservML 1.0's 21 model keys over four types, and
+the small converters its rows name; a reader checks a row against its converter, so they stay
+side by side.
 """
 
 from __future__ import annotations
@@ -227,6 +231,44 @@ def _window(value: Any) -> Any:
     return value
 
 
+def _share(value: Any) -> float:
+    """SPMF's support or confidence: a share (``0.1``) or a percentage text (``"10%"``)."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            share = float(value.strip()[:-1]) / 100
+        except ValueError:
+            share = math.nan
+    elif isinstance(value, str):
+        share = math.nan
+    else:
+        share = number(value)
+    if not 0 < share <= 1:
+        raise UntranslatableError(
+            f"expected a share in (0, 1] such as 0.1, or a percentage such as '10%', got {value!r}"
+        )
+    return round(share, 10)
+
+
+def _rule_min_len(value: Any) -> Any:
+    if number(value) <= 2:
+        return DROP
+    raise UntranslatableError(
+        f"observml's fpgrowth keeps every rule of 2 up to max_len activities; min_len {value!r}"
+        " has no counterpart. Remove min_len"
+    )
+
+
+def _required_items(value: Any) -> Any:
+    if value is None or value in ("", '""') or (isinstance(value, list | tuple) and not value):
+        return DROP
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise UntranslatableError(
+        f"ObservML 1.0 named required items by SPMF's item numbers; observml by activity name,"
+        f" got {value!r}. Give create_model.params.required_items as a list of activity names"
+    )
+
+
 def _same(name: str, default: Any = NO_DEFAULT, convert: Any = None, why: str = "") -> OldParam:
     return OldParam(name, name, convert, default, why)
 
@@ -241,10 +283,7 @@ _AUTO_ARIMA = (
     "auto_arima's search bounds; observml fits one order: set create_model.params.order"
     " (default [1, 1, 1])"
 )
-_SEQUENTIAL_RULES = (
-    "'sequential_rules': FP-growth association rules over the activities and directly-follows"
-    " pairs of each case"
-)
+_SHARE = "SPMF's percentage as a share"
 
 #: Per experiment type: ObservML 1.0 model key -> how it reads in observml.
 LEGACY_MODELS: Final[Mapping[str, Mapping[str, OldModel]]] = {
@@ -345,17 +384,31 @@ LEGACY_MODELS: Final[Mapping[str, Mapping[str, OldModel]]] = {
                 "mac",
             ),
         ),
-        "apriori": OldModel(None, closest=f"{_SEQUENTIAL_RULES} (Apriori finds the same itemsets)"),
-        "fpgrowth": OldModel(None, closest=f"{_SEQUENTIAL_RULES} (the same algorithm)"),
+        "apriori": OldModel(
+            "apriori",
+            (
+                OldParam("minsup", "min_support", _share, why=_SHARE),
+                OldParam("min_conf", "min_confidence", _share, why=_SHARE),
+            ),
+        ),
+        "fpgrowth": OldModel(
+            "fpgrowth",
+            (
+                OldParam("minsup", "min_support", _share, why=_SHARE),
+                OldParam("min_conf", "min_confidence", _share, why=_SHARE),
+                OldParam("min_len", None, _rule_min_len, why="every rule has two activities"),
+            ),
+        ),
         "cmspam": OldModel(
-            None,
-            closest=f"{_SEQUENTIAL_RULES} (CM-SPAM mined sequential patterns; the pairs keep"
-            " the order of steps)",
+            "cmspam",
+            (
+                OldParam("minsup", "min_support", _share, "50%", _SHARE),
+                OldParam("req_items", "required_items", _required_items, why="none were required"),
+            ),
         ),
         "topk": OldModel(
-            None,
-            closest=f"{_SEQUENTIAL_RULES} (max_rules keeps the most confident rules, as"
-            " TopKRules' k did)",
+            "topk",
+            (OldParam("minconf_ar", "min_confidence", _share, why=_SHARE),),
         ),
     },
 }

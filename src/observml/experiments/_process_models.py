@@ -8,6 +8,9 @@ judges *variants* (a case's sequence of activities), so each distinct sequence i
   (AGPL-3.0, the ``process-mining`` extra, imported only here and only when used) and check
   conformance by token-based replay.
 * :class:`SequentialRules` (``_rules.py``) mines association rules over cases, pure Python.
+* ``_itemsets.py`` (``apriori``, ``fpgrowth``), ``_sequences.py`` (``cmspam``) and
+  ``_topk_rules.py`` (``topk``) mine frequent patterns and judge cases by the rules they break
+  (:func:`~observml.experiments._rule_verdicts.rule_verdicts`).
 
 A case's ``fitness`` is pm4py's trace fitness times the share of its events whose activity the
 model knows (pm4py skips unknown activities); it is ``conformant`` when the fitness reaches
@@ -19,12 +22,15 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import pandas as pd
 
 from observml.errors import ConfigError
+
+if TYPE_CHECKING:
+    from plotly.graph_objects import Figure
 
 __all__ = [
     "ACTIVITY",
@@ -58,6 +64,8 @@ class ProcessModel(abc.ABC):
 
     #: Columns :meth:`conformance` adds after the common ones.
     EXTRA_COLUMNS: tuple[str, ...] = ()
+    #: Names of the reports :meth:`figures` draws, after the ones every model has.
+    REPORTS: tuple[str, ...] = ()
 
     def __init__(self, fitness_threshold: float = 1.0) -> None:
         self.fitness_threshold = fitness_threshold
@@ -124,6 +132,10 @@ class ProcessModel(abc.ABC):
 
     def precision(self, log: pd.DataFrame) -> dict[str, float]:
         """Return the model's precision metrics on ``log`` (none by default)."""
+        return {}
+
+    def figures(self, name: str) -> dict[str, Figure]:
+        """Return the model's own reports (:data:`REPORTS`), titled after experiment ``name``."""
         return {}
 
     @abc.abstractmethod

@@ -14,7 +14,7 @@ so a skipped, swapped or inserted step shows up as violated rules.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +22,10 @@ import pandas as pd
 
 from observml.errors import ConfigError
 from observml.experiments._process_models import ProcessModel, Variant
+from observml.experiments._rule_verdicts import rule_verdicts
+
+if TYPE_CHECKING:
+    from plotly.graph_objects import Figure
 
 __all__ = ["SequentialRules", "case_items"]
 
@@ -52,6 +56,7 @@ class SequentialRules(ProcessModel):
     """
 
     EXTRA_COLUMNS = ("rules_fired", "rules_violated")
+    REPORTS = ("rules",)
 
     def __init__(
         self,
@@ -144,17 +149,13 @@ class SequentialRules(ProcessModel):
         need_c = self.consequents_.sum(axis=1)
         fired = cases @ self.antecedents_.T.astype(np.int32) == need_a
         holds = cases @ self.consequents_.T.astype(np.int32) == need_c
-        violated = fired & ~holds
-        n_fired = fired.sum(axis=1)
-        fitness = np.where(n_fired > 0, 1 - violated.sum(axis=1) / np.maximum(n_fired, 1), 1.0)
-        names = self.rules_["rule"].to_numpy()
-        return pd.DataFrame(
-            {
-                "base_fitness": fitness,
-                "rules_fired": [list(names[row]) for row in fired],
-                "rules_violated": [list(names[row]) for row in violated],
-            }
-        )
+        return rule_verdicts(fired, holds, self.rules_["rule"].tolist())
+
+    def figures(self, name: str) -> dict[str, Figure]:
+        """Return ``rules``: the most confident rules as a table."""
+        from observml.experiments._pattern_reports import rules_table
+
+        return {"rules": rules_table(self.rules_, title=name)}
 
     def arcs(self) -> set[tuple[str, str]]:
         """Return the directly-follows pairs that appear in some rule."""

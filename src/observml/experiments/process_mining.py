@@ -11,11 +11,13 @@ The input is an event log: one row per event, with the case it belongs to, the a
 order when it is null). This type works **per case**: ``predict`` returns one row per case, in
 the order cases first appear, with the case column, ``n_events``, ``fitness`` (0..1),
 ``conformant`` and ``unknown_activities``; the Petri-net models add ``missing_tokens`` and
-``remaining_tokens``, ``sequential_rules`` adds ``rules_fired`` and ``rules_violated`` (lists
-of rule texts). A case split over several calls is judged on the events of each call.
+``remaining_tokens``; the rule models add ``rules_fired`` and ``rules_violated`` (lists of rule
+texts), ``apriori``/``fpgrowth`` also ``itemsets_contained`` and ``cmspam``
+``patterns_contained``. A case split over several calls is judged on the events of each call.
 
 ``heuristics_miner`` and ``inductive_miner`` use pm4py, which is AGPL-3.0: install the
-``process-mining`` extra. ``sequential_rules`` needs only mlxtend.
+``process-mining`` extra. ``sequential_rules``, ``apriori`` and ``fpgrowth`` need only mlxtend;
+``cmspam`` and ``topk`` only numpy.
 """
 
 from __future__ import annotations
@@ -60,6 +62,26 @@ MODELS: Final[Mapping[str, ModelSpec]] = {
         "observml.experiments._rules:SequentialRules",
         requires=("mlxtend",),
         summary="association rules over activities and directly-follows pairs (mlxtend)",
+    ),
+    "apriori": ModelSpec(
+        "observml.experiments._itemsets:AprioriRules",
+        extra="process-mining",
+        requires=("mlxtend",),
+        summary="frequent activity sets per case and their association rules (mlxtend Apriori)",
+    ),
+    "fpgrowth": ModelSpec(
+        "observml.experiments._itemsets:FPGrowthRules",
+        extra="process-mining",
+        requires=("mlxtend",),
+        summary="frequent activity sets per case and their association rules (mlxtend FP-growth)",
+    ),
+    "cmspam": ModelSpec(
+        "observml.experiments._sequences:SequentialPatterns",
+        summary="frequent sequential patterns of activities (CM-SPAM's) and their prefix rules",
+    ),
+    "topk": ModelSpec(
+        "observml.experiments._topk_rules:TopKSequentialRules",
+        summary="the k sequential rules 'X before Y' of highest support (TopSeqRules)",
     ),
 }
 
@@ -240,8 +262,7 @@ class ProcessMiningExperiment(Experiment):
 
     # -- reports --------------------------------------------------------------------------
     def _model_report_names(self) -> list[str]:
-        names = ["process_map", "variants", "fitness"]
-        return [*names, "rules"] if self.settings_.model == "sequential_rules" else names
+        return ["process_map", "variants", "fitness", *self.model_.REPORTS]
 
     def _model_reports(self) -> dict[str, Figure]:
         from observml.experiments import _process_map, reports
@@ -271,8 +292,7 @@ class ProcessMiningExperiment(Experiment):
                 bins=20,
             ),
         }
-        if model == "sequential_rules":
-            figures["rules"] = _rules_table(self)
+        figures.update(self.model_.figures(self.name))
         return figures
 
     def eda_reports(self) -> dict[str, Figure]:
@@ -325,31 +345,3 @@ def _as_text(values: pd.Series) -> pd.Series:
     """Return the column as strings with a fresh index (no copy when it already is text)."""
     text = values if pd.api.types.is_string_dtype(values.dtype) else values.astype(str)
     return text.reset_index(drop=True)
-
-
-def _rules_table(experiment: ProcessMiningExperiment, top: int = 30) -> Figure:
-    import plotly.graph_objects as go
-
-    rules = experiment.model_.rules_.head(top)  # type: ignore[attr-defined]
-    figure = go.Figure(
-        go.Table(
-            columnwidth=[6, 1, 1, 1],
-            header={"values": ["rule", "support", "confidence", "lift"], "align": "left"},
-            cells={
-                "values": [
-                    rules["rule"],
-                    rules["support"].round(3),
-                    rules["confidence"].round(3),
-                    rules["lift"].round(2),
-                ],
-                "align": "left",
-            },
-        )
-    )
-    total = len(experiment.model_.rules_)  # type: ignore[attr-defined]
-    figure.update_layout(
-        title=f"{experiment.name}: top {len(rules)} of {total} rules",
-        height=int(200 + 28 * max(len(rules), 1)),
-        template="plotly_white",
-    )
-    return figure

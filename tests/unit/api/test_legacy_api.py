@@ -24,11 +24,22 @@ def test_api_creates_an_experiment_from_an_observml_1_config(client: TestClient)
 
 def test_api_refuses_an_observml_1_model_it_lacks_naming_the_closest(client: TestClient) -> None:
     config = {
-        "load_object": {"module": "framework.ProcessMining", "name": "ProcessMiningExperiment"},
-        "create_model": {"model": "topk", "params": None},
+        "load_object": {
+            "module": "framework.TimeSeriesAnalysis",
+            "name": "TimeSeriesAnomalyExperiment",
+        },
+        "create_model": {"model": "ae", "params": None},
     }
-    body = {"name": "orders", "type": "process_mining", "config": config}
+    body = {"name": "line", "type": "time_series", "config": config}
     response = client.post("/experiments", json=body)
     assert response.status_code == 422  # a ConfigError: the config does not fit its type
     assert response.json()["error"] == "ConfigError"
-    assert "The closest process_mining model is 'sequential_rules'" in response.json()["message"]
+    assert "The closest time_series model is 'ssa'" in response.json()["message"]
+
+
+def test_api_creates_a_topk_experiment_from_an_observml_1_config(client: TestClient) -> None:
+    config = yaml.safe_load((CORPUS / "topk.yaml").read_text(encoding="utf-8"))
+    body = {"name": "orders", "type": "process_mining", "config": config}
+    assert client.post("/experiments", json=body).status_code == 201
+    stored = client.get("/experiments/orders/config").json()
+    assert stored["create_model"] == {"model": "topk", "params": {}}  # 1.0's defaults are ours
