@@ -116,7 +116,7 @@ def test_changepoint_windows_are_60_s_and_cut_at_the_next() -> None:
 
 def test_default_configs_ship_with_the_package() -> None:
     names = [c.name for c in default_configs()]
-    assert "pca_leaderboard" in names
+    assert names == ["iforest", "pca_dynamic", "pca_jackson_mudholkar", "pca_leaderboard"]
     assert all(c.type == "fault_detection" for c in default_configs())
 
 
