@@ -28,6 +28,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "observml.retraining": ("hub.hub", "runtime", "api", "cli", "demo"),
     "observml.runtime": ("hub.hub", "api", "cli", "demo"),
     "observml.hub": ("api", "cli", "demo"),
+    "observml.benchmarks": ("api", "cli", "demo"),
 }
 #: Deprecated aliases inside a module (Experiment.save, load_experiment) that call their new
 #: home lazily until they go away in observml 0.2.

@@ -33,7 +33,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _attach() -> None:
-    from observml.cli import core, decisions, demo, events, experiments, send, serve
+    from observml.cli import benchmark, core, decisions, demo, events, experiments, send, serve
 
     cli.add_command(core.plugins_command)
     cli.add_command(core.config_group)
@@ -51,6 +51,7 @@ def _attach() -> None:
     cli.add_command(events.decisions_command)
     cli.add_command(events.tail_command)
     cli.add_command(demo.demo_command)
+    cli.add_command(benchmark.benchmark_group)
 
 
 _attach()

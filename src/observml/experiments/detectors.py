@@ -9,21 +9,30 @@ Each adapter wraps a configured library estimator (``adapter(estimator, **option
 
 * :class:`SklearnDetector`: IsolationForest, EllipticEnvelope, LocalOutlierFactor (novelty),
   OneClassSVM; score ``-score_samples``; threshold the estimator's own ``offset_``.
-* :class:`PCAMonitor`: PCA with Hotelling's T² and SPE (Q) and their control limits.
+* :class:`PCAMonitor`: (dynamic) PCA with Hotelling's T² and SPE (Q), optional smoothing,
+  and their control limits.
 * :class:`DBSCANDetector`: distance to the nearest core sample in units of ``eps``.
 """
 
 from __future__ import annotations
 
 import abc
-from numbers import Real
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from numbers import Integral, Real
+from typing import Any, ClassVar, Final
 
 import numpy as np
+import pandas as pd
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
-__all__ = ["BaseDetector", "DBSCANDetector", "PCAMonitor", "SklearnDetector"]
+__all__ = [
+    "SPE_LIMITS",
+    "BaseDetector",
+    "DBSCANDetector",
+    "PCAMonitor",
+    "SklearnDetector",
+]
 
 
 class BaseDetector(abc.ABC):
@@ -113,83 +122,235 @@ class SklearnDetector(BaseDetector):
         return result
 
 
+def _lagged(Z: np.ndarray, lags: int) -> np.ndarray:
+    """Return ``[z_t, z_(t-1), ..., z_(t-lags)]`` per row (the first ``lags`` rows wrap: drop)."""
+    if lags == 0:
+        return Z
+    return np.hstack([np.roll(Z, shift, axis=0) for shift in range(lags + 1)])
+
+
+def _rolling(values: np.ndarray, size: int, method: str) -> np.ndarray:
+    """Rolling median/mean over the previous ``size`` rows (fewer at the start), per column."""
+    if size <= 1 or len(values) == 0:
+        return values
+    frame = pd.DataFrame(values).rolling(size, min_periods=1)
+    result: np.ndarray = (frame.median() if method == "median" else frame.mean()).to_numpy()
+    return result
+
+
+def _eigenvalues(A: np.ndarray) -> np.ndarray:
+    """Eigenvalues of the covariance of ``A`` (ddof 1), largest first."""
+    values: np.ndarray = np.maximum(np.linalg.eigvalsh(np.cov(A, rowvar=False))[::-1], 0.0)
+    return values
+
+
+def _box_limit(spe: np.ndarray, eigenvalues: np.ndarray, k: int, alpha: float) -> float:
+    """Box's ``g * chi2_alpha(h)`` matched to the training SPE's mean and variance."""
+    from scipy import stats  # limits are set at fit; restoring a monitor needs none of SciPy's
+
+    mean, var = float(spe.mean()), float(spe.var())
+    if mean <= 1e-12 or var <= 1e-24:
+        return max(float(spe.max()) * 1.01, 1e-9)
+    g, h = var / (2 * mean), 2 * mean**2 / var
+    return float(g * stats.chi2.ppf(alpha, h))
+
+
+def _jm_formula(theta: tuple[float, float, float], alpha: float, spe: np.ndarray) -> float:
+    from scipy import stats
+
+    t1, t2, t3 = theta
+    if t1 <= 1e-12 or t2 <= 1e-24:
+        return max(float(spe.max()) * 1.01, 1e-9)
+    h0 = 1 - 2 * t1 * t3 / (3 * t2**2)
+    c = float(stats.norm.ppf(alpha))
+    base = 1 + c * h0 * np.sqrt(2 * t2) / t1 + t2 * h0 * (h0 - 1) / t1**2
+    return float(t1 * max(base, 1e-12) ** (1 / h0))
+
+
+def _jackson_mudholkar_limit(
+    spe: np.ndarray, eigenvalues: np.ndarray, k: int, alpha: float
+) -> float:
+    """Jackson & Mudholkar (1979): ``theta_i = sum of lambda_j**i`` over the residual space."""
+    rest = eigenvalues[k:]
+    theta = (float(rest.sum()), float((rest**2).sum()), float((rest**3).sum()))
+    return _jm_formula(theta, alpha, spe)
+
+
+def _summed_eigenvalue_limit(
+    spe: np.ndarray, eigenvalues: np.ndarray, k: int, alpha: float
+) -> float:
+    """The SKAB leaderboard's variant: ``theta_i = (sum of lambda_j)**i`` (so ``h0 = 1/3``)."""
+    total = float(eigenvalues[k:].sum())
+    return _jm_formula((total, total**2, total**3), alpha, spe)
+
+
+#: ``spe_limit`` name -> ``limit(train_spe, eigenvalues, n_components, alpha)``.
+SPE_LIMITS: Final[Mapping[str, Callable[[np.ndarray, np.ndarray, int, float], float]]] = {
+    "box": _box_limit,
+    "jackson_mudholkar": _jackson_mudholkar_limit,
+    "summed_eigenvalues": _summed_eigenvalue_limit,
+}
+
+
 class PCAMonitor(BaseDetector):
     """Multivariate statistical process control with PCA: Hotelling's T² and SPE (Q).
 
     Data are standardised; ``T²`` sums squared scores over the retained components divided by
     their variances, ``SPE`` is the squared reconstruction error. Limits at confidence
-    ``alpha``: ``T²`` from the F distribution, ``SPE`` from Box's chi-square approximation
-    fitted to the training SPE (Nomikos & MacGregor). The anomaly score is
-    ``max(T²/T²_lim, SPE/SPE_lim)``, so the threshold is 1.
+    ``alpha``: ``T²`` from the F distribution; ``SPE`` by ``spe_limit``:
 
-    Contributions per variable: ``z_j * sum_i t_i p_ji / lambda_i / T²_lim + e_j² / SPE_lim``;
-    they sum to ``T²/T²_lim + SPE/SPE_lim``.
+    * ``box`` (default): Box's scaled chi-square ``g * chi2(h)`` fitted to the mean and
+      variance of the training SPE (Nomikos & MacGregor 1995).
+    * ``jackson_mudholkar``: Jackson & Mudholkar (1979) from the residual eigenvalues
+      ``theta_i = sum_j lambda_j**i`` over the discarded components.
+    * ``summed_eigenvalues``: the same formula with ``theta_i = (sum_j lambda_j)**i``, the slip
+      in the SKAB leaderboard's code; only to reproduce that leaderboard.
+
+    The anomaly score is ``max(T² / (t2_factor * T²_lim), SPE / SPE_lim)``, so the threshold
+    is 1.
+
+    **Dynamic PCA** (Ku, Storer & Georgakis 1995): with ``lags = L`` each standardised row is
+    extended with its ``L`` previous rows before the PCA (``p * (L + 1)`` columns), so the
+    model sees the process's dynamics; the first ``L`` training rows only serve as history.
+    **Smoothing**: T² and SPE are each replaced by their rolling median (or mean) over the
+    last ``smoothing`` samples before being compared with their limits.
+
+    **Streaming state.** Rows need the ``L`` rows and ``smoothing - 1`` statistics before them.
+    The monitor keeps them in ``history_rows_`` and ``history_stats_`` (from the end of the
+    training data); :meth:`monitor` with ``commit=True`` (what the experiment's ``predict``
+    does) moves them to the end of the scored batch, so consecutive batches of a stream are
+    scored as one series. Scoring without commit (``decision_function``, metrics) continues
+    from the kept state and leaves it unchanged.
+
+    Contributions per variable (summed over its lags):
+    ``z_j * sum_i t_i p_ji / lambda_i / T²_lim + e_j² / SPE_lim``; unsmoothed, they sum to
+    ``T²/T²_lim + SPE/SPE_lim`` of the raw statistics.
 
     Args:
         estimator: A configured :class:`sklearn.decomposition.PCA`.
         alpha: Confidence level of the control limits.
+        lags: Previous rows appended to each row (0 = static PCA).
+        smoothing: Samples in the rolling window over T² and SPE (1 = none).
+        smoothing_method: ``median`` or ``mean``.
+        spe_limit: ``box``, ``jackson_mudholkar`` or ``summed_eigenvalues`` (see above).
+        t2_factor: T² alarms above ``t2_factor`` times its limit (1 = at its limit).
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "alpha": [Interval(Real, 0, 1, closed="neither")],
+        "lags": [Interval(Integral, 0, 100, closed="both")],
+        "smoothing": [Interval(Integral, 1, 1000, closed="both")],
+        "smoothing_method": [StrOptions({"median", "mean"})],
+        "spe_limit": [StrOptions(set(SPE_LIMITS))],
+        "t2_factor": [Interval(Real, 0, None, closed="neither")],
     }
 
-    def __init__(self, estimator: Any, alpha: float = 0.99) -> None:
+    def __init__(
+        self,
+        estimator: Any,
+        alpha: float = 0.99,
+        lags: int = 0,
+        smoothing: int = 1,
+        smoothing_method: str = "median",
+        spe_limit: str = "box",
+        t2_factor: float = 1.0,
+    ) -> None:
         super().__init__(contamination=None, scale=True)
         self.estimator = estimator
         self.alpha = alpha
+        self.lags = lags
+        self.smoothing = smoothing
+        self.smoothing_method = smoothing_method
+        self.spe_limit = spe_limit
+        self.t2_factor = t2_factor
 
     def _fit(self, Z: np.ndarray) -> None:
         from scipy import stats  # here, not at the top: restoring a monitor needs none of it
 
         if not 0 < self.alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
-        pca = self.estimator.fit(Z)
-        n, k = Z.shape[0], int(pca.n_components_)
+        if self.spe_limit not in SPE_LIMITS:
+            raise ValueError(
+                f"spe_limit must be one of {sorted(SPE_LIMITS)}, got {self.spe_limit!r}"
+            )
+        lags = int(self.lags)
+        if Z.shape[0] <= lags + 1:
+            raise ValueError(f"lags={lags} needs more than {lags + 1} training rows")
+        A = _lagged(Z, lags)[lags:]
+        pca = self.estimator.fit(A)
+        n, k = A.shape[0], int(pca.n_components_)
         self.variances_ = np.maximum(pca.explained_variance_, 1e-12)
         if n > k:
             f_value = stats.f.ppf(self.alpha, k, n - k)
             self.t2_limit_ = float(k * (n - 1) * (n + 1) / (n * (n - k)) * f_value)
         else:
             self.t2_limit_ = float(stats.chi2.ppf(self.alpha, k))
-        spe = self._statistics(Z)[1]
-        mean, var = float(spe.mean()), float(spe.var())
-        if mean <= 1e-12 or var <= 1e-24:
-            self.spe_limit_ = max(float(spe.max()) * 1.01, 1e-9)
-        else:
-            g, h = var / (2 * mean), 2 * mean**2 / var
-            self.spe_limit_ = float(g * stats.chi2.ppf(self.alpha, h))
+        t2, spe = self._raw_statistics(A)[:2]
+        self.spe_limit_ = SPE_LIMITS[self.spe_limit](spe, _eigenvalues(A), k, self.alpha)
+        keep = max(int(self.smoothing) - 1, 0)
+        self.history_rows_ = Z[Z.shape[0] - lags :].copy()
+        self.history_stats_ = np.column_stack([t2, spe])[len(t2) - keep :].copy()
 
     def _threshold(self, Z: np.ndarray) -> float:
         return 1.0
 
-    def _statistics(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _raw_statistics(self, A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pca = self.estimator
-        centred = Z - pca.mean_
+        centred = A - pca.mean_
         scores = centred @ pca.components_.T
         residual = centred - scores @ pca.components_
         t2 = np.einsum("ij,ij->i", scores / self.variances_, scores)
         spe = np.einsum("ij,ij->i", residual, residual)
-        return t2, spe, residual
+        return t2, spe, scores
 
     def _score(self, Z: np.ndarray) -> np.ndarray:
-        t2, spe, _ = self._statistics(Z)
-        result: np.ndarray = np.maximum(t2 / self.t2_limit_, spe / self.spe_limit_)
-        return result
+        return self._monitor_scaled(Z, continued=True, commit=False)["score"]
 
-    def monitor(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        """Return ``t2``, ``spe``, ``score`` and ``contributions`` (rows x variables)."""
-        Z = self._transform(X)
+    def monitor(
+        self, X: np.ndarray, *, continued: bool = True, commit: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Return ``t2``, ``spe``, ``score`` and ``contributions`` (rows x variables).
+
+        Args:
+            X: Rows in time order (unscaled features).
+            continued: The rows follow the kept state (new data); ``False`` scores them on
+                their own (the training rows): the first ``lags`` rows repeat the first row
+                as history and the smoothing window starts at the first row.
+            commit: Keep the end of ``X`` as the state the next call continues from.
+
+        ``t2`` and ``spe`` are the smoothed statistics compared with the limits.
+        """
+        return self._monitor_scaled(self._transform(X), continued=continued, commit=commit)
+
+    def _monitor_scaled(
+        self, Z: np.ndarray, *, continued: bool, commit: bool
+    ) -> dict[str, np.ndarray]:
+        lags, m = int(self.lags), Z.shape[0]
+        if continued:
+            rows_before = self.history_rows_
+        else:
+            rows_before = np.repeat(Z[:1], lags, axis=0)
+        full = np.vstack([rows_before, Z])
+        A = _lagged(full, lags)[lags:]
+        t2, spe, scores = self._raw_statistics(A)
+        raw = np.column_stack([t2, spe])
+        before = self.history_stats_ if continued else raw[:0]
+        window = np.vstack([before, raw])
+        smoothed = _rolling(window, int(self.smoothing), self.smoothing_method)[len(before) :]
+        t2_s, spe_s = smoothed[:, 0], smoothed[:, 1]
+        if commit:
+            keep = max(int(self.smoothing) - 1, 0)
+            self.history_rows_ = full[full.shape[0] - lags :].copy()
+            self.history_stats_ = window[window.shape[0] - keep :].copy()
         pca = self.estimator
-        centred = Z - pca.mean_
-        scores = centred @ pca.components_.T
+        centred = A - pca.mean_
         residual = centred - scores @ pca.components_
-        t2 = np.einsum("ij,ij->i", scores / self.variances_, scores)
-        spe = np.einsum("ij,ij->i", residual, residual)
         t2_parts = centred * ((scores / self.variances_) @ pca.components_)
-        contributions = t2_parts / self.t2_limit_ + residual**2 / self.spe_limit_
-        score = np.maximum(t2 / self.t2_limit_, spe / self.spe_limit_)
-        return {"t2": t2, "spe": spe, "score": score, "contributions": contributions}
+        parts = t2_parts / self.t2_limit_ + residual**2 / self.spe_limit_
+        p = Z.shape[1]
+        contributions = parts.reshape(m, lags + 1, p).sum(axis=1)
+        score = np.maximum(t2_s / (self.t2_factor * self.t2_limit_), spe_s / self.spe_limit_)
+        return {"t2": t2_s, "spe": spe_s, "score": score, "contributions": contributions}
 
 
 class DBSCANDetector(BaseDetector):

@@ -64,9 +64,16 @@ MODELS: Final[Mapping[str, ModelSpec]] = {
     "pca": ModelSpec(
         "sklearn.decomposition:PCA",
         defaults={"n_components": 0.9, "svd_solver": "full"},
-        options={"alpha": 0.99},
+        options={
+            "alpha": 0.99,
+            "lags": 0,
+            "smoothing": 1,
+            "smoothing_method": "median",
+            "spe_limit": "box",
+            "t2_factor": 1.0,
+        },
         adapter="observml.experiments.detectors:PCAMonitor",
-        summary="PCA with Hotelling T² and SPE (Q) control limits at confidence alpha",
+        summary="(dynamic) PCA with Hotelling T² and SPE (Q) control limits at confidence alpha",
     ),
     "dbscan": ModelSpec(
         "sklearn.cluster:DBSCAN",
@@ -113,7 +120,7 @@ class FaultDetectionExperiment(Experiment):
         if time is not None and self.settings_.setup["datetime_column"] in frame.columns:
             columns[self.settings_.setup["datetime_column"]] = time.to_numpy()
         if self.settings_.model == "pca":
-            stats = self.detector_.monitor(X)
+            stats = self.detector_.monitor(X, commit=True)  # the next batch continues here
             columns["score"] = stats["score"]
             columns["anomaly"] = stats["score"] > self.threshold_
             columns["t2"] = stats["t2"]
@@ -160,7 +167,7 @@ class FaultDetectionExperiment(Experiment):
         x = None if time is None else time.to_numpy()
         model = self.settings_.model
         if model == "pca":
-            stats = self.detector_.monitor(X)
+            stats = self.detector_.monitor(X, continued=False)
             scores = stats["score"]
         else:
             scores = self.detector_.decision_function(X)
