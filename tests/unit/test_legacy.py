@@ -209,6 +209,44 @@ MAPPINGS: list[tuple[str, str, dict[str, Any], str, dict[str, Any], str]] = [
         "models/time_series_analysis/Prophet.py",
     ),
     (
+        "time_series",
+        "lstm",
+        {"seq_length": 12, "layer_no": 2, "threshold_for_anomaly": 2, "shuffle": True},
+        "lstm",
+        {
+            "seq_length": 12,
+            "layer_no": 2,
+            "cell_no": 6,
+            "patience": 10,
+            "confidence": 0.9545,
+            "shuffle": _DROPPED,
+        },
+        "models/time_series_analysis/LSTM.py",
+    ),
+    (
+        "time_series",
+        "ae",
+        {
+            "layer_no": 2,
+            "window": 50,
+            "neuron_no_enc": [16, 4],
+            "neuron_no_dec": [4, 16],
+            "act_enc": "tanh",
+            "act_dec": "tanh",
+        },
+        "ae",
+        {
+            "window": 50,
+            "epoch_no": 10,
+            "batch_size": 64,
+            "hidden": [16, 4],
+            "activation": "tanh",
+            "confidence": 0.99085,
+            **dict.fromkeys(("layer_no", "neuron_no_dec", "act_dec"), _DROPPED),
+        },
+        "models/time_series_analysis/Autoencoder.py",
+    ),
+    (
         "process_mining",
         "heuristics",
         {"mac": 10},
@@ -220,8 +258,6 @@ MAPPINGS: list[tuple[str, str, dict[str, Any], str, dict[str, Any], str]] = [
 
 #: 1.0 keys observml lacks -> the closest observml model the error must name, and the source.
 MISSING: list[tuple[str, str, str, str]] = [
-    ("time_series", "lstm", "'arima'", "models/time_series_analysis/LSTM.py"),
-    ("time_series", "ae", "'ssa'", "models/time_series_analysis/Autoencoder.py"),
     ("process_mining", "apriori", "'sequential_rules'", "models/spmf/Apriori.py"),
     ("process_mining", "fpgrowth", "'sequential_rules'", "models/spmf/FPGrowth.py"),
     ("process_mining", "cmspam", "'sequential_rules'", "models/spmf/CM_SPAM.py"),
@@ -456,10 +492,11 @@ def test_cli_migrate_errors_exit_2(
     code, _, err = run(["config", "migrate", str(hub)], capsys)
     assert code == 2
     assert "this is not an experiment config" in err
-    lstm = write_config(yaml.safe_dump(old("time_series", "lstm")), "lstm.yaml")
-    code, out, err = run(["config", "migrate", str(lstm)], capsys)
+    lstm = old("time_series", "lstm", {"threshold_for_anomaly": "high"})
+    path = write_config(yaml.safe_dump(lstm), "lstm.yaml")
+    code, out, err = run(["config", "migrate", str(path)], capsys)
     assert (code, out) == (2, "")
-    assert "The closest time_series model is 'arima'" in err
+    assert "create_model.params.threshold_for_anomaly: expected a number, got 'high'" in err
 
 
 def test_cli_check_experiment_without_type_is_a_usage_error(

@@ -227,6 +227,27 @@ def _window(value: Any) -> Any:
     return value
 
 
+def _layer_sizes(value: Any) -> Any:
+    if (
+        not isinstance(value, list | tuple)
+        or not value
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+    ):
+        raise UntranslatableError(
+            f"expected a list of layer sizes (integers >= 1), got {value!r}; set"
+            " create_model.params.hidden instead"
+        )
+    return list(value)
+
+
+def _activation(value: Any) -> Any:
+    if value not in ("relu", "tanh", "elu"):
+        raise UntranslatableError(
+            f"observml's ae takes activation relu, tanh or elu, got {value!r}"
+        )
+    return value
+
+
 def _same(name: str, default: Any = NO_DEFAULT, convert: Any = None, why: str = "") -> OldParam:
     return OldParam(name, name, convert, default, why)
 
@@ -237,6 +258,11 @@ def _gone(why: str, *names: str) -> tuple[OldParam, ...]:
 
 _THRESHOLD = "confidence of the forecast interval, equal under normally distributed errors"
 _UNUSED = "ObservML 1.0 never passed it to the model"
+_STANDARDISED = "confidence of the forecast interval: 1.0 flagged standardised errors beyond k"
+_SHUFFLE = (
+    "observml shuffles the training windows with its seed and holds out the latest ones for"
+    " early stopping either way"
+)
 _AUTO_ARIMA = (
     "auto_arima's search bounds; observml fits one order: set create_model.params.order"
     " (default [1, 1, 1])"
@@ -326,14 +352,29 @@ LEGACY_MODELS: Final[Mapping[str, Mapping[str, OldModel]]] = {
             ),
         ),
         "lstm": OldModel(
-            None,
-            closest="'arima': like the LSTM it forecasts each step from the series' past and"
-            " flags actuals outside the forecast interval",
+            "lstm",
+            (
+                _same("seq_length", 1),
+                _same("cell_no", 6),
+                _same("patience", 10),
+                OldParam("threshold_for_anomaly", "confidence", _k_sigma, 3, _STANDARDISED),
+                *_gone(_SHUFFLE, "shuffle"),
+            ),
         ),
         "ae": OldModel(
-            None,
-            closest="'ssa': SSA is PCA of the series' sliding windows, the linear form of the"
-            " window autoencoder, and flags actuals far from what it reconstructs",
+            "ae",
+            (
+                _same("window", 10),
+                _same("epoch_no", 10),
+                _same("batch_size", 64),
+                OldParam("neuron_no_enc", "hidden", _layer_sizes, why="the encoder's sizes"),
+                OldParam("act_enc", "activation", _activation, why="one for both halves"),
+                OldParam("threshold_for_anomaly", "confidence", _k_abs_error, 3, _THRESHOLD),
+                *_gone("observml's decoder mirrors the encoder's sizes", "neuron_no_dec"),
+                *_gone("the length of observml's hidden sets it", "layer_no"),
+                *_gone("observml uses act_enc's activation in the decoder too", "act_dec"),
+                *_gone(_SHUFFLE, "shuffle"),
+            ),
         ),
     },
     "process_mining": {
