@@ -466,6 +466,8 @@ def test_cli_migrate_output_passes_config_check(
         )
     if path.stem == "heuristics":
         require_module("pm4py", "process-mining")
+    if path.stem in ("lstm", "ae"):
+        require_module("torch", "deep")
     code, out, err = run(["config", "check", str(path)], capsys)
     assert code == 0, err
     assert "read an ObservML 1.0 config" in err
