@@ -126,14 +126,17 @@ class _WindowForecaster(Forecaster):
 
     def _one_step(self, windows: FloatArray) -> FloatArray:
         """Forecast the value after each standardised window (rows of ``windows``)."""
-        level = windows[:, -1]
         with _torch.deterministic(self.seed) as torch:
-            x = torch.as_tensor(np.ascontiguousarray(windows - level[:, None]), dtype=torch.float32)
-            with torch.no_grad():
-                out = self.net_(x)
-            step = out if out.ndim == 1 else out[:, -1]
-            values = np.asarray(step.numpy(), dtype="float64")
-        result: FloatArray = level + values
+            return self._forward(torch, windows)
+
+    def _forward(self, torch: Any, windows: FloatArray) -> FloatArray:
+        """:meth:`_one_step` inside :func:`~._torch.deterministic` (``torch`` is the module)."""
+        level = windows[:, -1]
+        x = torch.as_tensor(np.ascontiguousarray(windows - level[:, None]), dtype=torch.float32)
+        with torch.no_grad():
+            out = self.net_(x)
+        step = out if out.ndim == 1 else out[:, -1]
+        result: FloatArray = level + np.asarray(step.numpy(), dtype="float64")
         return result
 
     # -- the Forecaster interface -----------------------------------------------------------
@@ -163,10 +166,11 @@ class _WindowForecaster(Forecaster):
         window = self.tail_.copy()
         predicted = np.empty(len(z))
         filled = np.empty(len(z))
-        for i, value in enumerate(z):
-            predicted[i] = self._one_step(window[None, :])[0]
-            filled[i] = value if np.isfinite(value) else predicted[i]
-            window = np.concatenate([window[1:], filled[i : i + 1]])
+        with _torch.deterministic(self.seed) as torch:
+            for i, value in enumerate(z):
+                predicted[i] = self._forward(torch, window[None, :])[0]
+                filled[i] = value if np.isfinite(value) else predicted[i]
+                window = np.concatenate([window[1:], filled[i : i + 1]])
         return predicted, filled
 
     def forecast(self, steps: int, times: pd.DatetimeIndex) -> tuple[FloatArray, FloatArray]:

@@ -37,9 +37,7 @@ __all__ = [
 ]
 
 #: How the error names the extra (the CPU build keeps the install small).
-DEEP_INSTALL = (
-    "pip install 'observml[deep]' --extra-index-url https://download.pytorch.org/whl/cpu"
-)
+DEEP_INSTALL = "pip install 'observml[deep]' --extra-index-url https://download.pytorch.org/whl/cpu"
 
 
 def torch_module() -> Any:
@@ -136,9 +134,7 @@ def train(
         result.train_loss.append(total / max(len(x_train), 1))
         net.eval()
         with torch.no_grad():
-            monitored = (
-                float(loss_fn(net(x_val), y_val)) if n_val else result.train_loss[-1]
-            )
+            monitored = float(loss_fn(net(x_val), y_val)) if n_val else result.train_loss[-1]
         result.val_loss.append(monitored)
         if monitored < best - 1e-9:
             best, waited, result.best_epoch = monitored, 0, epoch

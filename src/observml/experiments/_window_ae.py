@@ -126,8 +126,7 @@ class WindowAutoencoder(BaseDetector):
     def _fit(self, Z: np.ndarray) -> None:
         if len(Z) < int(self.window) + 10:
             raise ValueError(
-                f"window_ae needs at least window + 10 = {int(self.window) + 10} rows,"
-                f" got {len(Z)}"
+                f"window_ae needs at least window + 10 = {int(self.window) + 10} rows, got {len(Z)}"
             )
         self.n_sensors_ = int(Z.shape[1])
         blocks = self._windows(Z)

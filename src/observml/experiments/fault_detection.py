@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from observml.errors import DataError
-from observml.experiments.base import Experiment
 from observml.experiments._torch import DEEP_INSTALL
+from observml.experiments.base import Experiment
 from observml.experiments.spec import ModelSpec
 
 if TYPE_CHECKING:

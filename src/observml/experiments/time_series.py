@@ -22,9 +22,10 @@ none), ``forecast``, ``lower``, ``upper``, ``anomaly`` (the actual is outside th
 (ARIMA: Kalman filter update; Holt-Winters: smoothing recursion; SSA, LSTM, autoencoder: the
 window of past values; Prophet: nothing), so the next call continues from there; the model is
 never refitted. Rows without actuals get multi-step forecasts and do not move the state.
-``predict(rows, update=False)`` and ``score`` leave the state unchanged. Rows at or before the state's end get the forecast
-recorded when their step was taken in (the last ``keep_train_rows`` steps are remembered,
-starting with the in-sample one-step forecasts of training).
+``predict(rows, update=False)`` and ``score`` leave the state unchanged. Rows at or before the
+state's end get the forecast recorded when their step was taken in (the last
+``keep_train_rows`` steps are remembered, starting with the in-sample one-step forecasts of
+training).
 
 Why this module is long: the experiment's state (the forecaster at the last actual it took in)
 is read and moved by ``predict``, ``forecast``, the recall of earlier steps, the metrics and the
@@ -45,9 +46,9 @@ import pandas as pd
 
 from observml.errors import ConfigError, ConfigProblem, DataError
 from observml.experiments._timegrid import TimeGrid, infer_freq
+from observml.experiments._torch import DEEP_INSTALL
 from observml.experiments._ts_steps import forecast_metrics, horizons, place, regularize
 from observml.experiments.base import Experiment
-from observml.experiments._torch import DEEP_INSTALL
 from observml.experiments.spec import ModelSpec
 from observml.io.numbers import coerce_numeric
 from observml.io.rows import DataLike, require_columns
