@@ -4,7 +4,8 @@
   the extra to install (the model tables check it first, at config check).
 * :func:`deterministic` runs training and inference seeded, single-threaded and with
   ``torch.use_deterministic_algorithms``, restoring torch's global RNG, thread count and
-  determinism flag afterwards, so two fits with the same seed give the same weights.
+  determinism flag afterwards, so two fits with the same seed give the same weights. One such
+  block runs at a time in a process (a lock), so threads do not interleave those settings.
 * :func:`train` is the one training loop: Adam on the mean squared error, mini-batches
   shuffled by a seeded generator, early stopping on the latest ``validation_split`` of the
   examples (the best weights are kept).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +40,11 @@ __all__ = [
 
 #: How the error names the extra (the CPU build keeps the install small).
 DEEP_INSTALL = "pip install 'observml[deep]' --extra-index-url https://download.pytorch.org/whl/cpu"
+
+
+#: Serialises :func:`deterministic` blocks: they set torch's process-wide RNG, thread count and
+#: determinism flag and restore them after, which two threads must not interleave.
+_TORCH_STATE = threading.RLock()
 
 
 def torch_module() -> Any:
@@ -63,9 +70,9 @@ def deterministic(seed: int) -> Iterator[Any]:
         The ``torch`` module.
     """
     torch = torch_module()
-    threads = torch.get_num_threads()
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    with torch.random.fork_rng(devices=[]):
+    with _TORCH_STATE, torch.random.fork_rng(devices=[]):
+        threads = torch.get_num_threads()
+        was_deterministic = torch.are_deterministic_algorithms_enabled()
         torch.manual_seed(int(seed))
         torch.set_num_threads(1)
         torch.use_deterministic_algorithms(True)

@@ -82,6 +82,7 @@ MODELS: Final[Mapping[str, ModelSpec]] = {
         extra="deep",
         requires=("torch",),
         install=DEEP_INSTALL,
+        instead="'pca': its SPE is the reconstruction error of a linear autoencoder",
         summary="autoencoder (1-D conv or dense) of sensor windows, PyTorch ('deep' extra)",
         in_sample_scores=False,
     ),

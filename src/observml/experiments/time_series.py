@@ -96,6 +96,8 @@ MODELS: Final[Mapping[str, ModelSpec]] = {
         extra="deep",
         requires=("torch",),
         install=DEEP_INSTALL,
+        instead="'arima': like the LSTM it forecasts each step from the series' past and flags"
+        " actuals outside the forecast interval",
         summary="LSTM one-step forecaster, PyTorch (optional 'deep' extra)",
     ),
     "ae": ModelSpec(
@@ -104,6 +106,8 @@ MODELS: Final[Mapping[str, ModelSpec]] = {
         extra="deep",
         requires=("torch",),
         install=DEEP_INSTALL,
+        instead="'ssa': PCA of the series' sliding windows, the linear form of the window"
+        " autoencoder",
         summary="dense autoencoder of sliding windows, newest value masked (optional 'deep' extra)",
     ),
 }

@@ -170,6 +170,7 @@ def test_window_ae_saves_loads_and_is_deterministic(
     test = read_dataset("detect_test_1.csv")
     result = detector.predict(test)
     pd.testing.assert_frame_equal(loaded.predict(test), result)
+    assert set(detector.reports()) == set(detector.plot_names())
     train = read_dataset("detect_train_4h.csv")
     again = FaultDetectionExperiment("again", fd_config()).train(train[train["Output (S)"] == 0])
     pd.testing.assert_frame_equal(again.predict(test), result)
@@ -202,16 +203,33 @@ def test_dense_window_ae_trains_too(torch: Any) -> None:
 
 # -- without the extra ----------------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("cls", "config"),
+    ("cls", "config", "instead"),
     [
-        (TimeSeriesExperiment, ts_config("lstm")),
-        (TimeSeriesExperiment, ts_config("ae")),
-        (FaultDetectionExperiment, fd_config()),
+        (TimeSeriesExperiment, ts_config("lstm"), "'arima'"),
+        (TimeSeriesExperiment, ts_config("ae"), "'ssa'"),
+        (FaultDetectionExperiment, fd_config(), "'pca'"),
     ],
 )
 def test_without_torch_the_config_check_names_the_install_line(
-    cls: type[Any], config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    cls: type[Any], config: dict[str, Any], instead: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)  # what an install without torch imports
-    with pytest.raises(ConfigError, match=r"pip install 'observml\[deep\]' --extra-index-url"):
+    with pytest.raises(ConfigError, match=r"pip install 'observml\[deep\]' --extra-index-url") as e:
         cls("x", config).validate_config()
+    assert f"Without it, the closest model is {instead}:" in str(e.value)
+
+
+def test_an_old_lstm_config_without_torch_names_the_install_line_and_arima(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)
+    old = {
+        "load_object": {
+            "module": "framework.TimeSeriesAnalysis",
+            "name": "TimeSeriesAnomalyExperiment",
+        },
+        "setup": {"datetime_column": "ds", "target": "y"},
+        "create_model": {"model": "lstm", "params": None},
+    }
+    with pytest.raises(ConfigError, match=r"the model needs 'torch'.*closest model is 'arima'"):
+        TimeSeriesExperiment("old", old).validate_config()
