@@ -151,13 +151,15 @@ class _WindowForecaster(Forecaster):
         """Forecast each step from the window before it; actuals (or forecasts) move it."""
         z = (np.asarray(y, dtype="float64") - self.mean_) / self.scale_
         k = self.context
+        if not len(z):
+            return np.zeros(0), np.zeros(0)
         if np.isfinite(z).all():
             history = np.concatenate([self.tail_, z])
             predicted = self._one_step(sliding_window_view(history[:-1], k))
             filled = z
         else:
             predicted, filled = self._walk(z)
-        if commit and len(z):
+        if commit:
             self.tail_ = np.concatenate([self.tail_, filled])[-k:]
         return predicted * self.scale_ + self.mean_, gap_std(y, self.sigma_, _ones)
 

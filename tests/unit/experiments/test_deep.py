@@ -151,11 +151,11 @@ def test_ae_is_saved_as_weights_never_as_a_pickle(
 def test_window_ae_detects_the_line_faults(detector: FaultDetectionExperiment) -> None:
     train = read_dataset("detect_train_4h.csv")
     normal = train[train["Output (S)"] == 0]
-    # the threshold is the 99 % quantile of the training scores (contamination 0.01)
-    assert detector.predict(normal)["anomaly"].mean() == pytest.approx(0.01, abs=0.002)
+    # the threshold is 1.5 x the 99 % quantile of the training scores (contamination 0.01)
+    assert 0 < detector.predict(normal)["anomaly"].mean() <= 0.01
     for i in range(3):  # detect_test_3 has no faults
         metrics = detector.score(read_dataset(f"detect_test_{i}.csv"))
-        assert metrics["f1"] >= 0.95, (i, metrics)  # measured 0.994, 1.0, 0.999
+        assert metrics["f1"] >= 0.95, (i, metrics)  # measured 0.997, 1.0, 0.997
     clean = detector.score(read_dataset("detect_test_3.csv"))
     assert clean["anomaly_rate"] <= 0.02  # measured 0.0
 
