@@ -18,7 +18,7 @@ import yaml
 
 from observml.config.legacy import LEGACY_MODELS, config_type
 from observml.config.registry import PluginRegistry
-from tests.services import read_dataset
+from tests.services import read_dataset, require_module
 
 pytestmark = pytest.mark.integration
 
@@ -48,6 +48,8 @@ EXPECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
     "es": ("time_series", "exponential_smoothing", {"trend": "mul", "confidence": 0.9788}),
     "ssa": ("time_series", "ssa", {"window_size": 10, "confidence": 0.9973}),
     "prophet": ("time_series", "prophet", {"confidence": 0.9896}),
+    "lstm": ("time_series", "lstm", {"seq_length": 1, "cell_no": 6, "confidence": 0.9973}),
+    "ae": ("time_series", "ae", {"window": 250, "hidden": [30, 25, 20, 15, 10, 5]}),
     "heuristics": ("process_mining", "heuristics_miner", {}),
     "apriori": ("process_mining", "apriori", {}),
     "fpgrowth": ("process_mining", "fpgrowth", {"min_support": 0.1, "min_confidence": 0.9}),
@@ -110,6 +112,8 @@ def _data(key: str, kind: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 def test_legacy_file_trains_and_predicts_on_real_data(
     key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    if key in ("lstm", "ae"):
+        require_module("torch", "deep")
     config = yaml.safe_load((CORPUS / f"{key}.yaml").read_text(encoding="utf-8"))
     kind, model, expected = EXPECTED[key]
     assert "load_object" in config

@@ -285,15 +285,6 @@ def _create_model(raw: Any, kind: str, changes: list[str], problems: list[Config
     old = LEGACY_MODELS[kind].get(key) if isinstance(key, str) else None
     if old is None:
         return section  # a modern key, or one the experiment's check rejects with the list
-    if old.model is None:
-        problems.append(
-            ConfigProblem(
-                "create_model.model",
-                f"ObservML 1.0's {key!r} is not in observml yet. The closest {kind} model is"
-                f" {old.closest}. Use it (its params differ: see docs/models.md).",
-            )
-        )
-        return section
     if old.model != key:
         changes.append(f"create_model.model: {key} -> {old.model}")
     section["model"] = old.model

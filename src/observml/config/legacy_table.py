@@ -11,9 +11,10 @@ The full table is in ``docs/configuration.md``.
 
 Pure data and functions: nothing here imports a model library.
 
-Why this module is long: it is one table, ObservML 1.0's 21 model keys over four types, and
-the small converters its rows name; a reader checks a row against its converter, so they stay
-side by side.
+Why this module is long: it is one table, an entry per ObservML 1.0 model (21 keys over four
+types) with each of its parameters, and the small converters those entries name; a reader
+checks a row against its converter, so they stay side by side, and split up the table would
+no longer read as the one list docs/configuration.md repeats.
 """
 
 from __future__ import annotations
@@ -92,15 +93,13 @@ class OldModel:
     """One ObservML 1.0 model key.
 
     Attributes:
-        model: The observml model key; ``None`` when observml has no such model yet.
+        model: The observml model key (every 1.0 model has one).
         params: Its parameters that need mapping (any other name passes through unchanged and
             is checked against the observml model like any config).
-        closest: For a model observml lacks: the closest observml model and why.
     """
 
-    model: str | None
+    model: str
     params: tuple[OldParam, ...] = ()
-    closest: str = ""
 
     def modern_params(
         self, params: Mapping[str, Any], changes: list[str], problems: list[ConfigProblem]
@@ -269,6 +268,27 @@ def _required_items(value: Any) -> Any:
     )
 
 
+def _layer_sizes(value: Any) -> Any:
+    if (
+        not isinstance(value, list | tuple)
+        or not value
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+    ):
+        raise UntranslatableError(
+            f"expected a list of layer sizes (integers >= 1), got {value!r}; set"
+            " create_model.params.hidden instead"
+        )
+    return list(value)
+
+
+def _activation(value: Any) -> Any:
+    if value not in ("relu", "tanh", "elu"):
+        raise UntranslatableError(
+            f"observml's ae takes activation relu, tanh or elu, got {value!r}"
+        )
+    return value
+
+
 def _same(name: str, default: Any = NO_DEFAULT, convert: Any = None, why: str = "") -> OldParam:
     return OldParam(name, name, convert, default, why)
 
@@ -279,6 +299,11 @@ def _gone(why: str, *names: str) -> tuple[OldParam, ...]:
 
 _THRESHOLD = "confidence of the forecast interval, equal under normally distributed errors"
 _UNUSED = "ObservML 1.0 never passed it to the model"
+_STANDARDISED = "confidence of the forecast interval: 1.0 flagged standardised errors beyond k"
+_SHUFFLE = (
+    "observml shuffles the training windows with its seed and holds out the latest ones for"
+    " early stopping either way"
+)
 _AUTO_ARIMA = (
     "auto_arima's search bounds; observml fits one order: set create_model.params.order"
     " (default [1, 1, 1])"
@@ -365,14 +390,29 @@ LEGACY_MODELS: Final[Mapping[str, Mapping[str, OldModel]]] = {
             ),
         ),
         "lstm": OldModel(
-            None,
-            closest="'arima': like the LSTM it forecasts each step from the series' past and"
-            " flags actuals outside the forecast interval",
+            "lstm",
+            (
+                _same("seq_length", 1),
+                _same("cell_no", 6),
+                _same("patience", 10),
+                OldParam("threshold_for_anomaly", "confidence", _k_sigma, 3, _STANDARDISED),
+                *_gone(_SHUFFLE, "shuffle"),
+            ),
         ),
         "ae": OldModel(
-            None,
-            closest="'ssa': SSA is PCA of the series' sliding windows, the linear form of the"
-            " window autoencoder, and flags actuals far from what it reconstructs",
+            "ae",
+            (
+                _same("window", 10),
+                _same("epoch_no", 10),
+                _same("batch_size", 64),
+                OldParam("neuron_no_enc", "hidden", _layer_sizes, why="the encoder's sizes"),
+                OldParam("act_enc", "activation", _activation, why="one for both halves"),
+                OldParam("threshold_for_anomaly", "confidence", _k_abs_error, 3, _THRESHOLD),
+                *_gone("observml's decoder mirrors the encoder's sizes", "neuron_no_dec"),
+                *_gone("the length of observml's hidden sets it", "layer_no"),
+                *_gone("observml uses act_enc's activation in the decoder too", "act_dec"),
+                *_gone(_SHUFFLE, "shuffle"),
+            ),
         ),
     },
     "process_mining": {

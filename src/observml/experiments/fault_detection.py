@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from observml.errors import DataError
+from observml.experiments._torch import DEEP_INSTALL
 from observml.experiments.base import Experiment
 from observml.experiments.spec import ModelSpec
 
@@ -81,6 +82,15 @@ MODELS: Final[Mapping[str, ModelSpec]] = {
         options={"eps_quantile": 0.95},
         adapter="observml.experiments.detectors:DBSCANDetector",
         summary="DBSCAN noise rule: farther than eps from every core sample",
+        in_sample_scores=False,
+    ),
+    "window_ae": ModelSpec(
+        "observml.experiments._window_ae:WindowAutoencoder",
+        extra="deep",
+        requires=("torch",),
+        install=DEEP_INSTALL,
+        instead="'pca': its SPE is the reconstruction error of a linear autoencoder",
+        summary="autoencoder (1-D conv or dense) of sensor windows, PyTorch ('deep' extra)",
         in_sample_scores=False,
     ),
 }

@@ -36,6 +36,10 @@ class ModelSpec:
             ``adapter(target(**params), **options)`` (see :meth:`build`).
         requires: Modules that must import for the model to work (checked by :meth:`load`
             when the target itself imports them lazily).
+        install: The install command the missing-package error gives, when it is more than
+            ``pip install 'observml[<extra>]'`` (e.g. PyTorch's CPU index).
+        instead: For a model of an optional extra: the closest model that needs no extra, and
+            why, named by the missing-package error (``"'arima': ..."``).
         in_sample_scores: Whether the model's scores on its own training rows look like its
             scores on new rows of the same process; ``False`` makes the drift test's
             ``reference: auto`` take its reference from the stream.
@@ -50,6 +54,8 @@ class ModelSpec:
     adapter: str | None = None
     requires: tuple[str, ...] = ()
     in_sample_scores: bool = True
+    install: str = ""
+    instead: str = ""
 
     def load(self, where: str = "create_model.model") -> Any:
         """Import and return the target.
@@ -79,15 +85,15 @@ class ModelSpec:
         try:
             return importlib.import_module(module_name)
         except ImportError as exc:
-            fix = (
+            fix = self.install or (
                 f"pip install 'observml[{self.extra}]'"
                 if self.extra
                 else f"pip install {module_name.split('.')[0]}"
             )
+            other = f". Without it, the closest model is {self.instead}." if self.instead else ""
             raise ConfigError(
                 f"the model needs {(exc.name or module_name).split('.')[0]!r}, which is not"
-                " installed."
-                f" Install it with: {fix}",
+                f" installed. Install it with: {fix}{other}",
                 key=where,
             ) from exc
 

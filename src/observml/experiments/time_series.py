@@ -19,17 +19,19 @@ none), ``forecast``, ``lower``, ``upper``, ``anomaly`` (the actual is outside th
 
 **State.** The experiment keeps the model's state at the last actual it has taken in.
 ``predict(rows)`` forecasts each new row from everything before it, then takes in its actual
-(ARIMA: Kalman filter update; Holt-Winters: smoothing recursion; SSA: filter window; Prophet:
-nothing), so the next call continues from there; the model is never refitted. Rows without
-actuals get multi-step forecasts and do not move the state. ``predict(rows, update=False)``
-and ``score`` leave the state unchanged. Rows at or before the state's end get the forecast
-recorded when their step was taken in (the last ``keep_train_rows`` steps are remembered,
-starting with the in-sample one-step forecasts of training).
+(ARIMA: Kalman filter update; Holt-Winters: smoothing recursion; SSA, LSTM, autoencoder: the
+window of past values; Prophet: nothing), so the next call continues from there; the model is
+never refitted. Rows without actuals get multi-step forecasts and do not move the state.
+``predict(rows, update=False)`` and ``score`` leave the state unchanged. Rows at or before the
+state's end get the forecast recorded when their step was taken in (the last
+``keep_train_rows`` steps are remembered, starting with the in-sample one-step forecasts of
+training).
 
 Why this module is long: the experiment's state (the forecaster at the last actual it took in)
 is read and moved by ``predict``, ``forecast``, the recall of earlier steps, the metrics and the
 drift scores, under one lock; they belong to one class. What stands alone has its own module:
-the forecasters (``_forecasters``, ``_holt_winters``, ``_ssa``, ``_prophet``), the time grid
+the forecasters (``_forecasters``, ``_holt_winters``, ``_ssa``, ``_prophet``,
+``_neural_forecasters``), the time grid
 (``_timegrid``), per-step helpers (``_ts_steps``) and the figures (``_ts_reports``).
 """
 
@@ -44,6 +46,7 @@ import pandas as pd
 
 from observml.errors import ConfigError, ConfigProblem, DataError
 from observml.experiments._timegrid import TimeGrid, infer_freq
+from observml.experiments._torch import DEEP_INSTALL
 from observml.experiments._ts_steps import forecast_metrics, horizons, place, regularize
 from observml.experiments.base import Experiment
 from observml.experiments.spec import ModelSpec
@@ -59,6 +62,7 @@ if TYPE_CHECKING:
 __all__ = ["MODELS", "TimeSeriesExperiment"]
 
 _FC: Final = "observml.experiments._forecasters"
+_NN: Final = "observml.experiments._neural_forecasters"
 _OPTIONS: Final[Mapping[str, Any]] = {"confidence": 0.99}
 #: Share of empty grid steps in training above which the frequency is surely wrong.
 _MAX_GAP_SHARE: Final = 0.5
@@ -85,6 +89,26 @@ MODELS: Final[Mapping[str, ModelSpec]] = {
         extra="prophet",
         requires=("prophet",),
         summary="Prophet curve fit (optional 'prophet' extra)",
+    ),
+    "lstm": ModelSpec(
+        f"{_NN}:LSTMForecaster",
+        options=_OPTIONS,
+        extra="deep",
+        requires=("torch",),
+        install=DEEP_INSTALL,
+        instead="'arima': like the LSTM it forecasts each step from the series' past and flags"
+        " actuals outside the forecast interval",
+        summary="LSTM one-step forecaster, PyTorch (optional 'deep' extra)",
+    ),
+    "ae": ModelSpec(
+        f"{_NN}:WindowAEForecaster",
+        options=_OPTIONS,
+        extra="deep",
+        requires=("torch",),
+        install=DEEP_INSTALL,
+        instead="'ssa': PCA of the series' sliding windows, the linear form of the window"
+        " autoencoder",
+        summary="dense autoencoder of sliding windows, newest value masked (optional 'deep' extra)",
     ),
 }
 

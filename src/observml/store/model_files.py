@@ -60,7 +60,9 @@ _FORMAT: Final = 2
 #: model tables, checked by a test) hold only arrays, numbers and library estimators; the
 #: library types are the compiled helpers those estimators keep (trees, KD/ball trees, distance
 #: metrics) and hmmlearn's HMM. Each is rebuilt from its stored attributes; none runs code on
-#: load beyond its own ``__setstate__``.
+#: load beyond its own ``__setstate__``. The PyTorch models (the ``deep`` extra) keep their
+#: network as the ``torch.save`` bytes of its ``state_dict``, which their ``__setstate__`` reads
+#: with ``torch.load(..., weights_only=True)`` (tensors only, never pickled code).
 TRUSTED_TYPES: Final[tuple[str, ...]] = (
     "builtins.frozenset",
     "collections.deque",
@@ -68,9 +70,12 @@ TRUSTED_TYPES: Final[tuple[str, ...]] = (
     "hmmlearn.hmm.GaussianHMM",
     "observml.experiments._forecasters.ArimaForecaster",
     "observml.experiments._holt_winters.HoltWintersForecaster",
+    "observml.experiments._neural_forecasters.LSTMForecaster",
+    "observml.experiments._neural_forecasters.WindowAEForecaster",
     "observml.experiments._process_models.HeuristicsMiner",
     "observml.experiments._process_models.InductiveMiner",
     "observml.experiments._ssa.SSAForecaster",
+    "observml.experiments._window_ae.WindowAutoencoder",
     "observml.experiments.detectors.DBSCANDetector",
     "observml.experiments.detectors.PCAMonitor",
     "observml.experiments.detectors.SklearnDetector",

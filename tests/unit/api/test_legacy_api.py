@@ -22,21 +22,6 @@ def test_api_creates_an_experiment_from_an_observml_1_config(client: TestClient)
     }
 
 
-def test_api_refuses_an_observml_1_model_it_lacks_naming_the_closest(client: TestClient) -> None:
-    config = {
-        "load_object": {
-            "module": "framework.TimeSeriesAnalysis",
-            "name": "TimeSeriesAnomalyExperiment",
-        },
-        "create_model": {"model": "ae", "params": None},
-    }
-    body = {"name": "line", "type": "time_series", "config": config}
-    response = client.post("/experiments", json=body)
-    assert response.status_code == 422  # a ConfigError: the config does not fit its type
-    assert response.json()["error"] == "ConfigError"
-    assert "The closest time_series model is 'ssa'" in response.json()["message"]
-
-
 def test_api_creates_a_topk_experiment_from_an_observml_1_config(client: TestClient) -> None:
     config = yaml.safe_load((CORPUS / "topk.yaml").read_text(encoding="utf-8"))
     body = {"name": "orders", "type": "process_mining", "config": config}
