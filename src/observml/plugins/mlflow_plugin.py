@@ -87,6 +87,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _SEARCH_PAGE: Final = 1000
+#: Store callers beside the jobs: stream workers, champion refreshes, API requests.
+_OTHER_CALLERS: Final = 8
 
 
 class MLflowPlugin(MLOpsPlugin):
@@ -98,6 +100,10 @@ class MLflowPlugin(MLOpsPlugin):
             ``None`` keeps the store's default (for ``local``: ``$OBSERVML_HOME/mlruns-artifacts``).
         registry_uri: Model registry URI; ``None`` uses the tracking store.
         health_timeout: Seconds ``health_check()`` and the start-up probe wait at most.
+        pool_size: Connections to a database store (SQLite, PostgreSQL, MySQL) kept open;
+            ``None``: room for the hub's jobs plus its other callers (``global.max_jobs`` + 8,
+            at least MLflow's 5). The environment variable ``MLFLOW_SQLALCHEMYSTORE_POOL_SIZE``
+            wins where set. Ignored for a tracking server.
 
     Usage::
 
@@ -114,8 +120,12 @@ class MLflowPlugin(MLOpsPlugin):
         artifact_location: str | None = None,
         registry_uri: str | None = None,
         health_timeout: float = 5.0,
+        pool_size: int | None = None,
     ) -> None:
         self.mlflow_uri = mlflow_uri or "local"
+        self.pool_size = pool_size
+        #: Jobs the hub runs at once (set by the hub before ``initialize``; see ``expect_jobs``).
+        self._jobs = 0
         self.artifact_location = artifact_location
         self.registry_uri = registry_uri
         self.health_timeout = health_timeout
@@ -136,10 +146,15 @@ class MLflowPlugin(MLOpsPlugin):
             ConfigError: MLflow rejects the URI.
         """
         store = self._resolve_store()
-        client = open_client(store, self.health_timeout)
+        callers = self.pool_size or (self._jobs + _OTHER_CALLERS if self._jobs else 0)
+        client = open_client(store, self.health_timeout, callers)
         with self._lock:
             self._store, self._client = store, client
         logger.info("MLflow store ready at %s", mask_uri(store.tracking_uri))
+
+    def expect_jobs(self, jobs: int) -> None:
+        """Size the store's connection pool for ``jobs`` jobs at once (the hub calls it)."""
+        self._jobs = jobs
 
     def shutdown(self) -> None:
         """End runs this plugin started and left open (as ``KILLED``), then drop the client."""
