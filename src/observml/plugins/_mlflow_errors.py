@@ -8,6 +8,7 @@ masked) and what to do.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from observml.config.redact import mask_text
@@ -28,9 +29,11 @@ def translate(exc: Exception, what: str, uri: str, hint: str | None = None) -> O
         fix = hint or "Check the id or name; list what exists with search_runs/list_versions."
         return NotFoundError(f"{what}: not found in the MLflow store at {uri} ({detail}). {fix}")
     if is_unreachable(exc):
-        if any(t in str(exc) for t in _TRANSIENT_TEXT):
+        busy = [ln for ln in str(exc).splitlines() if any(t in ln for t in _TRANSIENT_TEXT)]
+        if busy:
             return ServiceUnavailableError(
-                f"{what}: the MLflow store at {uri} is busy ({detail}). Fewer jobs at once"
+                f"{what}: the MLflow store at {uri} is busy ({_bare(busy[0])})."
+                " Fewer jobs at once"
                 " (global.max_jobs) or a database server instead of SQLite gives it room."
             )
         return ServiceUnavailableError(
@@ -41,6 +44,11 @@ def translate(exc: Exception, what: str, uri: str, hint: str | None = None) -> O
     if code == "INVALID_PARAMETER_VALUE":
         return DataError(f"{what}: MLflow rejected the values: {detail}")
     return ObservMLError(f"{what}: MLflow store at {uri} failed ({code}): {detail}")
+
+
+def _bare(line: str) -> str:
+    """``(sqlite3.OperationalError) database is locked`` -> ``database is locked``."""
+    return mask_text(re.sub(r"^\([\w.]+\)\s*", "", line.strip()))
 
 
 def first_line(exc: BaseException) -> str:
