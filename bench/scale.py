@@ -215,8 +215,10 @@ def table(results: list[dict[str, Any]]) -> str:
         f"{'N':>4} {'create':>7} {'train':>7} {'threads':>8} {'fds':>6} {'RSS':>6} {'msg/s':>7}"
     )
     for r in results:
-        ratio = {k: per(r, k) / per(base, k) if per(base, k) else float("nan") for k in (
-            "create_s", "train_s", "threads", "fds", "rss_mb")}
+        ratio = {
+            k: per(r, k) / per(base, k) if per(base, k) else float("nan")
+            for k in ("create_s", "train_s", "threads", "fds", "rss_mb")
+        }
         lines.append(
             f"{r['n']:>4} {ratio['create_s']:>7.2f} {ratio['train_s']:>7.2f}"
             f" {ratio['threads']:>8.2f} {ratio['fds']:>6.2f} {ratio['rss_mb']:>6.2f}"

@@ -15,23 +15,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
-import signal
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 from loky import ProcessPoolExecutor
 from loky.process_executor import (
     BrokenProcessPool,
     ShutdownExecutorError,
-    TerminatedWorkerError,
 )
 
 from observml.errors import ExperimentError, ObservMLError
+from observml.runtime.child_exit import child_lost, describe_exit, unpicklable
 
 if TYPE_CHECKING:
     from observml.runtime.children import ChildPool
@@ -61,23 +59,6 @@ Isolation: TypeAlias = Literal["process", "thread"]
 #: The ``global.job_isolation`` setting: ``auto`` picks per job (see :func:`choose_isolation`).
 IsolationSetting: TypeAlias = Literal["auto", "process", "thread"]
 _FINAL: tuple[JobState, ...] = ("succeeded", "failed", "stopped")
-#: loky names a dead worker's exit status like ``{SIGKILL(-9)}`` or ``{EXIT(3)}``.
-_EXIT_CODE: Final = re.compile(r"exit codes of the workers are \{\w+\((-?\d+)\)")
-_CRASH: Final = (
-    "A native library crashed; its crash report (faulthandler) is on the hub's stderr."
-    " Try another model, or update the library the report names."
-)
-_SIGNAL_FIXES: Final = {
-    "SIGKILL": "That is usually the out-of-memory killer (see `dmesg`): train on fewer rows"
-    " or give the hub more memory.",
-    "SIGSEGV": _CRASH,
-    "SIGBUS": _CRASH,
-    "SIGILL": _CRASH,
-    "SIGFPE": _CRASH,
-    "SIGABRT": _CRASH,
-    "SIGTERM": "Something outside the hub stopped it; use stop_training() to stop a job.",
-    "SIGINT": "Something outside the hub stopped it; use stop_training() to stop a job.",
-}
 
 
 class JobQueueView(Protocol):
@@ -333,7 +314,8 @@ def run_isolated(
         try:
             result = executor.submit(func, *args).result()
         except (ShutdownExecutorError, BrokenProcessPool) as exc:
-            raise _child_lost(job, exc) from (exc if _unpicklable(exc) else None)
+            job.check_stopped()
+            raise child_lost(job.status.experiment, exc) from (exc if unpicklable(exc) else None)
         except BaseException:
             alive = not job.stop_requested.is_set()
             raise
@@ -355,34 +337,8 @@ def _call(job: Job, executor: ProcessPoolExecutor, func: Callable[..., Any], *ar
     try:
         return executor.submit(func, *args).result()
     except (ShutdownExecutorError, BrokenProcessPool) as exc:
-        raise _child_lost(job, exc) from (exc if _unpicklable(exc) else None)
-
-
-def _unpicklable(exc: BaseException) -> bool:
-    return isinstance(exc, BrokenProcessPool) and not isinstance(exc, TerminatedWorkerError)
-
-
-def _child_lost(job: Job, exc: BaseException) -> ExperimentError:
-    """Say how the child was lost: stopped (raises), shut down, died, or unable to exchange data.
-
-    Raises:
-        JobStoppedError: The job was stopped (its child killed on purpose).
-    """
-    job.check_stopped()
-    experiment = job.status.experiment
-    if isinstance(exc, ShutdownExecutorError):
-        return ExperimentError(
-            f"experiment {experiment!r}: the training process was shut down. Train again."
-        )
-    if isinstance(exc, TerminatedWorkerError):
-        found = _EXIT_CODE.search(str(exc))
-        exitcode = int(found.group(1)) if found else None
-        return ExperimentError(describe_exit(experiment, exitcode))
-    return ExperimentError(  # the task or its result could not be (un)pickled
-        f"experiment {experiment!r}: the training process could not exchange"
-        f" data with the hub: {exc} Check that the experiment type and what it keeps can"
-        " be pickled, or set global.job_isolation: thread."
-    )
+        job.check_stopped()
+        raise child_lost(job.status.experiment, exc) from (exc if unpicklable(exc) else None)
 
 
 def _stop_live_jobs_at_exit() -> None:
@@ -410,28 +366,3 @@ def _stop_live_jobs() -> None:
         jobs = list(_LIVE_JOBS)
     for job in jobs:
         job.stop()
-
-
-def describe_exit(experiment: str, exitcode: int | None) -> str:
-    """Say how a training process ended without a result, and what to do about it.
-
-    Args:
-        experiment: The experiment's name.
-        exitcode: The process's exit code; negative for the signal that killed it.
-    """
-    where = f"experiment {experiment!r}: the training process"
-    debug = " To see the failure in this process, set global.job_isolation: thread."
-    if exitcode is None:
-        return f"{where} died without a result. Check the hub's log for its output.{debug}"
-    if exitcode >= 0:
-        return (
-            f"{where} exited with code {exitcode} before it returned a model: the training"
-            " code called sys.exit() or os._exit(), or the interpreter aborted. Check the"
-            f" hub's log for its output.{debug}"
-        )
-    try:
-        name = signal.Signals(-exitcode).name
-    except ValueError:
-        name = f"signal {-exitcode}"
-    fix = _SIGNAL_FIXES.get(name, "Check what sent that signal.")
-    return f"{where} was killed by {name} before it returned a model. {fix}{debug}"
