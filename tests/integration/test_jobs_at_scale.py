@@ -211,6 +211,7 @@ def test_a_non_transient_store_failure_fails_the_job_at_once(
         status = hub.train("pump", data=sensors(200), wait=True).status
 
     assert status.state == "failed"
-    assert status.error is not None and "not-a-folder" in status.error
+    assert status.error is not None
+    assert "not-a-folder" in status.error
     assert status.error_type != "ServiceUnavailableError"
     assert not [r for r in caplog.records if "failed (attempt" in r.getMessage()]

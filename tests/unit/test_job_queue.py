@@ -63,7 +63,8 @@ def test_jobs_beyond_max_jobs_wait_queued_with_their_place(one_at_a_time: Experi
     assert third.status.queue_position is None
     assert hub.status("c")["queue_position"] is None
     assert hub.job_queue()["peak_running"] == 1
-    assert second.status.started_at is not None and first.status.finished_at is not None
+    assert second.status.started_at is not None
+    assert first.status.finished_at is not None
     assert second.status.started_at >= first.status.finished_at
 
 
@@ -76,7 +77,8 @@ def test_stopping_a_queued_job_takes_it_out_of_the_queue(one_at_a_time: Experime
     second, third = hub.train("b", data=sensors(50)), hub.train("c", data=sensors(50))
 
     assert hub.stop_training("b") is True
-    assert second.done and second.status.state == "stopped"
+    assert second.done
+    assert second.status.state == "stopped"
     assert second.status.started_at is None  # it never ran
     assert third.status.queue_position == 1  # moved up
     assert hub.job_queue()["queued"] == 1
@@ -142,7 +144,8 @@ def test_a_closed_queue_refuses_new_jobs_and_ends_them_stopped() -> None:
     with pytest.raises(ServiceUnavailableError, match=r"'pump': the hub is shutting down"):
         queue.submit(job)
 
-    assert job.done and job.status.state == "stopped"
+    assert job.done
+    assert job.status.state == "stopped"
 
 
 def test_shutdown_stops_queued_jobs_without_starting_them() -> None:
