@@ -157,7 +157,7 @@ def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
         out["errors"] = sorted({str(s.error)[:200] for s in statuses if s.state == "failed"})[:3]
         took = [s.finished_at - s.started_at for s in statuses if s.finished_at and s.started_at]
         out["job_s"] = statistics.median(took) if took else float("nan")
-        out["max_jobs"], out["most_running"] = hub.max_jobs, most_running
+        out["max_jobs"], out["most_running"] = getattr(hub, "max_jobs", 0), most_running
         out["fit_s"], out["trip_s"] = baseline(hub)
 
         stream = hub.get_plugin("datastream")
