@@ -185,7 +185,29 @@ def run_one(n: int, args: argparse.Namespace) -> dict[str, Any]:
         out["fds"], out["sockets"] = fds1 - fds0, socks1 - socks0
         out["rss_mb"] = rss_mb() - rss0
         out["children_rss_mb"] = sum(rss_mb(pid) for pid in descendants(os.getpid()))
+        for name in names:
+            hub.stop_streaming(name)
+    if args.rabbitmq:
+        delete_queues(args.rabbitmq, names)
     return out
+
+
+def delete_queues(url: str, names: list[str]) -> None:
+    """Leave the broker as it was: delete every queue the run declared."""
+    import pika
+    from datastream import parameters, settings  # the sibling script bench/datastream.py
+
+    from observml.io.queues import experiment_queues
+
+    connection = pika.BlockingConnection(parameters(settings(url)))
+    try:
+        channel = connection.channel()
+        for name in names:
+            for queue in experiment_queues(name):
+                for each in (queue, f"{queue}.dead"):
+                    channel.queue_delete(each)
+    finally:
+        connection.close()
 
 
 # -- the table ---------------------------------------------------------------------------------

@@ -134,6 +134,11 @@ class MLflowPlugin(MLOpsPlugin):
         self._lock = threading.Lock()
         self._active = threading.local()
         self._open_runs: set[str] = set()
+        #: ``artifact_uri`` of the runs this plugin started and has not ended: registering a
+        #: model of such a run needs no ``get_run`` round trip.
+        self._artifact_uris: dict[str, str] = {}
+        #: Registered models known to exist: a new version needs no ``create_registered_model``.
+        self._models: set[str] = set()
         self._last_start_ms = 0
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -239,6 +244,7 @@ class MLflowPlugin(MLOpsPlugin):
         run_id = str(run.info.run_id)
         with self._lock:
             self._open_runs.add(run_id)
+            self._artifact_uris[run_id] = str(run.info.artifact_uri)
         self._active.run_id = run_id
         return run_id
 
@@ -305,6 +311,7 @@ class MLflowPlugin(MLOpsPlugin):
                 client.set_terminated(run_id, status=status)
         with self._lock:
             self._open_runs.discard(run_id)
+            self._artifact_uris.pop(run_id, None)
 
     def kill_run(self, run_id: str) -> None:
         """End a run as ``KILLED``."""
@@ -377,17 +384,29 @@ class MLflowPlugin(MLOpsPlugin):
     def register_model(self, name: str, run_id: str, artifact_path: str) -> ModelVersion:
         """Register the run's artifact folder as a new version of model ``name``."""
         client = self._require_client()
-        with self._boundary(f"run {run_id}"):
-            run = client.get_run(run_id)
+        with self._lock:
+            artifact_uri = self._artifact_uris.get(run_id)
+            known = name in self._models
+        if artifact_uri is None:  # a run another process (or an earlier plugin) started
+            with self._boundary(f"run {run_id}"):
+                artifact_uri = str(client.get_run(run_id).info.artifact_uri)
+        source = f"{artifact_uri}/{artifact_path.strip('/')}"
         with self._boundary(f"model {name!r}"):
+            if not known:
+                try:
+                    client.create_registered_model(name)
+                except MlflowException as exc:
+                    if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                        raise
             try:
-                client.create_registered_model(name)
+                version = client.create_model_version(name, source=source, run_id=run_id)
             except MlflowException as exc:
-                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                if not known or exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                     raise
-            version = client.create_model_version(
-                name, source=f"{run.info.artifact_uri}/{artifact_path.strip('/')}", run_id=run_id
-            )
+                client.create_registered_model(name)  # deleted since we last saw it
+                version = client.create_model_version(name, source=source, run_id=run_id)
+        with self._lock:
+            self._models.add(name)
         return model_version(version)
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
