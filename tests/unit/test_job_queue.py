@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 
@@ -159,3 +160,39 @@ def test_shutdown_stops_queued_jobs_without_starting_them() -> None:
         queued = hub.train("b", data=sensors(50))
     assert queued.status.state == "stopped"
     assert queued.status.started_at is None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_jobs_reuse_a_warm_child_and_a_stopped_jobs_child_is_killed_not_reused() -> None:
+    with ExperimentHub(job_isolation="process", max_jobs=1) as hub:
+        hub.register_plugin(InMemoryMLOpsPlugin())
+        hub.register_plugin(InMemoryDataStreamPlugin())
+        hub.create_experiment("quick", SLEEPY, sleepy(0.0))
+        hub.create_experiment("slow", SLEEPY, sleepy(600.0))
+        first = hub.train("quick", data=sensors(50))
+        assert first.wait(120).state == "succeeded", first.status.error
+        second = hub.train("quick", data=sensors(50, seed=1))
+        assert second.wait(120).state == "succeeded", second.status.error
+        assert hub._jobs.children.started == 1  # the second job borrowed the first one's child
+        champion, _ = hub._get("quick").champion()
+        warm_pid = getattr(champion, "fit_pid_", None)
+        assert warm_pid is not None
+        assert alive(warm_pid)
+
+        slow = hub.train("slow", data=sensors(50))
+        wait_for(lambda: slow.child_pid is not None)
+        assert slow.child_pid == warm_pid  # the same warm child
+        assert hub.stop_training("slow") is True
+
+        assert slow.status.state == "stopped"
+        wait_for(lambda: not alive(warm_pid))  # stop really stops: the child is killed
+        third = hub.train("quick", data=sensors(50, seed=2))
+        assert third.wait(120).state == "succeeded", third.status.error
+        assert hub._jobs.children.started == 2  # a new child, never the killed one
