@@ -232,7 +232,7 @@ def status_command(
                         s["name"],
                         s["type"],
                         s.get("model") or "-",
-                        s["state"],
+                        _state(s),
                         _version(s.get("champion_version")),
                         "yes" if s.get("streaming") else "no",
                         f"{int(s.get('counters', {}).get('predicted_rows', 0)):,}",
@@ -314,6 +314,14 @@ def _metrics_text(metrics: Mapping[str, Any], limit: int = 10) -> str:
     return ", ".join(items[:limit]) + extra or "none"
 
 
+def _state(status: Mapping[str, Any]) -> str:
+    """The experiment's state; a queued job says its place (``queued, #3 in line``)."""
+    place = status.get("queue_position")
+    if status.get("state") != "queued" or not place:
+        return str(status.get("state"))
+    return f"queued, {'next' if place == 1 else f'#{place}'} in line"
+
+
 def _version(version: Any) -> str:
     return f"v{version}" if version is not None else "-"
 
@@ -330,8 +338,7 @@ def _describe(status: Mapping[str, Any]) -> str:
     previous = status.get("previous_version") or aliases.get("previous")
     challenger = status.get("challenger_version") or aliases.get("challenger")
     lines = [
-        f"{status['name']}: {status['type']}, model {status.get('model') or '-'},"
-        f" {status['state']}",
+        f"{status['name']}: {status['type']}, model {status.get('model') or '-'}, {_state(status)}",
         f"  champion:   {_version(status.get('champion_version'))}"
         f"  (previous {_version(previous)}, challenger {_version(challenger)})",
         f"  train:      {_metrics_text(status.get('train_metrics', {}))}",

@@ -29,6 +29,7 @@ from observml.config.sections import (
     HubConfig,
     PluginSection,
     StreamingSection,
+    default_max_jobs,
 )
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "HubConfig",
     "PluginSection",
     "StreamingSection",
+    "default_max_jobs",
     "expand_env",
     "find_config_file",
     "load_config",

@@ -23,6 +23,7 @@ from observml.config.sections import (
     HubConfig,
     PluginSection,
     StreamingSection,
+    default_max_jobs,
 )
 from observml.config.validation import check_arguments
 from observml.errors import ConfigProblem
@@ -108,10 +109,23 @@ def _parse_global(raw: Any, problems: list[ConfigProblem]) -> GlobalSection:
             ConfigProblem("global.health_timeout", "must be a positive number of seconds.")
         )
     isolation = values.get("job_isolation", "auto")
+    max_jobs = values.get("max_jobs")
+    if max_jobs is not None and (
+        isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1
+    ):
+        problems.append(
+            ConfigProblem(
+                "global.max_jobs",
+                f"expected a whole number of 1 or more, got {max_jobs!r}. Leave it out to run"
+                f" as many jobs at once as there are CPUs ({default_max_jobs()} here).",
+            )
+        )
+        max_jobs = None
     return GlobalSection(
         log_level=level,
         health_timeout=timeout,
         job_isolation=isolation,
+        max_jobs=max_jobs,
         model_key=values.get("model_key") or None,
         trust_unsigned_models=bool(values.get("trust_unsigned_models", False)),
     )

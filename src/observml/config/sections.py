@@ -6,6 +6,7 @@ types, and :mod:`observml.config.section_reader` fills them from a hub config's 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -21,6 +22,7 @@ __all__ = [
     "HubConfig",
     "PluginSection",
     "StreamingSection",
+    "default_max_jobs",
 ]
 
 #: Path of the hub config when none is given on the command line.
@@ -79,11 +81,22 @@ class GlobalSection:
     log_level: str = "INFO"
     health_timeout: float = 5.0
     job_isolation: Literal["auto", "process", "thread"] = "auto"
+    #: Training and retraining jobs running at once; the rest wait ``queued``. ``None``: the
+    #: CPUs this process may use (see :func:`default_max_jobs`).
+    max_jobs: int | None = None
     #: The key model folders are signed with (HMAC-SHA256); else ``$OBSERVML_MODEL_KEY``, else
     #: ``$OBSERVML_HOME/model.key`` (see :mod:`observml.store.signing`).
     model_key: str | None = field(default=None, repr=False)
     #: Load model folders no hub key signed (e.g. from an older observml). Off by default.
     trust_unsigned_models: bool = False
+
+
+def default_max_jobs() -> int:
+    """Return the default of ``global.max_jobs``: the CPUs this process may run on (at least 1)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS and Windows have no affinity call
+        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Self, cast
 
 import pandas as pd
 
-from observml.config import ExperimentInstanceSection
+from observml.config import ExperimentInstanceSection, default_max_jobs
 from observml.errors import (
     ConfigError,
     DataError,
@@ -45,6 +45,7 @@ from observml.hub.managed import ExperimentTable, ManagedExperiment
 from observml.hub.plugin_host import PluginHost
 from observml.io.queues import experiment_queues, is_input_queue, predict_queue, train_queue
 from observml.io.rows import DataLike, to_frame
+from observml.plugins.base import Plugin
 from observml.plugins.browse import browse_queue
 from observml.plugins.datastream import DataStreamPlugin, Message, dead_letter_queue
 from observml.plugins.mlops import MLOpsPlugin, tracked_run
@@ -85,9 +86,13 @@ class ExperimentHub(PluginHost):
             (``wait=True``) in this process, a background job in a fresh child process that
             ``stop_training`` kills and that never re-runs your script. ``"process"`` or
             ``"thread"``: always there. See :func:`observml.runtime.jobs.choose_isolation`.
+        max_jobs: Training and retraining jobs that run at once; the rest wait ``queued``.
+            Default ``global.max_jobs``, else the CPUs this process may use.
     """
 
-    def __init__(self, *, job_isolation: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, job_isolation: str | None = None, max_jobs: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         isolation = job_isolation or self.config.global_.job_isolation
         if isolation not in ("auto", "process", "thread"):
@@ -101,10 +106,17 @@ class ExperimentHub(PluginHost):
         self._streams: dict[str, StreamWorker] = {}
         self._lock = threading.RLock()
         self._signer: ModelSigner | None = None
+        jobs_at_once = max_jobs or self.config.global_.max_jobs or default_max_jobs()
+        if jobs_at_once < 1:
+            raise ConfigError(
+                f"expected 1 or more, got {jobs_at_once}: how many training jobs run at once.",
+                key="global.max_jobs",
+            )
         self._jobs = TrainingJobs(
             mlops=self._mlops,
             signer=lambda: self.model_signer,
             isolation=cast(IsolationSetting, isolation),
+            max_jobs=jobs_at_once,
         )
         self._retrainer = Retrainer(
             mlops=self._mlops,
@@ -118,6 +130,26 @@ class ExperimentHub(PluginHost):
     def job_isolation(self) -> IsolationSetting:
         """Where each fit runs: ``auto``, ``process`` or ``thread``."""
         return self._jobs.isolation
+
+    @property
+    def max_jobs(self) -> int:
+        """How many training and retraining jobs run at once (``global.max_jobs``)."""
+        return self._jobs.queue.max_jobs
+
+    def job_queue(self) -> dict[str, Any]:
+        """Return the job queue now: ``max_jobs``, ``running``, ``queued``, ``peak_running``."""
+        return self._jobs.queue.snapshot()
+
+    def register_plugin(self, plugin: Plugin) -> None:
+        """Register ``plugin`` (see :meth:`PluginHost.register_plugin`).
+
+        A plugin with ``expect_jobs(n)`` (the MLflow plugin) is told ``max_jobs`` first, so it
+        sizes its connection pool for the jobs this hub runs at once.
+        """
+        expect_jobs = getattr(plugin, "expect_jobs", None)
+        if callable(expect_jobs):
+            expect_jobs(self.max_jobs)
+        super().register_plugin(plugin)
 
     # -- construction ---------------------------------------------------------------------
     @classmethod

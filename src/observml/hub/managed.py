@@ -269,6 +269,7 @@ class ManagedExperiment:
             jobs = [j.status.to_dict() for j in self.jobs]
             decisions = [d.to_dict() for d in self.decisions]
             active = self.active_job()
+            active_status = active.status if active else None
             return {
                 "name": self.name,
                 "type": self.experiment_type,
@@ -277,10 +278,11 @@ class ManagedExperiment:
                 "champion_version": version,
                 "previous_version": self.previous_version,
                 "challenger_version": self.challenger_version,
-                "state": active.status.state
-                if active
+                "state": active_status.state
+                if active_status
                 else ("ready" if experiment else "untrained"),
-                "job": active.status.to_dict() if active else (jobs[-1] if jobs else None),
+                "queue_position": active_status.queue_position if active_status else None,
+                "job": active_status.to_dict() if active_status else (jobs[-1] if jobs else None),
                 "jobs": jobs,
                 "streaming": self.streaming,
                 "metrics": dict(self.last_metrics),

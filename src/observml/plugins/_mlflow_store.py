@@ -41,6 +41,7 @@ __all__ = [
     "enable_wal",
     "init_lock",
     "open_client",
+    "pool_settings",
     "probe_http",
     "resolve_store",
 ]
@@ -55,6 +56,7 @@ EMBEDDED_ARTIFACT_DIR: Final = "mlruns-artifacts"
 SQLITE_BUSY_TIMEOUT: Final = 30
 _LOCAL_URIS: Final = ("", "local")
 _HEALTH_ENDPOINT: Final = "/api/2.0/mlflow/experiments/search"
+_ENV_LOCK = threading.Lock()
 
 
 def embedded_home() -> Path:
@@ -102,8 +104,37 @@ def resolve_store(
     return Store(uri, registry_uri or uri, artifact_root, sqlite_path)
 
 
-def open_client(store: Store, health_timeout: float) -> MlflowClient:
+@contextmanager
+def pool_settings(store: Store, callers: int) -> Iterator[None]:
+    """Size the SQLAlchemy pool MLflow creates inside the block for ``callers`` at once.
+
+    MLflow builds one engine per database URI and process, reading
+    ``MLFLOW_SQLALCHEMYSTORE_POOL_SIZE`` and ``MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW`` when it
+    does; SQLAlchemy's default (5 + 10 overflow) runs out under more callers than that. The
+    variables are set only while the engine is built, and never where the user set them.
+    """
+    if store.is_http or not callers:
+        yield
+        return
+    wanted = {
+        "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": str(max(5, callers)),
+        "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": str(max(10, callers)),
+    }
+    added = {key: value for key, value in wanted.items() if key not in os.environ}
+    with _ENV_LOCK:
+        os.environ.update(added)
+        try:
+            yield
+        finally:
+            for key in added:
+                os.environ.pop(key, None)
+
+
+def open_client(store: Store, health_timeout: float, callers: int = 0) -> MlflowClient:
     """Return a client of ``store``, its schema created (once, under a lock) and SQLite in WAL.
+
+    ``callers``: how many threads may call the store at once (sizes the connection pool, see
+    :func:`pool_settings`); 0 keeps MLflow's default.
 
     Raises:
         ServiceUnavailableError: A tracking server does not answer within ``health_timeout``
@@ -123,7 +154,7 @@ def open_client(store: Store, health_timeout: float) -> MlflowClient:
     from mlflow import MlflowClient
 
     try:
-        with init_lock(store.sqlite_path):
+        with init_lock(store.sqlite_path), pool_settings(store, callers):
             if store.sqlite_path is not None:
                 enable_wal(store.sqlite_path)
             client = MlflowClient(tracking_uri=store.tracking_uri, registry_uri=store.registry_uri)

@@ -87,6 +87,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _SEARCH_PAGE: Final = 1000
+#: Store callers beside the jobs: stream workers, champion refreshes, API requests.
+_OTHER_CALLERS: Final = 8
 
 
 class MLflowPlugin(MLOpsPlugin):
@@ -98,6 +100,10 @@ class MLflowPlugin(MLOpsPlugin):
             ``None`` keeps the store's default (for ``local``: ``$OBSERVML_HOME/mlruns-artifacts``).
         registry_uri: Model registry URI; ``None`` uses the tracking store.
         health_timeout: Seconds ``health_check()`` and the start-up probe wait at most.
+        pool_size: Connections to a database store (SQLite, PostgreSQL, MySQL) kept open;
+            ``None``: room for the hub's jobs plus its other callers (``global.max_jobs`` + 8,
+            at least MLflow's 5). The environment variable ``MLFLOW_SQLALCHEMYSTORE_POOL_SIZE``
+            wins where set. Ignored for a tracking server.
 
     Usage::
 
@@ -114,8 +120,12 @@ class MLflowPlugin(MLOpsPlugin):
         artifact_location: str | None = None,
         registry_uri: str | None = None,
         health_timeout: float = 5.0,
+        pool_size: int | None = None,
     ) -> None:
         self.mlflow_uri = mlflow_uri or "local"
+        self.pool_size = pool_size
+        #: Jobs the hub runs at once (set by the hub before ``initialize``; see ``expect_jobs``).
+        self._jobs = 0
         self.artifact_location = artifact_location
         self.registry_uri = registry_uri
         self.health_timeout = health_timeout
@@ -125,6 +135,11 @@ class MLflowPlugin(MLOpsPlugin):
         self._lock = threading.Lock()
         self._active = threading.local()
         self._open_runs: set[str] = set()
+        #: ``artifact_uri`` of the runs this plugin started and has not ended: registering a
+        #: model of such a run needs no ``get_run`` round trip.
+        self._artifact_uris: dict[str, str] = {}
+        #: Registered models known to exist: a new version needs no ``create_registered_model``.
+        self._models: set[str] = set()
         self._last_start_ms = 0
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -142,10 +157,14 @@ class MLflowPlugin(MLOpsPlugin):
         """
         store = self._resolve_store()
         reader = _reader_of(store)
-        client = None if reader is not None else open_client(store, self.health_timeout)
+        client = None if reader is not None else self._open(store)
         with self._lock:
             self._store, self._client, self._reader = store, client, reader
         logger.info("MLflow store ready at %s", mask_uri(store.tracking_uri))
+
+    def expect_jobs(self, jobs: int) -> None:
+        """Size the store's connection pool for ``jobs`` jobs at once (the hub calls it)."""
+        self._jobs = jobs
 
     def shutdown(self) -> None:
         """End runs this plugin started and left open (as ``KILLED``), then drop the client."""
@@ -238,6 +257,7 @@ class MLflowPlugin(MLOpsPlugin):
         run_id = str(run.info.run_id)
         with self._lock:
             self._open_runs.add(run_id)
+            self._artifact_uris[run_id] = str(run.info.artifact_uri)
         self._active.run_id = run_id
         return run_id
 
@@ -318,6 +338,7 @@ class MLflowPlugin(MLOpsPlugin):
                 client.set_terminated(run_id, status=status)
         with self._lock:
             self._open_runs.discard(run_id)
+            self._artifact_uris.pop(run_id, None)
 
     def kill_run(self, run_id: str) -> None:
         """End a run as ``KILLED``."""
@@ -402,17 +423,29 @@ class MLflowPlugin(MLOpsPlugin):
         from mlflow.exceptions import MlflowException
 
         client = self._require_client()
-        with self._boundary(f"run {run_id}"):
-            run = client.get_run(run_id)
+        with self._lock:
+            artifact_uri = self._artifact_uris.get(run_id)
+            known = name in self._models
+        if artifact_uri is None:  # a run another process (or an earlier plugin) started
+            with self._boundary(f"run {run_id}"):
+                artifact_uri = str(client.get_run(run_id).info.artifact_uri)
+        source = f"{artifact_uri}/{artifact_path.strip('/')}"
         with self._boundary(f"model {name!r}"):
+            if not known:
+                try:
+                    client.create_registered_model(name)
+                except MlflowException as exc:
+                    if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                        raise
             try:
-                client.create_registered_model(name)
+                version = client.create_model_version(name, source=source, run_id=run_id)
             except MlflowException as exc:
-                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                if not known or exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                     raise
-            version = client.create_model_version(
-                name, source=f"{run.info.artifact_uri}/{artifact_path.strip('/')}", run_id=run_id
-            )
+                client.create_registered_model(name)  # deleted since we last saw it
+                version = client.create_model_version(name, source=source, run_id=run_id)
+        with self._lock:
+            self._models.add(name)
         return model_version(version)
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
@@ -496,11 +529,16 @@ class MLflowPlugin(MLOpsPlugin):
                 f"MLflow plugin ({mask_uri(self.mlflow_uri)}): not initialized. Call"
                 " initialize() or register the plugin with a hub first."
             )
-        opened = open_client(store, self.health_timeout)
+        opened = self._open(store)
         with self._lock:
             if self._client is None:
                 self._client = opened
             return self._client
+
+    def _open(self, store: Store) -> MlflowClient:
+        """Open MLflow's client of ``store``, its connection pool sized for the hub's jobs."""
+        callers = self.pool_size or (self._jobs + _OTHER_CALLERS if self._jobs else 0)
+        return open_client(store, self.health_timeout, callers)
 
     def _fast_reader(self) -> SQLiteReader | None:
         """The SQLite reader while MLflow's client is not open (then the client answers)."""

@@ -15,28 +15,30 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
-import signal
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 from loky import ProcessPoolExecutor
 from loky.process_executor import (
     BrokenProcessPool,
     ShutdownExecutorError,
-    TerminatedWorkerError,
 )
 
 from observml.errors import ExperimentError, ObservMLError
+from observml.runtime.child_exit import child_lost, describe_exit, unpicklable
+
+if TYPE_CHECKING:
+    from observml.runtime.children import ChildPool
 
 __all__ = [
     "Isolation",
     "IsolationSetting",
     "Job",
+    "JobQueueView",
     "JobState",
     "JobStatus",
     "JobStoppedError",
@@ -57,23 +59,16 @@ Isolation: TypeAlias = Literal["process", "thread"]
 #: The ``global.job_isolation`` setting: ``auto`` picks per job (see :func:`choose_isolation`).
 IsolationSetting: TypeAlias = Literal["auto", "process", "thread"]
 _FINAL: tuple[JobState, ...] = ("succeeded", "failed", "stopped")
-#: loky names a dead worker's exit status like ``{SIGKILL(-9)}`` or ``{EXIT(3)}``.
-_EXIT_CODE: Final = re.compile(r"exit codes of the workers are \{\w+\((-?\d+)\)")
-_CRASH: Final = (
-    "A native library crashed; its crash report (faulthandler) is on the hub's stderr."
-    " Try another model, or update the library the report names."
-)
-_SIGNAL_FIXES: Final = {
-    "SIGKILL": "That is usually the out-of-memory killer (see `dmesg`): train on fewer rows"
-    " or give the hub more memory.",
-    "SIGSEGV": _CRASH,
-    "SIGBUS": _CRASH,
-    "SIGILL": _CRASH,
-    "SIGFPE": _CRASH,
-    "SIGABRT": _CRASH,
-    "SIGTERM": "Something outside the hub stopped it; use stop_training() to stop a job.",
-    "SIGINT": "Something outside the hub stopped it; use stop_training() to stop a job.",
-}
+
+
+class JobQueueView(Protocol):
+    """What a queued job asks of the queue it waits in (see :mod:`observml.runtime.job_queue`)."""
+
+    def position(self, job: Job) -> int | None:
+        """Return the job's place in the queue (1: next), or ``None``."""
+
+    def cancel(self, job: Job) -> bool:
+        """Take the job out of the queue; return whether it was waiting there."""
 
 
 class JobStoppedError(ExperimentError):
@@ -98,6 +93,8 @@ class JobStatus:
     started_at: float | None = None
     finished_at: float | None = None
     result: dict[str, Any] = field(default_factory=dict)
+    #: While ``queued``: 1 for the next job to start, 2 after it, ...; else ``None``.
+    queue_position: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the status as a JSON-ready dict."""
@@ -116,6 +113,7 @@ class JobStatus:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "result": self.result,
+            "queue_position": self.queue_position,
         }
 
 
@@ -126,9 +124,20 @@ class Job:
     :func:`run_isolated` so that :meth:`stop` can end it.
     """
 
-    def __init__(self, experiment: str, kind: str, body: Callable[[Job], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        experiment: str,
+        kind: str,
+        body: Callable[[Job], dict[str, Any]],
+        *,
+        on_cancel: Callable[[], None] | None = None,
+    ) -> None:
         self._status = JobStatus(uuid.uuid4().hex[:12], experiment, kind)
         self._body = body
+        self._on_cancel = on_cancel
+        self._on_end: list[Callable[[Job], None]] = []
+        #: The queue this job waits in (``None`` once it started, or outside a queue).
+        self.queue: JobQueueView | None = None
         self._lock = threading.Lock()
         self._done = threading.Event()
         self.stop_requested = threading.Event()
@@ -146,9 +155,13 @@ class Job:
 
     @property
     def status(self) -> JobStatus:
-        """The current status snapshot."""
+        """The current status snapshot (with the place in the queue while ``queued``)."""
         with self._lock:
-            return self._status
+            status = self._status
+        queue = self.queue
+        if status.state == "queued" and queue is not None:
+            return replace(status, queue_position=queue.position(self))
+        return status
 
     @property
     def done(self) -> bool:
@@ -159,6 +172,10 @@ class Job:
         """Start the worker thread; return self."""
         self._thread.start()
         return self
+
+    def on_end(self, callback: Callable[[Job], None]) -> None:
+        """Call ``callback(job)`` once the job reached a final state (set before :meth:`start`)."""
+        self._on_end.append(callback)
 
     def wait(self, timeout: float | None = None) -> JobStatus:
         """Block until the job ends (or ``timeout``) and return its status."""
@@ -175,6 +192,10 @@ class Job:
         if self.done:
             return False
         self.stop_requested.set()
+        queue = self.queue
+        if queue is not None and queue.cancel(self):
+            self.end_unstarted()
+            return True
         child = self._child
         if child is not None:
             child.shutdown(wait=False, kill_workers=True)
@@ -191,7 +212,29 @@ class Job:
         if child is not None and self.stop_requested.is_set():
             child.shutdown(wait=False, kill_workers=True)
 
+    def end_unstarted(self) -> None:
+        """End a job that never started (stopped while queued): state ``stopped``, body unrun."""
+        now = time.time()
+        self.update(state="stopped", stage="stopped", started_at=None, finished_at=now)
+        try:
+            if self._on_cancel is not None:
+                self._on_cancel()
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._done.set()
+        for callback in self._on_end:
+            try:
+                callback(self)
+            except Exception:  # a broken callback must not keep the next job waiting
+                logger.error("job %s: end callback failed", self.job_id, exc_info=True)
+
     def _run(self) -> None:
+        self.queue = None
+        if self.stop_requested.is_set():  # stopped while the queue was starting it
+            self.end_unstarted()
+            return
         self.update(state="running", stage="starting", started_at=time.time())
         try:
             result = self._body(self)
@@ -217,7 +260,7 @@ class Job:
                 finished_at=time.time(),
             )
         finally:
-            self._done.set()
+            self._finish()
 
 
 def choose_isolation(setting: IsolationSetting, *, wait: bool) -> Isolation:
@@ -236,13 +279,21 @@ def choose_isolation(setting: IsolationSetting, *, wait: bool) -> Isolation:
     return setting
 
 
-def run_isolated(job: Job, func: Callable[..., Any], *args: Any, isolation: Isolation) -> Any:
-    """Run ``func(*args)`` in a fresh child process (or inline for ``"thread"``); return its result.
+def run_isolated(
+    job: Job,
+    func: Callable[..., Any],
+    *args: Any,
+    isolation: Isolation,
+    children: ChildPool | None = None,
+) -> Any:
+    """Run ``func(*args)`` in a child process (or inline for ``"thread"``); return its result.
 
-    The child is a new interpreter started by loky: it imports what ``func`` and ``args`` need
+    The child is an interpreter started by loky: it imports what ``func`` and ``args`` need
     and never runs the caller's ``__main__``, so a script needs no ``if __name__ ==
     "__main__":`` guard. Objects defined in ``__main__`` (a script, ``python -c``, a notebook)
     travel by value (cloudpickle). The job records the child so :meth:`Job.stop` can kill it.
+    With ``children`` the child is borrowed from that pool of warm children and given back
+    when ``func`` returned or raised; a stopped or dead child is never given back.
 
     Raises:
         JobStoppedError: The job was stopped while ``func`` ran.
@@ -252,22 +303,32 @@ def run_isolated(job: Job, func: Callable[..., Any], *args: Any, isolation: Isol
     job.check_stopped()
     if isolation == "thread":
         return func(*args)
-    executor = ProcessPoolExecutor(max_workers=1)
+    executor = children.acquire() if children is not None else ProcessPoolExecutor(max_workers=1)
     job.attach_child(executor)
     with _LIVE_LOCK:
         _LIVE_JOBS.add(job)
-    returned = False
+    alive = False  # the child answered: it returned a result or raised func's own error
     try:
         job.child_pid = _call(job, executor, os.getpid)
         _stop_live_jobs_at_exit()  # after loky registered its own exit hook (see there)
-        result = _call(job, executor, func, *args)
-        returned = True
+        try:
+            result = executor.submit(func, *args).result()
+        except (ShutdownExecutorError, BrokenProcessPool) as exc:
+            job.check_stopped()
+            raise child_lost(job.status.experiment, exc) from (exc if unpicklable(exc) else None)
+        except BaseException:
+            alive = not job.stop_requested.is_set()
+            raise
+        alive = not job.stop_requested.is_set()
     finally:
         with _LIVE_LOCK:
             _LIVE_JOBS.discard(job)
         job.attach_child(None)
         job.child_pid = None
-        executor.shutdown(wait=True, kill_workers=not returned)
+        if children is not None:
+            children.release(executor, reusable=alive)
+        else:
+            executor.shutdown(wait=True, kill_workers=not alive)
     return result
 
 
@@ -275,24 +336,9 @@ def _call(job: Job, executor: ProcessPoolExecutor, func: Callable[..., Any], *ar
     """Run one call in the child; turn a dead or killed child into the job's error."""
     try:
         return executor.submit(func, *args).result()
-    except ShutdownExecutorError:  # Job.stop() killed the child
+    except (ShutdownExecutorError, BrokenProcessPool) as exc:
         job.check_stopped()
-        raise ExperimentError(
-            f"experiment {job.status.experiment!r}: the training process was shut down."
-            " Train again."
-        ) from None
-    except TerminatedWorkerError as exc:
-        job.check_stopped()
-        found = _EXIT_CODE.search(str(exc))
-        exitcode = int(found.group(1)) if found else None
-        raise ExperimentError(describe_exit(job.status.experiment, exitcode)) from None
-    except BrokenProcessPool as exc:  # the task or its result could not be (un)pickled
-        job.check_stopped()
-        raise ExperimentError(
-            f"experiment {job.status.experiment!r}: the training process could not exchange"
-            f" data with the hub: {exc} Check that the experiment type and what it keeps can"
-            " be pickled, or set global.job_isolation: thread."
-        ) from exc
+        raise child_lost(job.status.experiment, exc) from (exc if unpicklable(exc) else None)
 
 
 def _stop_live_jobs_at_exit() -> None:
@@ -320,28 +366,3 @@ def _stop_live_jobs() -> None:
         jobs = list(_LIVE_JOBS)
     for job in jobs:
         job.stop()
-
-
-def describe_exit(experiment: str, exitcode: int | None) -> str:
-    """Say how a training process ended without a result, and what to do about it.
-
-    Args:
-        experiment: The experiment's name.
-        exitcode: The process's exit code; negative for the signal that killed it.
-    """
-    where = f"experiment {experiment!r}: the training process"
-    debug = " To see the failure in this process, set global.job_isolation: thread."
-    if exitcode is None:
-        return f"{where} died without a result. Check the hub's log for its output.{debug}"
-    if exitcode >= 0:
-        return (
-            f"{where} exited with code {exitcode} before it returned a model: the training"
-            " code called sys.exit() or os._exit(), or the interpreter aborted. Check the"
-            f" hub's log for its output.{debug}"
-        )
-    try:
-        name = signal.Signals(-exitcode).name
-    except ValueError:
-        name = f"signal {-exitcode}"
-    fix = _SIGNAL_FIXES.get(name, "Check what sent that signal.")
-    return f"{where} was killed by {name} before it returned a model. {fix}{debug}"

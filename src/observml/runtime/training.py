@@ -7,6 +7,7 @@ when the job was stopped.
 from __future__ import annotations
 
 import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,6 +17,8 @@ import pandas as pd
 
 from observml.errors import NotFoundError
 from observml.plugins.mlops import MLOpsPlugin, ModelVersion, tracked_run
+from observml.runtime.children import ChildPool
+from observml.runtime.job_queue import JobQueue
 from observml.runtime.jobs import (
     Isolation,
     IsolationSetting,
@@ -24,17 +27,20 @@ from observml.runtime.jobs import (
     choose_isolation,
     run_isolated,
 )
+from observml.runtime.store_retry import StoreRetry, retrying_store
 from observml.store.experiments import save_experiment
+from observml.store.folders import save_folder
+from observml.store.signing import ModelSigner
 
 if TYPE_CHECKING:
     from observml.experiments.base import Experiment
     from observml.hub.managed import ManagedExperiment
-    from observml.store.signing import ModelSigner
 
 __all__ = [
     "OnTrained",
     "TrainingJobs",
     "TrainingOutcome",
+    "fit_and_save",
     "fit_experiment",
     "flatten_params",
     "run_training",
@@ -60,6 +66,25 @@ def fit_experiment(
     return experiment
 
 
+def fit_and_save(
+    cls: type[Experiment],
+    name: str,
+    config: Mapping[str, Any],
+    data: pd.DataFrame,
+    folder: str,
+    signer: ModelSigner,
+) -> Experiment:
+    """Train like :func:`fit_experiment`, then write and sign the model folder into ``folder``.
+
+    Runs in the training process: the folder's report figures (a tenth of a second of plotly
+    for a small model, more than the fit itself) are built there, off the hub's threads, by as
+    many children as run jobs.
+    """
+    experiment = fit_experiment(cls, name, config, data)
+    save_folder(experiment, folder, signer=signer)
+    return experiment
+
+
 def flatten_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Flatten a nested config into ``{"create_model.params.n_estimators": "200"}``."""
     out: dict[str, str] = {}
@@ -82,13 +107,20 @@ def run_training(
     kind: str,
     on_trained: Callable[[Experiment, ModelVersion, str], dict[str, Any]],
     signer: ModelSigner | None = None,
+    children: ChildPool | None = None,
+    retry: StoreRetry | None = None,
 ) -> dict[str, Any]:
     """Train ``managed`` on ``data`` inside an MLOps run and register a model version.
 
     ``on_trained(experiment, version, run_id)`` decides what the new version becomes (champion,
     challenger) and returns extra result fields; it runs before the run is ended, so what it
     logs lands in the same run. The model folder is signed with ``signer`` (the hub's key).
+    A process fit borrows a warm child from ``children`` (see :mod:`.children`). With
+    ``retry``, each store call (and ``on_trained`` as a whole) is retried while the store is
+    transiently unavailable (see :mod:`.store_retry`).
     """
+    if retry is not None:
+        mlops = retrying_store(mlops, retry, job)
     tags = {
         "observml.type": managed.experiment_type,
         "observml.model": managed.template.model_name,
@@ -108,20 +140,34 @@ def run_training(
             params=flatten_params(managed.config),
             tags={"observml.train_rows": str(len(data))},
         )
-        experiment = run_isolated(
-            job,
-            fit_experiment,
-            type(managed.template),
-            managed.name,
-            managed.config,
-            data,
-            isolation=isolation,
-        )
-        job.check_stopped()
-        job.update(stage="saving", progress=0.8)  # save_experiment logs metrics and params
-        version = save_experiment(mlops, experiment, run_id=run_id, signer=signer)
+        signer = signer or ModelSigner.from_settings()
+        with tempfile.TemporaryDirectory(prefix="observml-save-") as folder:
+            experiment = run_isolated(
+                job,
+                fit_and_save,
+                type(managed.template),
+                managed.name,
+                managed.config,
+                data,
+                folder,
+                signer,
+                isolation=isolation,
+                children=children,
+            )
+            job.check_stopped()
+            job.update(stage="saving", progress=0.8)  # save_experiment logs metrics and params
+            version = save_experiment(
+                mlops, experiment, run_id=run_id, signer=signer, folder=Path(folder)
+            )
         job.update(version=version.version, progress=0.95, stage="registering")
-        extra = on_trained(experiment, version, run_id)
+        if retry is None:
+            extra = on_trained(experiment, version, run_id)
+        else:
+            extra = retry.call(
+                f"recording version {version.version} (aliases, decision)",
+                lambda: on_trained(experiment, version, run_id),
+                job=job,
+            )
     return {
         "run_id": run_id,
         "version": version.version,
@@ -133,10 +179,16 @@ def run_training(
 class TrainingJobs:
     """A hub's training jobs: each a :func:`run_training` in a :class:`Job`, kept by id.
 
+    Every job, training or retraining, goes through one :class:`JobQueue`: at most
+    ``max_jobs`` run at once, each in a warm child of one :class:`ChildPool` of that size
+    when it fits in a process.
+
     Args:
         mlops: Returns the MLOps plugin (raises when none is configured).
         signer: Returns the key model folders are signed with.
         isolation: The ``global.job_isolation`` setting (see :func:`choose_isolation`).
+        max_jobs: How many jobs run at once (``global.max_jobs``).
+        retry: How store calls inside a job are retried (see :class:`StoreRetry`).
     """
 
     def __init__(
@@ -145,10 +197,15 @@ class TrainingJobs:
         mlops: Callable[[], MLOpsPlugin],
         signer: Callable[[], ModelSigner],
         isolation: IsolationSetting,
+        max_jobs: int,
+        retry: StoreRetry | None = None,
     ) -> None:
         self._mlops = mlops
         self._signer = signer
         self.isolation = isolation
+        self.queue = JobQueue(max_jobs)
+        self.children = ChildPool(max_jobs)
+        self.retry = retry or StoreRetry()
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
@@ -189,6 +246,8 @@ class TrainingJobs:
                     isolation=isolation,
                     kind=kind,
                     signer=self._signer(),
+                    children=self.children,
+                    retry=self.retry,
                     on_trained=lambda exp, version, run_id: on_trained(
                         managed, exp, version, run_id
                     ),
@@ -204,11 +263,11 @@ class TrainingJobs:
                 shutil.rmtree(on_success, ignore_errors=True)
             return result
 
-        job = Job(managed.name, kind, body)
+        job = Job(managed.name, kind, body, on_cancel=finally_)
         with self._lock:
             self._jobs[job.job_id] = job
         managed.add_job(job)
-        return job.start()
+        return self.queue.submit(job)
 
     def get(self, job_id: str) -> Job:
         """Return a job by id.
@@ -223,10 +282,16 @@ class TrainingJobs:
         return job
 
     def stop_all(self, timeout: float = 10) -> None:
-        """Stop every running job and wait up to ``timeout`` seconds for each."""
+        """Stop the queued jobs, then the running ones; wait up to ``timeout`` s for each.
+
+        The queue refuses new jobs from then on, and the warm children are shut down.
+        """
+        for job in self.queue.close():
+            job.stop()
         with self._lock:
             running = [j for j in self._jobs.values() if not j.done]
         for job in running:
             job.stop()
         for job in running:
             job.wait(timeout)
+        self.children.close()

@@ -43,6 +43,7 @@ def save_experiment(
     alias: str | None = None,
     log_metrics: bool = True,
     signer: ModelSigner | None = None,
+    folder: Path | None = None,
 ) -> ModelVersion:
     """Upload a trained experiment to ``run_id`` and register it as a model version.
 
@@ -57,6 +58,9 @@ def save_experiment(
         alias: Alias to point at the new version (e.g. ``"champion"``); ``None`` sets none.
         log_metrics: Also log ``metrics_`` and the model params on the run.
         signer: The hub's model key; ``None`` uses ``$OBSERVML_MODEL_KEY`` or the key file.
+        folder: The experiment already written and signed there by
+            :func:`~observml.store.folders.save_folder` with ``signer`` (a training child does
+            it beside the fit); ``None`` writes it here.
 
     Returns:
         The registered version.
@@ -66,10 +70,9 @@ def save_experiment(
 
     signer = signer or ModelSigner.from_settings()
     with tempfile.TemporaryDirectory(prefix="observml-save-") as tmp:
-        save_folder(experiment, tmp, signer=signer)
-        tags = {KEY_ID_TAG: signer.key_id, SIGNATURE_TAG: _signature(Path(tmp))}
-        mlops.log_batch(run_id, tags=tags)
-        if log_metrics:
+        root = folder if folder is not None else save_folder(experiment, tmp, signer=signer)
+        tags = {KEY_ID_TAG: signer.key_id, SIGNATURE_TAG: _signature(root)}
+        if log_metrics:  # one call: signature tags, metrics and the model's parameters
             settings = experiment.settings_
             params = {
                 "experiment_type": experiment.experiment_type,
@@ -77,11 +80,13 @@ def save_experiment(
                 **{f"param.{k}": _short(v) for k, v in settings.params.items()},
                 **{f"option.{k}": _short(v) for k, v in settings.options.items()},
             }
-            mlops.log_batch(run_id, metrics=dict(experiment.metrics_), params=params)
+            mlops.log_batch(run_id, metrics=dict(experiment.metrics_), params=params, tags=tags)
+        else:
+            mlops.log_batch(run_id, tags=tags)
         return save_artifacts(
             mlops,
             run_id,
-            Path(tmp),
+            root,
             model_name=experiment.name,
             artifact_path=ARTIFACT_PATH,
             alias=alias,

@@ -48,6 +48,10 @@ class JobOut(ResponseModel):
     started_at: float | None = None
     finished_at: float | None = None
     result: dict[str, Any] = Field(default_factory=dict)
+    queue_position: int | None = Field(
+        default=None,
+        description="While queued: 1 for the next job to start (global.max_jobs run at once).",
+    )
 
 
 class AlertOut(ResponseModel):
@@ -216,6 +220,11 @@ class ExperimentSummary(ResponseModel):
     metrics: dict[str, float | None] = Field(default_factory=dict)
     train_metrics: dict[str, Any] = Field(default_factory=dict)
     counters: dict[str, float] = Field(default_factory=dict)
+    queue_position: int | None = Field(
+        default=None,
+        description="While its job is queued: 1 for the next job to start (global.max_jobs"
+        " jobs run at once); null otherwise.",
+    )
 
 
 class RetrainFailureOut(ResponseModel):
