@@ -32,6 +32,7 @@ from typing import Any, Final
 import pandas as pd
 
 from observml.errors import ExperimentError, UntrustedModelError
+from observml.store._skops import skops_io
 
 __all__ = [
     "LEGACY_PICKLE",
@@ -231,7 +232,7 @@ def _with_freq(index: pd.Index, freq: str | None) -> pd.Index:
 
 def _write_skops(parts: Path, name: str, value: Any) -> bool:
     """Write ``value`` with skops when it holds only trusted types; False otherwise."""
-    import skops.io as sio
+    sio = skops_io()
 
     try:
         data = sio.dumps(value)
@@ -245,7 +246,7 @@ def _write_skops(parts: Path, name: str, value: Any) -> bool:
 
 
 def _read_skops(path: Path, where: str) -> Any:
-    import skops.io as sio
+    sio = skops_io()
 
     data = path.read_bytes()
     untrusted = sorted(set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES))

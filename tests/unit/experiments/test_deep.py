@@ -233,3 +233,36 @@ def test_an_old_lstm_config_without_torch_names_the_install_line_and_arima(
     }
     with pytest.raises(ConfigError, match=r"the model needs 'torch'.*closest model is 'arima'"):
         TimeSeriesExperiment("old", old).validate_config()
+
+
+def test_saving_and_loading_a_model_without_pytorch_never_imports_it(
+    torch: Any, tmp_path: Path
+) -> None:
+    """skops lists scikit-learn's estimators by walking its packages, one of which imports
+    torch; observml imports skops with torch hidden from that walk (observml.store._skops)."""
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        import sys
+        import numpy as np, pandas as pd
+        from observml.experiments.fault_detection import FaultDetectionExperiment
+        from observml.store.folders import load_folder, save_folder
+        rows = pd.DataFrame(np.random.default_rng(0).normal(size=(200, 3)), columns=list("abc"))
+        experiment = FaultDetectionExperiment("pump", {{"create_model": {{"model": "pca"}}}})
+        experiment.train(rows)
+        save_folder(experiment, {str(tmp_path / "pca")!r})
+        back = load_folder({str(tmp_path / "pca")!r})
+        flags = experiment.predict(rows)["anomaly"].tolist()
+        assert back.predict(rows)["anomaly"].tolist() == flags
+        print("torch imported:", "torch" in sys.modules)
+        import torch  # the hide is only for skops' walk: a model that needs torch gets it
+        print("torch importable:", torch.__name__)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines()[-2:] == ["torch imported: False", "torch importable: torch"]
