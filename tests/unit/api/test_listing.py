@@ -1,4 +1,4 @@
-"""``GET /experiments`` a page at a time (filters, ``X-Total-Count``) and ``GET /experiments/summary``."""
+"""``GET /experiments`` a page at a time (filters, its total) and ``GET /experiments/summary``."""
 
 from __future__ import annotations
 
