@@ -322,7 +322,10 @@ def test_cli_type_mismatch_and_status_of_configured_experiments(
     write_config(MEMORY + "experiments:\n  - {name: pump, type: fault_detection}\n")
     code, out, _ = run(["status"], capsys)
     assert code == 0
-    assert out.splitlines()[0].split() == [
+    assert out.splitlines()[0] == (
+        "1 experiment: 1 untrained · 0 streaming · 0 alerts open · 0 in shadow"
+    )
+    assert out.splitlines()[1].split() == [
         "NAME",
         "TYPE",
         "MODEL",
@@ -332,7 +335,7 @@ def test_cli_type_mismatch_and_status_of_configured_experiments(
         "PREDICTED",
         "ROWS",
     ]
-    assert out.splitlines()[1].split() == [
+    assert out.splitlines()[2].split() == [
         "pump",
         "fault_detection",
         "iforest",
@@ -413,7 +416,7 @@ def test_cli_url_mode_talks_to_the_server(
     assert code == 0, err
     assert len(json.loads(out)) == 10
     code, out, _ = run(["status", *remote], capsys)
-    assert out.splitlines()[1].split()[:5] == ["pump", "fault_detection", "iforest", "ready", "v1"]
+    assert out.splitlines()[2].split()[:5] == ["pump", "fault_detection", "iforest", "ready", "v1"]
     code, out, _ = run(["status", "pump", *remote], capsys)
     assert "versions:   v1 (champion)" in out
     code, out, err = run(["retrain", "pump", *remote, "--data", str(files["drifted"])], capsys)
@@ -422,6 +425,40 @@ def test_cli_url_mode_talks_to_the_server(
     code, _, err = run(["rollback", "pump", *remote], capsys)
     assert code == 1
     assert "no previous version to roll back to" in err
+
+
+def test_cli_url_mode_pages_the_servers_list(
+    server: str, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import httpx
+
+    remote = ["--url", server, "--token", "s3cret"]
+    with httpx.Client(base_url=server, headers={"Authorization": "Bearer s3cret"}) as client:
+        for i in range(1, 6):
+            body = {"name": f"valve-{i}", "type": "fault_detection"}
+            assert client.post("/experiments", json=body).status_code == 201
+    train = ["train", "pump", *remote, "--experiment-config", str(files["config"])]
+    code, _, err = run([*train, "--data", str(files["train"])], capsys)
+    assert code == 0, err
+
+    code, out, err = run(["status", *remote, "--limit", "2", "--offset", "1"], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == (
+        "6 experiments: 5 untrained, 1 ready · 0 streaming · 0 alerts open · 0 in shadow"
+    )
+    assert [line.split()[0] for line in lines[2:4]] == ["valve-1", "valve-2"]
+    assert lines[4] == (  # the token is never repeated in the command
+        f"showing 2-3 of 6; next: observml status --url {server} --limit 2 --offset 3"
+    )
+    code, out, _ = run(["status", *remote, "--state", "ready"], capsys)
+    assert out.splitlines()[2].split()[:5] == ["pump", "fault_detection", "iforest", "ready", "v1"]
+    assert len(out.splitlines()) == 3  # the summary, the header, pump
+    code, out, _ = run(["status", *remote, "--json", "--match", "valve", "--limit", "3"], capsys)
+    answer = json.loads(out)
+    assert answer["summary"]["by_state"] == {"untrained": 5, "ready": 1}
+    assert [e["name"] for e in answer["experiments"]] == ["valve-1", "valve-2", "valve-3"]
+    assert (answer["offset"], answer["limit"], answer["total"]) == (0, 3, 5)
 
 
 def test_cli_url_mode_errors(

@@ -152,6 +152,7 @@ def _add_middleware(app: FastAPI, settings: ApiSettings) -> None:
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
+            expose_headers=[routes.TOTAL_HEADER],
         )
 
 

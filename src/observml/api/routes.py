@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final
 
-from fastapi import Body, Path, Request, Response
+from fastapi import Body, Path, Query, Request, Response
 from prometheus_client.exposition import choose_encoder
 
 from observml.api.deps import Hub, Name, errors, links, make_router, obj, records, rows_data
 from observml.api.schemas import (
     CreateExperiment,
     DeletedOut,
+    ExperimentsOverview,
     ExperimentStatus,
     ExperimentSummary,
     FlushOut,
@@ -31,9 +32,10 @@ from observml.api.schemas import (
     StreamOut,
     TrainRequest,
 )
-from observml.errors import ExperimentNotFoundError
+from observml.hub import overview
+from observml.hub.overview import MAX_PAGE, ExperimentFilter
 
-__all__ = ["router"]
+__all__ = ["TOTAL_HEADER", "router"]
 
 router = make_router()
 
@@ -116,19 +118,89 @@ def flush(
 
 
 # -- experiments ---------------------------------------------------------------------------
-@router.get("/experiments", response_model=list[ExperimentSummary], tags=["experiments"])
-def list_experiments(hub: Hub) -> list[dict[str, Any]]:
-    """List the experiments with state, champion and challenger, open alert, last metrics."""
+#: The header of ``GET /experiments`` with how many experiments pass its filters.
+TOTAL_HEADER: Final = "X-Total-Count"
+
+
+@router.get(
+    "/experiments",
+    response_model=list[ExperimentSummary],
+    tags=["experiments"],
+    responses={
+        200: {
+            "description": "A page of the experiments, sorted by name.",
+            "headers": {
+                TOTAL_HEADER: {
+                    "description": "How many experiments pass the filters, on every page.",
+                    "schema": {"type": "integer", "minimum": 0},
+                }
+            },
+        }
+    },
+)
+def list_experiments(
+    hub: Hub,
+    response: Response,
+    offset: Annotated[int, Query(ge=0, description="Experiments to skip, sorted by name.")] = 0,
+    limit: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_PAGE, description="Experiments to return (default: all of them)."),
+    ] = None,
+    state: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description="Only experiments in this state (ready, untrained, running, ...).",
+            examples=["ready"],
+        ),
+    ] = None,
+    experiment_type: Annotated[
+        str | None,
+        Query(
+            alias="type",
+            max_length=200,
+            description="Only experiments of this type (GET /experiment-types).",
+            examples=["fault_detection"],
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description="Only experiments whose name contains this text (ignoring case).",
+            examples=["pump"],
+        ),
+    ] = None,
+) -> list[dict[str, Any]]:
+    """List the experiments with state, champion and challenger, open alert, last metrics.
+
+    Sorted by name, ``limit`` of them from ``offset`` (all by default); the
+    ``X-Total-Count`` header says how many pass the filters. ``GET /experiments/summary``
+    counts them all.
+    """
+    where = ExperimentFilter(state=state, experiment_type=experiment_type, name=name)
+    found = overview.page(hub, offset=offset, limit=limit, where=where)
+    response.headers[TOTAL_HEADER] = str(found.total)
     out = []
-    for name in hub.experiments():
-        try:
-            status = hub.status(name)
-        except ExperimentNotFoundError:  # deleted while listing
-            continue
+    for status in found.statuses:
         summary = {k: status[k] for k in _SUMMARY_KEYS if k in status}
         summary["alert"] = status.get("alerts", {}).get("open")
         out.append(obj(summary))
     return out
+
+
+@router.get(
+    "/experiments/summary",
+    response_model=ExperimentsOverview,
+    tags=["experiments"],
+    summary="Count the experiments",
+)
+def summarize_experiments(hub: Hub) -> dict[str, Any]:
+    """Count every experiment: by state, by type, streaming, with an open alert, in shadow.
+
+    One pass over the experiments, for a one-line summary of a hub with hundreds of them.
+    """
+    return obj(overview.summarize(hub))
 
 
 @router.post(

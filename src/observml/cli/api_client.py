@@ -29,6 +29,9 @@ __all__ = ["TOKEN_ENV_VAR", "URL_ENV_VAR", "ApiClient"]
 TOKEN_ENV_VAR: Final = "OBSERVML_API_TOKEN"
 #: Server URL used when ``--url`` is not given (unset: run the hub in-process).
 URL_ENV_VAR: Final = "OBSERVML_URL"
+#: The header of ``GET /experiments`` with how many experiments pass its filters
+#: (``observml.api.routes.TOTAL_HEADER``; the CLI does not import the API).
+TOTAL_HEADER: Final = "X-Total-Count"
 _BY_STATUS: Final[Mapping[int, type[ObservMLError]]] = {
     400: ConfigError,
     401: AuthenticationError,
@@ -80,8 +83,18 @@ class ApiClient:
 
     # -- experiments ----------------------------------------------------------------------
     def experiments(self) -> list[dict[str, Any]]:
-        """``GET /experiments``: one summary per experiment."""
+        """``GET /experiments``: one summary per experiment, all of them."""
         return list(self._request("GET", "/experiments"))
+
+    def experiment_page(self, query: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        """``GET /experiments`` with a query: a page of summaries, and the ``X-Total-Count``."""
+        response = self._send("GET", "/experiments", params=dict(query))
+        rows = list(response.json())
+        return rows, int(response.headers.get(TOTAL_HEADER, len(rows)))
+
+    def experiment_summary(self) -> dict[str, Any]:
+        """``GET /experiments/summary``: the experiments counted by state and type, ..."""
+        return dict(self._request("GET", "/experiments/summary"))
 
     def status(self, name: str) -> dict[str, Any]:
         """``GET /experiments/{name}``."""
@@ -185,6 +198,11 @@ class ApiClient:
 
     # -- transport ------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
+        return response.json() if response.content else {}
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send a request; return the successful response, else raise the server's error."""
         httpx = self._httpx
         try:
             response = self._client.request(method, path, **kwargs)
@@ -199,7 +217,7 @@ class ApiClient:
                 " Start it, or leave out --url to run the hub in this process."
             ) from exc
         if response.is_success:
-            return response.json() if response.content else {}
+            return response
         raise self._error(response, method, path)
 
     def _error(self, response: Any, method: str, path: str) -> ObservMLError:

@@ -1,9 +1,9 @@
 """How the CLI reaches a hub: in this process, or over HTTP with a small REST API client.
 
 :func:`backend` yields one of two objects with the same methods (``prepare_training``,
-``start_train``, ``start_retrain``, ``job``, ``predict``, ``status``, ``summaries``,
-``rollback``, ``promote``, ``reject``, ``feedback``, ``library``, ``decisions``, ``browse``),
-so each command is written once:
+``start_train``, ``start_retrain``, ``job``, ``predict``, ``status``, ``experiments``,
+``summary``, ``rollback``, ``promote``, ``reject``, ``feedback``, ``library``, ``decisions``,
+``browse``), so each command is written once:
 
 * :class:`LocalBackend` (default): a hub built from the hub config. It lives as long as the
   command, so an experiment the config does not list is restored from its champion in the MLOps
@@ -24,6 +24,7 @@ import click
 import pandas as pd
 
 from observml.cli.api_client import TOKEN_ENV_VAR, URL_ENV_VAR, ApiClient
+from observml.cli.listing import ListRequest
 from observml.errors import (
     ConfigError,
     DataError,
@@ -138,9 +139,19 @@ class LocalBackend:
         version: int | None = self.hub.status(name)["champion_version"]
         return version
 
-    def summaries(self) -> list[dict[str, Any]]:
-        """Return the status of every experiment the hub knows (from the config)."""
-        return [self.hub.status(name) for name in self.hub.experiments()]
+    def experiments(self, request: ListRequest) -> dict[str, Any]:
+        """Return a page of the hub's experiments: ``{"experiments", "total"}``."""
+        from observml.hub import overview
+
+        where = overview.ExperimentFilter(request.state, request.experiment_type, request.match)
+        found = overview.page(self.hub, offset=request.offset, limit=request.limit, where=where)
+        return {"experiments": found.statuses, "total": found.total}
+
+    def summary(self) -> dict[str, Any]:
+        """Count the hub's experiments by state and type, streaming, alerts, in shadow."""
+        from observml.hub import overview
+
+        return overview.summarize(self.hub)
 
     def rollback(self, name: str) -> dict[str, Any]:
         """Roll back; return ``{"name", "version", "was"}``."""
@@ -279,9 +290,14 @@ class RemoteBackend:
         version: int | None = self.client.status(name).get("champion_version")
         return version
 
-    def summaries(self) -> list[dict[str, Any]]:
-        """Return the server's experiment list."""
-        return self.client.experiments()
+    def experiments(self, request: ListRequest) -> dict[str, Any]:
+        """Return a page of the server's experiment list: ``{"experiments", "total"}``."""
+        rows, total = self.client.experiment_page(request.query())
+        return {"experiments": rows, "total": total}
+
+    def summary(self) -> dict[str, Any]:
+        """Return the server's counts of its experiments."""
+        return self.client.experiment_summary()
 
     def rollback(self, name: str) -> dict[str, Any]:
         """Roll back on the server; return ``{"name", "version", "was"}``."""

@@ -20,6 +20,14 @@ import click
 from observml.cli.client import backend, json_rows
 from observml.cli.decisions import field, retrain_lines, retraining_lines
 from observml.cli.files import read_experiment_config, read_rows
+from observml.cli.listing import (
+    DEFAULT_LIMIT,
+    ListRequest,
+    list_output,
+    paging_options,
+    state_text,
+    typed_options,
+)
 from observml.cli.options import hub_config_option, json_option, remote_options, timeout_option
 from observml.cli.render import table
 from observml.cli.send import send_command  # re-exported: it lived here before cli/send.py
@@ -204,43 +212,48 @@ def predict_command(
 
 @click.command("status")
 @click.argument("name", required=False)
+@paging_options
 @hub_config_option("--config", "--hub-config")
 @remote_options
 @json_option
+@click.pass_context
 def status_command(
-    name: str | None, hub_config: str | None, url: str | None, token: str | None, as_json: bool
+    ctx: click.Context,
+    name: str | None,
+    limit: int | None,
+    offset: int | None,
+    state: str | None,
+    experiment_type: str | None,
+    match: str | None,
+    hub_config: str | None,
+    url: str | None,
+    token: str | None,
+    as_json: bool,
 ) -> None:
-    """Show experiment NAME (champion, versions, decisions, runs), or list the experiments."""
+    """Show experiment NAME (champion, versions, decisions, runs), or a page of the experiments.
+
+    Without NAME: a line counting the experiments by state, streaming, open alerts and
+    challengers in shadow, then --limit of them from --offset, then the next page's command.
+    """
+    request = ListRequest(
+        offset=offset or 0,
+        limit=limit or DEFAULT_LIMIT,
+        state=state,
+        experiment_type=experiment_type,
+        match=match,
+        where=typed_options(ctx, ("hub_config", "--config"), ("url", "--url")),
+    )
+    if name and (limit is not None or offset is not None or request.filters):
+        raise click.UsageError(
+            "--limit, --offset, --state, --type and --match page the list of experiments;"
+            f" leave them out to show {name!r}, or leave out NAME to list."
+        )
     with backend(url, token, hub_config) as ops:
-        found: Any = ops.status(name) if name else ops.summaries()
-    if as_json:
-        click.echo(json.dumps(found, indent=2, default=str))
-    elif name:
-        click.echo(_describe(found))
-    elif not found:
-        where = f"the server at {url}" if url else "the hub config"
-        click.echo(
-            f"no experiments in {where}. Name one to read it from the MLOps store"
-            " (observml status NAME), or list them under 'experiments:' in hub_config.yaml."
-        )
-    else:
-        click.echo(
-            table(
-                ("name", "type", "model", "state", "champion", "streaming", "predicted rows"),
-                [
-                    (
-                        s["name"],
-                        s["type"],
-                        s.get("model") or "-",
-                        _state(s),
-                        _version(s.get("champion_version")),
-                        "yes" if s.get("streaming") else "no",
-                        f"{int(s.get('counters', {}).get('predicted_rows', 0)):,}",
-                    )
-                    for s in found
-                ],
-            )
-        )
+        if not name:
+            click.echo(list_output(ops, request, as_json=as_json, url=url))
+            return
+        found = ops.status(name)
+    click.echo(json.dumps(found, indent=2, default=str) if as_json else _describe(found))
 
 
 @click.command("retrain")
@@ -314,14 +327,6 @@ def _metrics_text(metrics: Mapping[str, Any], limit: int = 10) -> str:
     return ", ".join(items[:limit]) + extra or "none"
 
 
-def _state(status: Mapping[str, Any]) -> str:
-    """The experiment's state; a queued job says its place (``queued, #3 in line``)."""
-    place = status.get("queue_position")
-    if status.get("state") != "queued" or not place:
-        return str(status.get("state"))
-    return f"queued, {'next' if place == 1 else f'#{place}'} in line"
-
-
 def _version(version: Any) -> str:
     return f"v{version}" if version is not None else "-"
 
@@ -338,7 +343,8 @@ def _describe(status: Mapping[str, Any]) -> str:
     previous = status.get("previous_version") or aliases.get("previous")
     challenger = status.get("challenger_version") or aliases.get("challenger")
     lines = [
-        f"{status['name']}: {status['type']}, model {status.get('model') or '-'}, {_state(status)}",
+        f"{status['name']}: {status['type']}, model {status.get('model') or '-'},"
+        f" {state_text(status)}",
         f"  champion:   {_version(status.get('champion_version'))}"
         f"  (previous {_version(previous)}, challenger {_version(challenger)})",
         f"  train:      {_metrics_text(status.get('train_metrics', {}))}",

@@ -6,7 +6,8 @@
   predict, load);
 - :mod:`~observml.api.schemas.status`: what ``GET /experiments/{name}`` answers (state, jobs,
   alerts, the challenger in shadow, the gate, decisions);
-- :mod:`~observml.api.schemas.responses`: every other answer.
+- :mod:`~observml.api.schemas.responses`: every other answer (the experiments' counts of
+  ``GET /experiments/summary`` among them).
 
 Every name is importable from ``observml.api.schemas``. The bodies of the decision routes
 (promote, reject, feedback) are in :mod:`observml.api.schemas.decisions`.
@@ -31,6 +32,7 @@ from observml.api.schemas.requests import (
 )
 from observml.api.schemas.responses import (
     DeletedOut,
+    ExperimentsOverview,
     FlushOut,
     HealthEntry,
     Livez,
@@ -75,6 +77,7 @@ __all__ = [
     "ErrorOut",
     "ExperimentStatus",
     "ExperimentSummary",
+    "ExperimentsOverview",
     "FlushOut",
     "GateCheckOut",
     "GateOut",

@@ -6,19 +6,23 @@ The bodies of the decision routes (promote, reject, feedback) are in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from observml.api.schemas.base import NAME_PATTERN, RequestModel, Rows
 
 __all__ = [
+    "RESERVED_NAMES",
     "CreateExperiment",
     "LoadRequest",
     "PredictRequest",
     "RetrainRequest",
     "TrainRequest",
 ]
+
+#: Names the API does not give experiments: ``GET /experiments/summary`` is the counts of all.
+RESERVED_NAMES: Final = frozenset({"summary"})
 
 _RECORDS_EXAMPLE = [
     {"temp": 20.1, "pressure": 1.02, "flow": 3.3},
@@ -29,7 +33,11 @@ _RECORDS_EXAMPLE = [
 class CreateExperiment(RequestModel):
     """Create an experiment of a registered type."""
 
-    name: str = Field(pattern=NAME_PATTERN, examples=["pump"])
+    name: str = Field(
+        pattern=NAME_PATTERN,
+        description="The name; not `summary` (GET /experiments/summary counts them all).",
+        examples=["pump"],
+    )
     type: str = Field(
         min_length=1,
         description="An experiment type (GET /experiment-types).",
@@ -40,6 +48,16 @@ class CreateExperiment(RequestModel):
         description="The experiment config (setup, create_model, retrain, eda, ...).",
         examples=[{"create_model": {"model": "iforest"}}],
     )
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name in RESERVED_NAMES:
+            raise ValueError(
+                f"{name!r} is taken by GET /experiments/{name} (the counts of all experiments);"
+                " choose another name"
+            )
+        return name
 
 
 class TrainRequest(RequestModel):

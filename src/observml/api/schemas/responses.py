@@ -1,4 +1,4 @@
-"""The other answers: liveness, plugins, predictions, versions, runs, training rows, figures.
+"""The other answers: liveness, plugins, counts, predictions, versions, runs, rows, figures.
 
 What ``GET /experiments/{name}`` answers is in :mod:`observml.api.schemas.status`.
 """
@@ -13,6 +13,7 @@ from observml.api.schemas.base import ResponseModel
 
 __all__ = [
     "DeletedOut",
+    "ExperimentsOverview",
     "FlushOut",
     "HealthEntry",
     "Livez",
@@ -48,6 +49,25 @@ class PluginOut(ResponseModel):
     name: str
     target: str = Field(description="module:Class of the implementation.")
     available: list[str] = Field(description="Every name the registry knows for this type.")
+
+
+class ExperimentsOverview(ResponseModel):
+    """Every experiment counted, for a one-line summary (``GET /experiments/summary``)."""
+
+    total: int = Field(description="How many experiments the hub serves.", examples=[500])
+    by_state: dict[str, int] = Field(
+        description="How many are in each state (as the status names it), most first.",
+        examples=[{"ready": 480, "running": 12, "queued": 8}],
+    )
+    by_type: dict[str, int] = Field(
+        description="How many are of each experiment type, most first.",
+        examples=[{"fault_detection": 450, "time_series": 50}],
+    )
+    streaming: int = Field(description="How many stream.", examples=[430])
+    open_alerts: int = Field(description="How many have an open alert.", examples=[3])
+    in_shadow: int = Field(
+        description="How many have a challenger in shadow awaiting a decision.", examples=[2]
+    )
 
 
 class DeletedOut(ResponseModel):

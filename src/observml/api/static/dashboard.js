@@ -4,6 +4,8 @@
 (function () {
   const STATUS_EVERY_MS = 1000;
   const LIST_EVERY_TICKS = 2;
+  const PAGE_SIZE = 50;
+  const FILTER_DELAY_MS = 250;
   const HEALTH_EVERY_TICKS = 5;
   const VALUE_KEYS = ["score", "forecast", "prediction", "probability", "value"];
   const SHADOW_FIGURE_EVERY_MS = 3000;
@@ -31,6 +33,8 @@
     shadowKey: null,
     shadowFigure: { key: null, at: 0 },
     deciding: false,
+    // the experiment list: one page of PAGE_SIZE, filtered by name and state
+    list: { offset: 0, name: "", state: "", states: null, asked: 0 },
   };
 
   const $ = (id) => document.getElementById(id);
@@ -196,14 +200,36 @@
   }
 
   // -- experiments list ------------------------------------------------------------------
+  // One page of the list (GET /experiments?offset&limit&name&state, its X-Total-Count) and the
+  // counts of all experiments (GET /experiments/summary): never every experiment's status.
+  function listQuery() {
+    const query = new URLSearchParams({ offset: String(state.list.offset), limit: String(PAGE_SIZE) });
+    if (state.list.name) query.set("name", state.list.name);
+    if (state.list.state) query.set("state", state.list.state);
+    return query.toString();
+  }
+
   async function refreshList() {
-    const experiments = await api("experiments");
-    $("experiments-count").textContent = experiments.length + " experiment" + (experiments.length === 1 ? "" : "s");
+    const asked = ++state.list.asked;
+    const query = listQuery();
+    const [response, summary] = await Promise.all([request("experiments?" + query), api("experiments/summary")]);
+    const experiments = await safeJson(response);
+    if (!response.ok) throw new ApiError(response.status, experiments);
+    if (asked !== state.list.asked) return;  // the filter or page changed meanwhile
+    const total = Number(response.headers.get("X-Total-Count") || experiments.length);
+    if (!experiments.length && total && state.list.offset >= total) {  // the page emptied
+      state.list.offset = Math.floor((total - 1) / PAGE_SIZE) * PAGE_SIZE;
+      return refreshList();
+    }
+    renderSummary(summary);
+    renderStates(summary.by_state || {});
+    renderPager(total, experiments.length);
     const body = $("experiments").tBodies[0];
     if (!experiments.length) {
-      body.replaceChildren(
-        el("tr", {}, [el("td", { colspan: 8, class: "muted", text: "No experiments yet. POST /experiments creates one." })])
-      );
+      const text = state.list.name || state.list.state
+        ? "No experiment matches the filter."
+        : "No experiments yet. POST /experiments creates one.";
+      body.replaceChildren(el("tr", {}, [el("td", { colspan: 8, class: "muted", text: text })]));
       return;
     }
     body.replaceChildren(
@@ -233,6 +259,87 @@
       )
     );
     if (!state.selected && experiments.length) select(experiments[0].name);
+  }
+
+  function plural(n, noun) {
+    return fmt(n) + " " + noun + (n === 1 ? "" : "s");
+  }
+
+  // "500 experiments: 480 ready, 12 running, 8 queued · 430 streaming · 3 alerts open · 2 in shadow"
+  function renderSummary(summary) {
+    const states = Object.entries(summary.by_state || {}).map(([name, n]) => fmt(n) + " " + name);
+    const alerts = summary.open_alerts || 0;
+    const shadows = summary.in_shadow || 0;
+    $("experiments-summary").replaceChildren(
+      plural(summary.total || 0, "experiment") + (states.length ? ": " + states.join(", ") : ""),
+      " · " + fmt(summary.streaming || 0) + " streaming · ",
+      el("span", { class: alerts ? "alerts" : "", text: plural(alerts, "alert") + " open" }),
+      " · ",
+      el("span", { class: shadows ? "shadows" : "", text: fmt(shadows) + " in shadow" })
+    );
+    const types = Object.entries(summary.by_type || {}).map(([name, n]) => fmt(n) + " " + name);
+    $("experiments-summary").title = types.join(", ");
+  }
+
+  // The state filter offers the states experiments are in now (and the chosen one).
+  function renderStates(byState) {
+    const select = $("experiments-state");
+    const names = Object.keys(byState).sort();
+    if (state.list.state && !names.includes(state.list.state)) names.push(state.list.state);
+    const key = names.join("|");
+    if (state.list.states !== key) {  // rebuilt only when the states change: an open menu stays
+      state.list.states = key;
+      select.replaceChildren(
+        el("option", { value: "", text: "every state" }),
+        ...names.map((name) => el("option", { value: name, "data-state": name }))
+      );
+      select.value = state.list.state;
+    }
+    select.querySelectorAll("option[data-state]").forEach((option) => {
+      option.textContent = option.value + " (" + fmt(byState[option.value] || 0) + ")";
+    });
+  }
+
+  function renderPager(total, shown) {
+    const first = state.list.offset + 1;
+    const last = state.list.offset + shown;
+    const paged = state.list.offset > 0 || total > shown;
+    const filtered = state.list.name || state.list.state;
+    $("experiments-range").textContent = !shown
+      ? ""
+      : paged
+        ? fmt(first) + "–" + fmt(last) + " of " + fmt(total) + (filtered ? " matching" : "")
+        : filtered ? fmt(total) + " matching" : "";
+    $("experiments-prev").hidden = $("experiments-next").hidden = !paged;
+    $("experiments-prev").disabled = state.list.offset === 0;
+    $("experiments-next").disabled = last >= total;
+  }
+
+  function setupList() {
+    let timer = null;
+    const again = () => {
+      state.list.offset = 0;
+      refreshList().catch(report);
+    };
+    $("experiments-filter").addEventListener("input", (event) => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        state.list.name = event.target.value.trim();
+        again();
+      }, FILTER_DELAY_MS);
+    });
+    $("experiments-state").addEventListener("change", (event) => {
+      state.list.state = event.target.value;
+      again();
+    });
+    $("experiments-prev").addEventListener("click", () => {
+      state.list.offset = Math.max(0, state.list.offset - PAGE_SIZE);
+      refreshList().catch(report);
+    });
+    $("experiments-next").addEventListener("click", () => {
+      state.list.offset += PAGE_SIZE;
+      refreshList().catch(report);
+    });
   }
 
   function select(name) {
@@ -855,6 +962,7 @@
   window.addEventListener("DOMContentLoaded", () => {
     setupSession();
     setupActions();
+    setupList();
     poll(true);
     setInterval(() => poll(false), STATUS_EVERY_MS);
   });
