@@ -50,7 +50,7 @@ def _ones(n: int) -> FloatArray:
     return np.ones(n)
 
 
-class _WindowForecaster(Forecaster):
+class _WindowForecaster(_torch.SavedAsWeights, Forecaster):
     """A network forecasting each step from the ``context`` values before it."""
 
     def __init__(
@@ -194,21 +194,8 @@ class _WindowForecaster(Forecaster):
             "val_loss": self.val_loss_[self.best_epoch_],
         }
 
-    # -- saving: the weights as torch.save bytes, read back with weights_only=True --------------
-    def __getstate__(self) -> dict[str, Any]:
-        """Replace the network by its ``state_dict`` bytes (no pickled code)."""
-        state = dict(vars(self))
-        net = state.pop("net_", None)
-        if net is not None:
-            state["weights_"] = _torch.weights_to_bytes(net)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        weights = state.pop("weights_", None)
-        vars(self).update(state)
-        if weights is not None:
-            self.net_ = self._make_net()
-            _torch.weights_from_bytes(self.net_, bytes(weights))
+    def _net_for_state(self) -> Any:
+        return self._make_net()
 
 
 class LSTMForecaster(_WindowForecaster):

@@ -30,6 +30,7 @@ from observml.errors import ConfigError
 
 __all__ = [
     "DEEP_INSTALL",
+    "SavedAsWeights",
     "TrainResult",
     "deterministic",
     "torch_module",
@@ -169,3 +170,32 @@ def weights_from_bytes(net: Any, data: bytes) -> None:
     state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     net.load_state_dict(state)
     net.eval()
+
+
+class SavedAsWeights:
+    """Mixin: a model holding a network in ``net_`` is saved as its weights, never as code.
+
+    ``__getstate__`` replaces the network by the :func:`weights_to_bytes` of its
+    ``state_dict`` (what skops and pickle then store); ``__setstate__`` rebuilds the network
+    with :meth:`_net_for_state` and loads the weights with ``weights_only=True``.
+    """
+
+    def _net_for_state(self) -> Any:
+        """Return an untrained network of the saved model's shape (its fitted attributes set)."""
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Replace the network by its ``state_dict`` bytes (no pickled code)."""
+        state = dict(vars(self))
+        net = state.pop("net_", None)
+        if net is not None:
+            state["weights_"] = weights_to_bytes(net)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        weights = state.pop("weights_", None)
+        vars(self).update(state)
+        if weights is not None:
+            net = self._net_for_state()
+            weights_from_bytes(net, bytes(weights))
+            self.net_ = net

@@ -31,7 +31,7 @@ from observml.experiments.detectors import BaseDetector
 __all__ = ["WindowAutoencoder"]
 
 
-class WindowAutoencoder(BaseDetector):
+class WindowAutoencoder(_torch.SavedAsWeights, BaseDetector):
     """Autoencoder of sliding windows of the standardised sensors (module docstring).
 
     Args:
@@ -170,18 +170,5 @@ class WindowAutoencoder(BaseDetector):
         result: np.ndarray = (total / count)[rows - n :]
         return result
 
-    # -- saving: the weights as torch.save bytes, read back with weights_only=True --------------
-    def __getstate__(self) -> dict[str, Any]:
-        """Replace the network by its ``state_dict`` bytes (no pickled code)."""
-        state = dict(vars(self))
-        net = state.pop("net_", None)
-        if net is not None:
-            state["weights_"] = _torch.weights_to_bytes(net)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        weights = state.pop("weights_", None)
-        vars(self).update(state)
-        if weights is not None:
-            self.net_ = self._make_net(int(self.n_sensors_))
-            _torch.weights_from_bytes(self.net_, bytes(weights))
+    def _net_for_state(self) -> Any:
+        return self._make_net(int(self.n_sensors_))
