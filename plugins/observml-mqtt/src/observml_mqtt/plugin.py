@@ -329,7 +329,7 @@ class MQTTPlugin:
         Raises:
             ServiceUnavailableError: The broker stayed away longer than ``reconnect_timeout``.
         """
-        self._run(queue, one_at_a_time(handler), 1, 0.0, stop)
+        self._run(queue, one_at_a_time(handler), 1, 0.0, stop, inline=True)
 
     def consume_batch(
         self,
@@ -443,7 +443,10 @@ class MQTTPlugin:
         batch_size: int,
         max_wait: float,
         stop: threading.Event | None,
+        *,
+        inline: bool = False,
     ) -> None:
+        """Consume ``queue``; ``inline``: settle each message on paho's network thread."""
         session = self._session(queue)
         consumer = Consumer(
             session=session,
@@ -460,7 +463,10 @@ class MQTTPlugin:
         with self._running:
             self._consumers += 1
         try:
-            consumer.run()
+            if inline:
+                consumer.run_inline()
+            else:
+                consumer.run()
         finally:
             with self._running:
                 self._consumers -= 1

@@ -10,6 +10,10 @@ waits again at the front, flagged redelivered.
 
 When the connection drops, the messages received on it are forgotten here: the broker sends
 each unacknowledged one again on the next connection, flagged ``dup`` (``redelivered``).
+
+A consumer may instead settle the messages on paho's network thread as they arrive
+(:meth:`Session.deliver_inline`), as a plain paho program does in ``on_message``: no hand-over
+to another thread per message. They still pass through the queue here, so order is kept.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +80,7 @@ class Session:
         self._subscribed = threading.Event()
         self._refused: str | None = None
         self._client: mqtt.Client | None = None
+        self._inline: Callable[[], None] | None = None
 
     # -- connection -----------------------------------------------------------------------
     def open(self, timeout: float) -> None:
@@ -147,13 +152,18 @@ class Session:
         message = message_of(
             self.queue, bytes(msg.payload), msg.properties, redelivered=redelivered
         )
-        if msg.topic != self.topic:
-            message, error = self._mapped(msg.topic, message)
+        topic = msg.topic  # paho decodes it on every read
+        if topic != self.topic:
+            message, error = self._mapped(topic, message)
         with self._cond:
-            self._ready.append(Delivery(message, msg.mid, self._generation, error))
+            delivery = Delivery(message, msg.mid, self._generation, error)
             if message.message_id is not None:
                 self._expected.discard(message.message_id)
+            self._ready.append(delivery)
+            inline = self._inline
             self._cond.notify_all()
+        if inline is not None:
+            inline()  # settles what waits, on paho's network thread, like a plain on_message
 
     def _mapped(self, topic: str, message: Message) -> tuple[Message, str | None]:
         mapping = next((m for m in self._mappings if m.matches(topic)), None)
@@ -168,6 +178,25 @@ class Session:
         return dataclasses.replace(
             message, body=body, headers=headers, content_type="application/json"
         ), None
+
+    def deliver_inline(self, drain: Callable[[], None] | None) -> None:
+        """Call ``drain`` on the network thread after each arrival (``None``: stop).
+
+        ``drain`` takes what waits here (:meth:`take`) and settles it, as a plain paho
+        consumer does in ``on_message``.
+        """
+        with self._cond:
+            self._inline = drain
+
+    def take_inline(self) -> Delivery | None:
+        """The oldest waiting message while inline delivery is on; ``None`` if off or none wait."""
+        with self._cond:
+            return self._ready.popleft() if self._inline is not None and self._ready else None
+
+    def inlined(self) -> bool:
+        """Whether new messages go to an inline callback now."""
+        with self._cond:
+            return self._inline is not None
 
     def expect(self, message_ids: Iterable[str]) -> None:
         """Note ids this plugin just published here; :meth:`settle` waits for them."""
@@ -220,6 +249,13 @@ class Session:
             return
         for delivery in deliveries:
             if delivery.generation == current:
+                client.ack(delivery.mid, 1)
+
+    def ack_one(self, delivery: Delivery) -> None:
+        """Acknowledge one delivery of the current connection (on the network thread, inline)."""
+        with self._cond:
+            client = self._client
+            if client is not None and delivery.generation == self._generation:
                 client.ack(delivery.mid, 1)
 
     def give_back(self, deliveries: Sequence[Delivery]) -> None:
