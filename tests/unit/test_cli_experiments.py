@@ -541,3 +541,27 @@ def test_cli_url_mode_without_httpx_names_the_extra_to_install(
     assert code == 1
     assert "talking to a server needs httpx, which is not installed" in err
     assert "pip install 'observml[cli]'" in err
+
+
+def test_a_command_restores_only_the_configured_experiment_it_names(
+    write_config: Callable[[str], Path], files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI does not load every champion the hub config lists, only the one it works on."""
+    from observml.cli.client import backend
+
+    config = write_config(EMBEDDED)
+    for name in ("pump", "fan"):
+        args = ["train", name, "--experiment-config", str(files["config"])]
+        assert run([*args, "--data", str(files["train"])], capsys)[0] == 0
+    write_config(
+        EMBEDDED + "experiments:\n"
+        "  - {name: pump, type: fault_detection}\n"
+        "  - {name: fan, type: fault_detection}\n"
+    )
+    with backend(None, None, str(config)) as ops:
+        assert ops.status("pump")["champion_version"] == 1
+        assert ops.hub.status("fan")["champion_version"] is None  # not loaded: not named
+        assert ops.status("fan")["champion_version"] == 1  # restored when named
+    code, out, _ = run(["status"], capsys)
+    assert code == 0
+    assert out.splitlines()[0].startswith("2 experiments: 2 ready")  # a list restores them all

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from observml.errors import (
     ExperimentError,
     ExperimentExistsError,
     ExperimentNotFoundError,
+    ModelNotTrainedError,
     NotFoundError,
     ServiceUnavailableError,
     UnknownPluginError,
@@ -69,14 +71,23 @@ class LocalBackend:
 
     def __init__(self, hub: ExperimentHub) -> None:
         self.hub = hub
+        self._restored: set[str] = set()
 
     def ensure(self, name: str, *, restore: bool = True) -> bool:
         """Make ``name`` known to the hub, restoring its champion from the store if needed.
+
+        The hub config's experiments are created without their champions (see
+        :func:`backend`); the first command that names one restores it here.
 
         Returns:
             Whether the experiment is known now.
         """
         if name in self.hub.experiments():
+            if restore and name not in self._restored:
+                self._restored.add(name)
+                if self.hub.status(name)["champion_version"] is None:
+                    with contextlib.suppress(NotFoundError, ModelNotTrainedError):
+                        self.hub.load(name)
             return True
         if not restore:
             return False
@@ -143,6 +154,7 @@ class LocalBackend:
         """Return a page of the hub's experiments: ``{"experiments", "total"}``."""
         from observml.hub import overview
 
+        self._restore_all()
         where = overview.ExperimentFilter(request.state, request.experiment_type, request.match)
         found = overview.page(self.hub, offset=request.offset, limit=request.limit, where=where)
         return {"experiments": found.statuses, "total": found.total}
@@ -151,7 +163,13 @@ class LocalBackend:
         """Count the hub's experiments by state and type, streaming, alerts, in shadow."""
         from observml.hub import overview
 
+        self._restore_all()
         return overview.summarize(self.hub)
+
+    def _restore_all(self) -> None:
+        """Restore the champion of every configured experiment (a list shows them all)."""
+        for name in self.hub.experiments():
+            self.ensure(name)
 
     def rollback(self, name: str) -> dict[str, Any]:
         """Roll back; return ``{"name", "version", "was"}``."""
@@ -394,5 +412,6 @@ def backend(url: str | None, token: str | None, hub_config: str | None) -> Itera
         return
     from observml.hub.hub import ExperimentHub
 
-    with ExperimentHub.from_config(hub_config, streaming=False) as hub:
+    # the configured experiments' champions are restored when a command names them (ensure)
+    with ExperimentHub.from_config(hub_config, streaming=False, restore=False) as hub:
         yield LocalBackend(hub)

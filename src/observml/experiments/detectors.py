@@ -192,6 +192,16 @@ SPE_LIMITS: Final[Mapping[str, Callable[[np.ndarray, np.ndarray, int, float], fl
 }
 
 
+#: What a monitor saved before dynamic PCA and smoothing did (its parameters then).
+_SAVED_BEFORE_LAGS: Final[dict[str, Any]] = {
+    "lags": 0,
+    "smoothing": 1,
+    "smoothing_method": "median",
+    "spe_limit": "box",
+    "t2_factor": 1.0,
+}
+
+
 class PCAMonitor(BaseDetector):
     """Multivariate statistical process control with PCA: Hotelling's T² and SPE (Q).
 
@@ -263,6 +273,19 @@ class PCAMonitor(BaseDetector):
         self.smoothing_method = smoothing_method
         self.spe_limit = spe_limit
         self.t2_factor = t2_factor
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a monitor; one saved before ``lags`` and smoothing existed gets their defaults.
+
+        Such a monitor scored each row on its own: no lags, no smoothing, Box's SPE limit, T² at
+        its limit, and no history to carry from one batch to the next.
+        """
+        state = {**_SAVED_BEFORE_LAGS, **state}
+        vars(self).update(state)
+        if "history_rows_" not in state and "variances_" in state:
+            features = int(getattr(self.estimator, "n_features_in_", 0))
+            self.history_rows_ = np.empty((0, features))
+            self.history_stats_ = np.empty((0, 2))
 
     def _fit(self, Z: np.ndarray) -> None:
         from scipy import stats  # here, not at the top: restoring a monitor needs none of it

@@ -154,7 +154,11 @@ class ExperimentHub(PluginHost):
     # -- construction ---------------------------------------------------------------------
     @classmethod
     def from_config(
-        cls, path: str | os.PathLike[str] | None = None, *, streaming: bool = True
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        streaming: bool = True,
+        restore: bool = True,
     ) -> Self:
         """Build the hub, register its plugins and start the configured experiments.
 
@@ -165,21 +169,26 @@ class ExperimentHub(PluginHost):
             path: The config file (see :func:`observml.config.hub_config.find_config_file`).
             streaming: ``False`` creates and restores the experiments without starting their
                 streams (one-shot tools such as the CLI's ``train`` and ``predict``).
+            restore: ``False`` creates the experiments without restoring their champions:
+                a one-shot tool restores the one it works on (:meth:`load`), not every model
+                the config lists. Needs ``streaming=False``.
         """
         hub = super().from_config(path)
         try:
             for instance in hub.config.experiments:
                 if instance.enabled:
-                    hub._start_configured(instance, streaming=streaming)
+                    hub._start_configured(instance, streaming=streaming, restore=restore)
         except BaseException:
             hub.shutdown()
             raise
         return hub
 
     def _start_configured(
-        self, instance: ExperimentInstanceSection, *, streaming: bool = True
+        self, instance: ExperimentInstanceSection, *, streaming: bool = True, restore: bool = True
     ) -> None:
         self.create_experiment(instance.name, instance.type, instance.config)
+        if not restore:
+            return
         if self.get_plugin("mlops") is not None:
             try:
                 self.load(instance.name)

@@ -173,3 +173,28 @@ def test_too_few_rows_for_the_lags_is_a_data_error(train: pd.DataFrame) -> None:
 
     with pytest.raises(DataError, match=r"lags=20 needs more than 21 training rows"):
         FaultDetectionExperiment("x", config(lags=20, n_components=2)).train(train.iloc[:15])
+
+
+@pytest.mark.parametrize("how", ["skops", "pickle"])
+def test_a_monitor_saved_before_lags_existed_still_scores(how: str) -> None:
+    """Champions trained by an observml without lags/smoothing keep serving after an upgrade."""
+    import pickle
+
+    from observml.store._skops import skops_io
+
+    rng = np.random.default_rng(0)
+    rows, new = rng.normal(size=(300, 4)), rng.normal(size=(50, 4))
+    monitor = PCAMonitor(PCA(n_components=0.9), alpha=0.99).fit(rows)
+    expected = monitor.decision_function(new)
+    old = vars(monitor)
+    for attribute in ("lags", "smoothing", "smoothing_method", "spe_limit", "t2_factor"):
+        del old[attribute]
+    del old["history_rows_"], old["history_stats_"]
+    if how == "skops":
+        sio = skops_io()
+        data = sio.dumps(monitor)
+        back = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+    else:
+        back = pickle.loads(pickle.dumps(monitor))
+    np.testing.assert_allclose(back.decision_function(new), expected)
+    assert (back.lags, back.smoothing, back.spe_limit) == (0, 1, "box")
