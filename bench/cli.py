@@ -74,6 +74,14 @@ def main() -> None:
                 str(rows),
             ],
             "observml health": [*observml, "health"],
+            # as the demo prints it: with its hub config, which lists four experiments
+            f"observml status {args.name} --config (demo's)": [
+                *observml,
+                "status",
+                args.name,
+                "--config",
+                str(cwd / ".observml" / "demo" / "hub_config.yaml"),
+            ],
         }
         run_once(commands[f"observml status {args.name}"], cwd, env)  # warm-up: caches, OS
         walls: dict[str, list[float]] = {label: [] for label in commands}

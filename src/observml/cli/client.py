@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -32,7 +31,6 @@ from observml.errors import (
     ExperimentError,
     ExperimentExistsError,
     ExperimentNotFoundError,
-    ModelNotTrainedError,
     NotFoundError,
     ServiceUnavailableError,
     UnknownPluginError,
@@ -71,23 +69,20 @@ class LocalBackend:
 
     def __init__(self, hub: ExperimentHub) -> None:
         self.hub = hub
-        self._restored: set[str] = set()
 
     def ensure(self, name: str, *, restore: bool = True) -> bool:
         """Make ``name`` known to the hub, restoring its champion from the store if needed.
 
-        The hub config's experiments are created without their champions (see
-        :func:`backend`); the first command that names one restores it here.
+        The hub config's experiments are started (created, champion restored) only when a
+        command names one (see :func:`backend`).
 
         Returns:
             Whether the experiment is known now.
         """
         if name in self.hub.experiments():
-            if restore and name not in self._restored:
-                self._restored.add(name)
-                if self.hub.status(name)["champion_version"] is None:
-                    with contextlib.suppress(NotFoundError, ModelNotTrainedError):
-                        self.hub.load(name)
+            return True
+        if name in self.hub.configured():
+            self.hub.start_configured(name, streaming=False)
             return True
         if not restore:
             return False
@@ -168,7 +163,7 @@ class LocalBackend:
 
     def _restore_all(self) -> None:
         """Restore the champion of every configured experiment (a list shows them all)."""
-        for name in self.hub.experiments():
+        for name in self.hub.configured():
             self.ensure(name)
 
     def rollback(self, name: str) -> dict[str, Any]:
@@ -237,7 +232,7 @@ class LocalBackend:
 
     def _known(self, name: str) -> None:
         if not self.ensure(name):
-            known = ", ".join(self.hub.experiments()) or "none"
+            known = ", ".join(sorted({*self.hub.experiments(), *self.hub.configured()})) or "none"
             raise ExperimentNotFoundError(
                 f"experiment {name!r} is not in the hub config (known: {known}) and has no"
                 " champion in the MLOps store. Train it first: observml train"
@@ -413,5 +408,5 @@ def backend(url: str | None, token: str | None, hub_config: str | None) -> Itera
     from observml.hub.hub import ExperimentHub
 
     # the configured experiments' champions are restored when a command names them (ensure)
-    with ExperimentHub.from_config(hub_config, streaming=False, restore=False) as hub:
+    with ExperimentHub.from_config(hub_config, streaming=False, start=False) as hub:
         yield LocalBackend(hub)

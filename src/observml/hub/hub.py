@@ -35,6 +35,7 @@ from observml.config import ExperimentInstanceSection, default_max_jobs
 from observml.errors import (
     ConfigError,
     DataError,
+    ExperimentNotFoundError,
     ModelNotTrainedError,
     NotFoundError,
     ObservMLError,
@@ -158,7 +159,7 @@ class ExperimentHub(PluginHost):
         path: str | os.PathLike[str] | None = None,
         *,
         streaming: bool = True,
-        restore: bool = True,
+        start: bool = True,
     ) -> Self:
         """Build the hub, register its plugins and start the configured experiments.
 
@@ -169,26 +170,44 @@ class ExperimentHub(PluginHost):
             path: The config file (see :func:`observml.config.hub_config.find_config_file`).
             streaming: ``False`` creates and restores the experiments without starting their
                 streams (one-shot tools such as the CLI's ``train`` and ``predict``).
-            restore: ``False`` creates the experiments without restoring their champions:
-                a one-shot tool restores the one it works on (:meth:`load`), not every model
-                the config lists. Needs ``streaming=False``.
+            start: ``False`` leaves the configured experiments for :meth:`start_configured`:
+                a one-shot tool starts the one it works on, not every model the config lists
+                (each would import its libraries and load its champion).
         """
         hub = super().from_config(path)
         try:
             for instance in hub.config.experiments:
-                if instance.enabled:
-                    hub._start_configured(instance, streaming=streaming, restore=restore)
+                if instance.enabled and start:
+                    hub._start_configured(instance, streaming=streaming)
         except BaseException:
             hub.shutdown()
             raise
         return hub
 
+    def configured(self) -> list[str]:
+        """The names of the enabled experiments the hub config lists, in its order."""
+        return [i.name for i in self.config.experiments if i.enabled]
+
+    def start_configured(self, name: str, *, streaming: bool = True) -> None:
+        """Create the configured experiment ``name``, restore its champion, stream if set.
+
+        What :meth:`from_config` does for each experiment it lists (see its ``start``).
+
+        Raises:
+            ExperimentNotFoundError: The hub config lists no enabled experiment ``name``.
+        """
+        found = [i for i in self.config.experiments if i.enabled and i.name == name]
+        if not found:
+            raise ExperimentNotFoundError(
+                f"experiment {name!r} is not in the hub config (listed: "
+                f"{', '.join(self.configured()) or 'none'})."
+            )
+        self._start_configured(found[0], streaming=streaming)
+
     def _start_configured(
-        self, instance: ExperimentInstanceSection, *, streaming: bool = True, restore: bool = True
+        self, instance: ExperimentInstanceSection, *, streaming: bool = True
     ) -> None:
         self.create_experiment(instance.name, instance.type, instance.config)
-        if not restore:
-            return
         if self.get_plugin("mlops") is not None:
             try:
                 self.load(instance.name)
