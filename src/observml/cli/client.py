@@ -11,6 +11,10 @@
 * :class:`RemoteBackend` (``--url``): a running ``observml serve`` through
   :class:`~observml.cli.api_client.ApiClient`, whose errors are the server's, as observml
   errors.
+
+Why this module is long: it is the two backends of one protocol, method for method; read side
+by side they show what each command does in-process and over HTTP, and a method added to one
+is seen missing from the other.
 """
 
 from __future__ import annotations

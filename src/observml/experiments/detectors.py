@@ -17,7 +17,6 @@ Each adapter wraps a configured library estimator (``adapter(estimator, **option
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
 from numbers import Integral, Real
 from typing import Any, ClassVar, Final
 
@@ -25,6 +24,8 @@ import numpy as np
 import pandas as pd
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import Interval, StrOptions
+
+from observml.experiments._spe_limits import SPE_LIMITS, eigenvalues_of
 
 __all__ = [
     "SPE_LIMITS",
@@ -136,60 +137,6 @@ def _rolling(values: np.ndarray, size: int, method: str) -> np.ndarray:
     frame = pd.DataFrame(values).rolling(size, min_periods=1)
     result: np.ndarray = (frame.median() if method == "median" else frame.mean()).to_numpy()
     return result
-
-
-def _eigenvalues(A: np.ndarray) -> np.ndarray:
-    """Eigenvalues of the covariance of ``A`` (ddof 1), largest first."""
-    values: np.ndarray = np.maximum(np.linalg.eigvalsh(np.cov(A, rowvar=False))[::-1], 0.0)
-    return values
-
-
-def _box_limit(spe: np.ndarray, eigenvalues: np.ndarray, k: int, alpha: float) -> float:
-    """Box's ``g * chi2_alpha(h)`` matched to the training SPE's mean and variance."""
-    from scipy import stats  # limits are set at fit; restoring a monitor needs none of SciPy's
-
-    mean, var = float(spe.mean()), float(spe.var())
-    if mean <= 1e-12 or var <= 1e-24:
-        return max(float(spe.max()) * 1.01, 1e-9)
-    g, h = var / (2 * mean), 2 * mean**2 / var
-    return float(g * stats.chi2.ppf(alpha, h))
-
-
-def _jm_formula(theta: tuple[float, float, float], alpha: float, spe: np.ndarray) -> float:
-    from scipy import stats
-
-    t1, t2, t3 = theta
-    if t1 <= 1e-12 or t2 <= 1e-24:
-        return max(float(spe.max()) * 1.01, 1e-9)
-    h0 = 1 - 2 * t1 * t3 / (3 * t2**2)
-    c = float(stats.norm.ppf(alpha))
-    base = 1 + c * h0 * np.sqrt(2 * t2) / t1 + t2 * h0 * (h0 - 1) / t1**2
-    return float(t1 * max(base, 1e-12) ** (1 / h0))
-
-
-def _jackson_mudholkar_limit(
-    spe: np.ndarray, eigenvalues: np.ndarray, k: int, alpha: float
-) -> float:
-    """Jackson & Mudholkar (1979): ``theta_i = sum of lambda_j**i`` over the residual space."""
-    rest = eigenvalues[k:]
-    theta = (float(rest.sum()), float((rest**2).sum()), float((rest**3).sum()))
-    return _jm_formula(theta, alpha, spe)
-
-
-def _summed_eigenvalue_limit(
-    spe: np.ndarray, eigenvalues: np.ndarray, k: int, alpha: float
-) -> float:
-    """The SKAB leaderboard's variant: ``theta_i = (sum of lambda_j)**i`` (so ``h0 = 1/3``)."""
-    total = float(eigenvalues[k:].sum())
-    return _jm_formula((total, total**2, total**3), alpha, spe)
-
-
-#: ``spe_limit`` name -> ``limit(train_spe, eigenvalues, n_components, alpha)``.
-SPE_LIMITS: Final[Mapping[str, Callable[[np.ndarray, np.ndarray, int, float], float]]] = {
-    "box": _box_limit,
-    "jackson_mudholkar": _jackson_mudholkar_limit,
-    "summed_eigenvalues": _summed_eigenvalue_limit,
-}
 
 
 #: What a monitor saved before dynamic PCA and smoothing did (its parameters then).
@@ -309,7 +256,7 @@ class PCAMonitor(BaseDetector):
         else:
             self.t2_limit_ = float(stats.chi2.ppf(self.alpha, k))
         t2, spe = self._raw_statistics(A)[:2]
-        self.spe_limit_ = SPE_LIMITS[self.spe_limit](spe, _eigenvalues(A), k, self.alpha)
+        self.spe_limit_ = SPE_LIMITS[self.spe_limit](spe, eigenvalues_of(A), k, self.alpha)
         keep = max(int(self.smoothing) - 1, 0)
         self.history_rows_ = Z[Z.shape[0] - lags :].copy()
         self.history_stats_ = np.column_stack([t2, spe])[len(t2) - keep :].copy()
