@@ -142,10 +142,13 @@ class SQLiteReader:
         Raises:
             NotInStore: There is no such run.
         """
-        run = self.get_run(run_id)
-        if run is None:
+        with self._connect() as db:  # the run's artifact URI only, not its params and tags
+            row = db.execute(
+                "SELECT artifact_uri FROM runs WHERE run_uuid = ?", (run_id,)
+            ).fetchone()
+        if row is None:
             raise NotInStore(f"Run with id={run_id} not found")
-        parsed = urlparse(run.artifact_uri)
+        parsed = urlparse(str(row[0] or ""))
         if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
             return None
         return Path(url2pathname(unquote(parsed.path)))

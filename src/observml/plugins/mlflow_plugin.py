@@ -73,7 +73,7 @@ from observml.plugins.mlops import (
     as_metrics,
 )
 
-if TYPE_CHECKING:  # MLflow is imported when the client is opened (see _client_or_open)
+if TYPE_CHECKING:  # MLflow is imported when the client is opened (see _require_client)
     from mlflow import MlflowClient
 
 __all__ = [
