@@ -23,6 +23,7 @@ from pika.exceptions import ChannelClosedByBroker
 from observml.errors import AuthenticationError, ConfigError, ServiceUnavailableError
 from observml.plugins.datastream import REASON_HEADER, Message, dead_letter_queue
 from observml.plugins.rabbitmq_plugin import RabbitMQPlugin
+from tests.contracts.claims import ClaimsContract, claim_in_child, reap
 from tests.contracts.datastream import (
     WAIT,
     ConsumerCrash,
@@ -57,6 +58,68 @@ class TestRabbitMQQuorum(TestRabbitMQ):
         plugin.initialize()
         yield plugin
         plugin.shutdown()
+
+
+class TestRabbitMQClaims(ClaimsContract):
+    """Two plugins (two connections) stand for two hub processes on one broker."""
+
+    @pytest.fixture
+    def datastream(self, rabbitmq_plugin: RabbitMQPlugin) -> RabbitMQPlugin:
+        return rabbitmq_plugin
+
+    @pytest.fixture
+    def twin(self, rabbitmq_config: dict[str, Any]) -> Iterator[RabbitMQPlugin]:
+        plugin = RabbitMQPlugin(**rabbitmq_config, retry_interval=0.1)
+        plugin.initialize()
+        yield plugin
+        plugin.shutdown()
+
+
+def test_rabbitmq_claim_of_a_killed_process_is_free_again(
+    rabbitmq_plugin: RabbitMQPlugin, rabbitmq_config: dict[str, Any]
+) -> None:
+    code = (
+        "from observml.plugins.rabbitmq_plugin import RabbitMQPlugin\n"
+        f"plugin = RabbitMQPlugin(**{rabbitmq_config!r})"
+    )
+    key = f"test.{uuid.uuid4().hex[:12]}"
+    child = claim_in_child(code, key)
+    try:
+        assert rabbitmq_plugin.claim(key) is None
+        child.kill()
+        taken: list[Any] = []
+
+        def take() -> bool:
+            claim = rabbitmq_plugin.claim(key)
+            if claim is not None:
+                taken.append(claim)
+            return claim is not None
+
+        assert eventually(take), "the broker deletes a dead connection's exclusive queue"
+        taken[0].release()
+    finally:
+        reap(child)
+
+
+def test_rabbitmq_claim_survives_idle_heartbeats(rabbitmq_config: dict[str, Any]) -> None:
+    """A claim held longer than the heartbeat timeout stays held: the keeper answers for it."""
+    holder = RabbitMQPlugin(**rabbitmq_config, heartbeat=1)
+    other = RabbitMQPlugin(**rabbitmq_config)
+    holder.connect()
+    other.connect()
+    key = f"test.{uuid.uuid4().hex[:12]}"
+    try:
+        claim = holder.claim(key)
+        assert claim is not None
+        time.sleep(4)  # the broker drops a connection after two missed heartbeats (2 s here)
+        assert other.claim(key) is None
+        claim.release()
+        again = other.claim(key)
+        assert again is not None
+        again.release()
+    finally:
+        holder.shutdown()
+        other.shutdown()
 
 
 @pytest.fixture

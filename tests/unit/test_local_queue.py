@@ -15,6 +15,7 @@ import pytest
 from observml.errors import ConfigError
 from observml.plugins.datastream import REASON_HEADER, Message, dead_letter_queue
 from observml.plugins.local import FILE_NAME, LocalQueuePlugin
+from tests.contracts.claims import ClaimsContract, claim_in_child, reap
 from tests.contracts.datastream import (
     WAIT,
     DataStreamContract,
@@ -51,6 +52,46 @@ class TestLocalQueue(DataStreamContract, QueueBrowserContract):
         plugin.poll_interval = 0.01
         plugin.initialize()
         yield plugin
+        plugin.shutdown()
+
+
+class TestLocalQueueClaims(ClaimsContract):
+    """Two plugins on one folder stand for two hub processes on one machine."""
+
+    @pytest.fixture
+    def datastream(self, tmp_path: Path) -> Iterator[LocalQueuePlugin]:
+        plugin = LocalQueuePlugin(str(tmp_path / "queues"))
+        plugin.connect()
+        yield plugin
+        plugin.shutdown()
+
+    @pytest.fixture
+    def twin(self, tmp_path: Path) -> Iterator[LocalQueuePlugin]:
+        plugin = LocalQueuePlugin(str(tmp_path / "queues"))
+        plugin.connect()
+        yield plugin
+        plugin.shutdown()
+
+
+def test_local_queue_claim_of_a_killed_process_is_free_again(tmp_path: Path) -> None:
+    folder = tmp_path / "queues"
+    code = (
+        "from observml.plugins.local import LocalQueuePlugin\n"
+        f"plugin = LocalQueuePlugin({str(folder)!r})"
+    )
+    child = claim_in_child(code, "train.pump")
+    plugin = LocalQueuePlugin(str(folder))
+    plugin.connect()
+    try:
+        assert plugin.claim("train.pump") is None
+        assert "pid" in (folder / "claims" / "train.pump.lock").read_text()
+        child.kill()
+        child.wait(10)
+        claim = plugin.claim("train.pump")
+        assert claim is not None, "the kernel gives a dead process's lock up"
+        claim.release()
+    finally:
+        reap(child)
         plugin.shutdown()
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from observml.plugins.memory import InMemoryDataStreamPlugin
+from tests.contracts.claims import ClaimsContract
 from tests.contracts.datastream import DataStreamContract, QueueBrowserContract
 
 
@@ -33,3 +34,18 @@ def test_memory_datastream_health_check_disconnected_is_unhealthy() -> None:
     healthy, details = plugin.health_check()
     assert not healthy
     assert "connect()" in details["message"]
+
+
+class TestInMemoryClaims(ClaimsContract):
+    """Hubs in one process sharing one instance share its claims: the twin is the instance."""
+
+    @pytest.fixture
+    def datastream(self) -> Iterator[InMemoryDataStreamPlugin]:
+        plugin = InMemoryDataStreamPlugin()
+        plugin.connect()
+        yield plugin
+        plugin.disconnect()
+
+    @pytest.fixture
+    def twin(self, datastream: InMemoryDataStreamPlugin) -> InMemoryDataStreamPlugin:
+        return datastream

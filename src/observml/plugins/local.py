@@ -28,6 +28,7 @@ from typing import Any, Final
 
 from observml.config import HOME_ENV_VAR
 from observml.errors import ConfigError, ServiceUnavailableError
+from observml.plugins._local_claims import FileClaim, take_claim
 from observml.plugins._local_consumer import Consumer
 from observml.plugins._local_store import Outcomes, Store
 from observml.plugins.base import HealthReport
@@ -93,6 +94,7 @@ class LocalQueuePlugin:
         self._store: Store | None = None
         self._closing = threading.Event()
         self._opened: Path | None = None  # the absolute file connect() opened
+        self._claims: set[FileClaim] = set()  # given up on disconnect, as a broker would
 
     # -- lifecycle ------------------------------------------------------------------------
     def initialize(self) -> None:
@@ -144,10 +146,13 @@ class LocalQueuePlugin:
                 self._store = self._open()
 
     def disconnect(self) -> None:
-        """Close the file; every running ``consume`` returns."""
+        """Close the file and give up every claim; every running ``consume`` returns."""
         self._closing.set()
         with self._lock:
             self._close_store()
+            claims = list(self._claims)
+        for claim in claims:
+            claim.release()
 
     def create_queue(self, queue_name: str) -> None:
         """Create the queue and its dead-letter queue (a name in the file). Idempotent."""
@@ -241,6 +246,33 @@ class LocalQueuePlugin:
         """Return how many messages are ready in ``queue`` (0 if it does not exist)."""
         with self._using() as store:
             return store.depth(queue)
+
+    def claim(self, key: str) -> FileClaim | None:
+        """Take the claim ``key`` among every process using this folder; ``None`` if taken.
+
+        The claim is a lock on ``claims/<key>.lock`` beside the queue file; the kernel drops it
+        when this process exits (:mod:`observml.plugins.claims`).
+
+        Raises:
+            ServiceUnavailableError: The plugin is not connected, or the folder is not writable.
+        """
+        with self._using():
+            folder = self.file.absolute().parent
+        try:
+            claim = take_claim(folder, key, on_release=self._forget_claim)
+        except OSError as exc:
+            raise ServiceUnavailableError(
+                f"local datastream {folder}: could not take the claim {key!r}"
+                f" ({type(exc).__name__}: {exc}). Check that the folder is writable."
+            ) from exc
+        if claim is not None:
+            with self._lock:
+                self._claims.add(claim)
+        return claim
+
+    def _forget_claim(self, claim: FileClaim) -> None:
+        with self._lock:
+            self._claims.discard(claim)
 
     # -- internals ------------------------------------------------------------------------
     def _open(self) -> Store:

@@ -3,8 +3,9 @@
 This module holds the plugin; its parts are private modules beside it, which with this one are
 the only modules of observml that import pika: :mod:`._rabbitmq_connect` (opening connections,
 the main connection the calls share), :mod:`._rabbitmq_link` (a connection's channels and
-publisher confirms), :mod:`._rabbitmq_queues` (declaring queues) and :mod:`._rabbitmq_consumer`
-(one consumer per ``consume`` call). What the plugin guarantees:
+publisher confirms), :mod:`._rabbitmq_queues` (declaring queues), :mod:`._rabbitmq_consumer`
+(one consumer per ``consume`` call) and :mod:`._rabbitmq_claims` (claims as exclusive queues).
+What the plugin guarantees:
 
 - Queues are durable and carry no arguments (quorum queues: only ``x-queue-type``), so a
   producer that declares ``queue_declare(q, durable=True)``, before or after the hub, declares
@@ -42,6 +43,7 @@ from typing import Any, Literal
 from pika.exceptions import ChannelClosedByBroker
 
 from observml.errors import NotFoundError, ServiceUnavailableError
+from observml.plugins._rabbitmq_claims import ClaimKeeper, RabbitClaim
 from observml.plugins._rabbitmq_connect import (
     AUTH_ERRORS,
     MainLink,
@@ -153,6 +155,7 @@ class RabbitMQPlugin:
         self.max_message_bytes = max_message_bytes
         self._tag = uuid.uuid4().hex[:8]  # names this plugin's connections on the broker
         self._main = MainLink(self, self._tag)
+        self._claims = ClaimKeeper(self, self._tag)
         self._closing = threading.Event()
         self._consumers: set[Consumer] = set()
         self._consumers_lock = threading.Lock()
@@ -217,6 +220,7 @@ class RabbitMQPlugin:
             consumers = list(self._consumers)
         for consumer in consumers:
             consumer.wake()
+        self._claims.close()
         self._main.close()
 
     def create_queue(self, queue_name: str) -> None:
@@ -407,6 +411,22 @@ class RabbitMQPlugin:
             stop=stop,
         )
         self._run(consumer)
+
+    def claim(self, key: str) -> RabbitClaim | None:
+        """Take the claim ``key`` among every process using this broker; ``None`` if taken.
+
+        The claim is the exclusive queue ``observml.claim.<key>`` on a connection of its own,
+        which the broker deletes when that connection ends (:mod:`observml.plugins.claims`).
+
+        Raises:
+            ServiceUnavailableError: Not connected, or the broker could not be asked.
+        """
+        if not self._main.connected:
+            raise ServiceUnavailableError(
+                f"{self._where}: not connected while taking the claim {key!r}. Call connect()"
+                " first (the hub does it when the plugin is registered)."
+            )
+        return self._claims.take(key)
 
     def _broker(self) -> Broker:
         """What a consumer of this plugin needs of it (see :class:`Broker`)."""

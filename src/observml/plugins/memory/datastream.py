@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from observml.errors import ServiceUnavailableError
 from observml.plugins.base import HealthReport
+from observml.plugins.claims import check_claim_key
 from observml.plugins.datastream import (
     MAX_MESSAGE_BYTES,
     BatchHandler,
@@ -33,6 +34,20 @@ from observml.plugins.datastream import (
 )
 
 __all__ = ["InMemoryDataStreamPlugin"]
+
+
+@dataclass
+class _MemoryClaim:
+    """A claim held on an :class:`InMemoryDataStreamPlugin` until released."""
+
+    key: str
+    _plugin: InMemoryDataStreamPlugin = field(repr=False)
+    _released: bool = field(default=False, repr=False)
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._plugin._release(self.key)
 
 
 @dataclass
@@ -57,6 +72,7 @@ class InMemoryDataStreamPlugin:
         self._cond = threading.Condition()
         self._connected = False
         self._generation = 0
+        self._claims: set[str] = set()
 
     # -- lifecycle ------------------------------------------------------------------------
     def initialize(self) -> None:
@@ -81,10 +97,11 @@ class InMemoryDataStreamPlugin:
             self._connected = True
 
     def disconnect(self) -> None:
-        """Stop every consumer."""
+        """Stop every consumer and give up every claim (as a closed connection would)."""
         with self._cond:
             self._connected = False
             self._generation += 1
+            self._claims.clear()
             self._cond.notify_all()
 
     def create_queue(self, queue_name: str) -> None:
@@ -200,6 +217,20 @@ class InMemoryDataStreamPlugin:
         with self._cond:
             found = self._queues.get(queue)
             return len(found.ready) if found else 0
+
+    def claim(self, key: str) -> _MemoryClaim | None:
+        """Take the claim ``key`` among the users of this instance; ``None`` if one holds it."""
+        check_claim_key(key)
+        with self._cond:
+            self._require_connected()
+            if key in self._claims:
+                return None
+            self._claims.add(key)
+        return _MemoryClaim(key, self)
+
+    def _release(self, key: str) -> None:
+        with self._cond:
+            self._claims.discard(key)
 
     # -- internals ------------------------------------------------------------------------
     def _queue(self, name: str) -> _Queue:
