@@ -288,6 +288,61 @@ def test_two_hub_processes_share_the_queues(
     assert duplicates == 0, "no redelivery happened, so no message may be predicted twice"
 
 
+def sensors(n: int, *, shift: float = 0.0, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(rng.normal(shift, 1.0, size=(n, 3)), columns=["temp", "pressure", "flow"])
+
+
+def test_two_hub_processes_train_a_fired_retrain_once(
+    name: str, hub_config: Callable[..., Path], rabbitmq_config: dict[str, Any]
+) -> None:
+    """Both hubs see the drift (each half the stream); one trains the challenger."""
+    from observml.plugins.rabbitmq_plugin import RabbitMQPlugin
+
+    config = {"create_model": {"model": "pca"}, "retrain": {"drift": {"window": 100}}}
+    with ExperimentHub.from_config(hub_config()) as hub:
+        hub.create_experiment(name, "fault_detection", config)
+        assert hub.train(name, data=sensors(600), wait=True).status.state == "succeeded"
+    worker_config = hub_config(
+        [{"name": name, "type": "fault_detection", "config": config, "streaming": True}],
+        file="worker.yaml",
+    )
+    collector = ResultCollector(rabbitmq_config, f"{name}.predictions")
+    workers = []
+    claims = RabbitMQPlugin(**rabbitmq_config)  # looks in from outside, as a third hub would
+    claims.connect()
+    try:
+        for _ in range(2):
+            workers.append(start_worker(worker_config)[0])
+        with ExperimentHub.from_config(hub_config(file="publisher.yaml")) as publisher:
+            moved = batches_of_20(sensors(1200, shift=0.7, seed=9), "moved")
+            publish(publisher, f"{name}.predict", moved)
+        collector.wait_for({m.message_id for m in moved if m.message_id}, timeout=240)
+        deadline = time.monotonic() + 240
+        while True:  # until a challenger waits in shadow and no hub is training any more
+            with ExperimentHub.from_config(hub_config(), streaming=False) as reader:
+                reader.load(name)
+                shadow = reader.status(name)["shadow"]
+                history = reader.decisions(name, limit=100)["decisions"]
+            claim = claims.claim(f"train.{name}")
+            if claim is not None:
+                claim.release()
+            if shadow is not None and claim is not None:
+                break
+            assert time.monotonic() < deadline, [d["reason"] for d in history]
+            time.sleep(1.0)
+    finally:
+        for process in workers:
+            stop_worker(process)
+        collector.close()
+        claims.shutdown()
+    fired = [d for d in history if d["kind"] == "fired"]
+    skipped = [d["reason"] for d in history if d["kind"] == "skipped"]
+    print(f"two hubs, one drift: {len(fired)} fired, skipped: {skipped}")
+    assert len(fired) == 1, [d["reason"] for d in history]
+    assert shadow["version"] == 2  # the champion is v1: no other model was trained
+
+
 def test_dead_letters_and_decisions_on_rabbitmq_and_mlflow(
     name: str, hub_config: Callable[..., Path]
 ) -> None:

@@ -55,6 +55,7 @@ from observml.retraining.decisions import CHAMPION, Decision
 from observml.retraining.history import check_page, read_decisions, recent_decisions
 from observml.retraining.retrainer import Retrainer
 from observml.runtime.batch import BatchPredictor
+from observml.runtime.claims import TrainingClaims
 from observml.runtime.draining import drain, drain_training_rows, rows_to_retrain_on
 from observml.runtime.jobs import IsolationSetting, Job
 from observml.runtime.streaming import StreamWorker
@@ -119,12 +120,15 @@ class ExperimentHub(PluginHost):
             isolation=cast(IsolationSetting, isolation),
             max_jobs=jobs_at_once,
         )
+        self._claims = TrainingClaims(self._datastream_or_none)
         self._retrainer = Retrainer(
             mlops=self._mlops,
             datastream=self._datastream_or_none,
             load_version=lambda name, version: self._load_version(name, version=version),
             start_job=self._jobs.start,
             holdout_fraction=self.config.streaming.holdout_fraction,
+            claims=self._claims,
+            catch_up=self._refresh_champion,
         )
 
     @property
@@ -335,6 +339,26 @@ class ExperimentHub(PluginHost):
         """
         managed = self._get(name)
         managed.ensure_idle()
+        if not self._claims.take(name):
+            raise TrainingInProgressError(
+                f"experiment {name!r}: another hub process sharing the datastream is training it"
+                " now. Wait for that job to end (its status is in that hub), then try again."
+            )
+        try:
+            return self._train(managed, config, data, wait=wait)
+        except BaseException:
+            self._claims.release(name)
+            raise
+
+    def _train(
+        self,
+        managed: ManagedExperiment,
+        config: Mapping[str, Any] | None,
+        data: DataLike | None,
+        *,
+        wait: bool,
+    ) -> Job:
+        name = managed.name
         if config is not None:
             # the type was accepted when the experiment was created; only the config is new
             replacement = self._build(name, managed.experiment_type, dict(config), trusted=True)
@@ -360,6 +384,7 @@ class ExperimentHub(PluginHost):
             lambda managed, experiment, version, run_id: reviews.champion_trained(
                 managed, experiment, version.version, run_id
             ),
+            finally_=lambda: self._claims.release(name),
             on_success=spool,
             wait=wait,
         )
@@ -397,8 +422,9 @@ class ExperimentHub(PluginHost):
         else:
             kept = managed.require_champion()[0].get_train_data()
             frame = rows_to_retrain_on(self._datastream_or_none(), name, managed.row_format, kept)
-        if not managed.tracker.mark_started():
-            raise TrainingInProgressError(f"experiment {name!r}: a retrain is already running.")
+        why_not = self._retrainer.context.take_slot(managed)
+        if why_not is not None:
+            raise TrainingInProgressError(f"experiment {name!r}: {why_not}.")
         job = self._retrainer.challengers.start(
             managed, reason=reason, data=frame, requested=True, wait=wait
         )

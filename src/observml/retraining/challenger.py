@@ -101,14 +101,14 @@ class Challengers:
         try:
             selection, holdout = self._select_and_hold_out(managed, data)
         except BaseException:
-            managed.tracker.mark_finished()
+            self.context.end_slot(managed)
             raise
         managed.last_selection = selection
         refusal = self._refusal(
             managed, selection, given=data is not None, requested=requested, held=holdout
         )
         if refusal is not None:
-            managed.tracker.mark_finished()
+            self.context.end_slot(managed)
             if requested:
                 raise DataError(f"experiment {managed.name!r}: {refusal}")
             self.context.log(managed, Decision("skipped", refusal))
@@ -130,7 +130,7 @@ class Challengers:
             "retrain",
             selection.train,
             decide,
-            finally_=managed.tracker.mark_finished,
+            finally_=lambda: self.context.end_slot(managed),
             on_error=lambda exc: self.failed(managed, f"{type(exc).__name__}: {exc}"),
             wait=wait,
         )

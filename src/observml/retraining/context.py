@@ -30,8 +30,9 @@ if TYPE_CHECKING:
     from observml.hub.managed import ManagedExperiment
     from observml.plugins.datastream import DataStreamPlugin
     from observml.plugins.mlops import MLOpsPlugin
+    from observml.runtime.claims import TrainingClaims
 
-__all__ = ["FAULT", "NORMAL", "RetrainContext", "log_decision", "promote"]
+__all__ = ["FAULT", "NORMAL", "RUNNING_HERE", "RetrainContext", "log_decision", "promote"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ NORMAL: Final = "normal"
 #: Alerts recorded as a decision each time they fire, also while an alert is already open
 #: (an open drift alert would otherwise hide why every retrain after it failed).
 _ALWAYS_RECORDED: Final = frozenset({"retrain_failed"})
+#: :meth:`RetrainContext.take_slot`'s answer when this hub already retrains the experiment.
+RUNNING_HERE: Final = "a retrain is already running in this hub"
 
 
 def promote(
@@ -88,6 +91,7 @@ class RetrainContext:
         mlops: Returns the MLOps plugin (raises when none is configured).
         datastream: Returns the datastream plugin, or ``None`` (alerts are then not published).
         load_version: Loads a model version of an experiment from the store.
+        claims: The hub's training claims (one hub at a time trains an experiment).
     """
 
     def __init__(
@@ -96,9 +100,11 @@ class RetrainContext:
         mlops: Callable[[], MLOpsPlugin],
         datastream: Callable[[], DataStreamPlugin | None],
         load_version: Callable[[str, int], Experiment],
+        claims: TrainingClaims,
     ) -> None:
         self.mlops = mlops
         self.load_version = load_version
+        self.claims = claims
         self._datastream = datastream
         self._stores: dict[str, FeedbackStore] = {}
 
@@ -114,6 +120,30 @@ class RetrainContext:
     ) -> None:
         """Record, log and tag ``decision`` (see :func:`log_decision`)."""
         log_decision(self.mlops_or_none(), managed, decision, run_id=run_id)
+
+    # -- the retrain slot -----------------------------------------------------------------
+    def take_slot(self, managed: ManagedExperiment) -> str | None:
+        """Take the retrain slot here and the training claim among hubs; else return why not.
+
+        Raises:
+            ServiceUnavailableError: The datastream could not be asked for the claim.
+        """
+        if not managed.tracker.mark_started():
+            return RUNNING_HERE
+        try:
+            claimed = self.claims.take(managed.name)
+        except BaseException:
+            managed.tracker.mark_finished()
+            raise
+        if not claimed:
+            managed.tracker.mark_finished()  # the cooldown starts here too
+            return "another hub process sharing the datastream is training it now"
+        return None
+
+    def end_slot(self, managed: ManagedExperiment) -> None:
+        """Give the training claim up and release the retrain slot (its cooldown starts)."""
+        self.claims.release(managed.name)
+        managed.tracker.mark_finished()
 
     # -- alerts ---------------------------------------------------------------------------
     def alert(
