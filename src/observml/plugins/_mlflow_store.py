@@ -130,6 +130,10 @@ def pool_settings(store: Store, callers: int) -> Iterator[None]:
                 os.environ.pop(key, None)
 
 
+#: MLflow draws a tqdm bar for every artifact download from a server unless this is "false".
+_PROGRESS_BAR: Final = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
 def open_client(store: Store, health_timeout: float, callers: int = 0) -> MlflowClient:
     """Return a client of ``store``, its schema created (once, under a lock) and SQLite in WAL.
 
@@ -153,6 +157,9 @@ def open_client(store: Store, health_timeout: float, callers: int = 0) -> Mlflow
             )
     from mlflow import MlflowClient
 
+    # A hub downloads models in the background: a progress bar per download on a server's or
+    # service's stderr is noise. Where the user set the variable, theirs stands.
+    os.environ.setdefault(_PROGRESS_BAR, "false")
     try:
         with init_lock(store.sqlite_path), pool_settings(store, callers):
             if store.sqlite_path is not None:
