@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -42,3 +43,28 @@ def test_a_rollback_elsewhere_is_served_within_champion_refresh_without_messages
     assert status["champion_version"] == 1
     assert status["counters"].get("predicted_messages", 0) == 0  # no batch brought it
     assert status["decisions"][-1]["reason"] == "champion moved in the MLOps store"
+
+
+def test_many_streams_share_one_champion_watch() -> None:
+    """Twelve streams: a fixed handful of watch threads, and each stream still follows the store."""
+    mlops = InMemoryMLOpsPlugin()
+    names = [f"pump{i}" for i in range(12)]
+    with make_hub(mlops) as serving, make_hub(mlops) as operator:
+        for name in names:
+            serving.create_experiment(name, "fault_detection", {"create_model": {"model": "pca"}})
+            serving.train(name, data=sensors(300), wait=True)
+            serving.train(name, data=sensors(300, seed=1), wait=True)
+            serving.start_streaming(name)
+        time.sleep(0.5)  # a few sweeps
+        watching = [t.name for t in threading.enumerate() if t.name.startswith("observml-champ")]
+        for name in names[:2]:
+            operator.load(name)
+            assert operator.rollback(name) == 1
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline and any(
+            serving.status(name)["champion_version"] != 1 for name in names[:2]
+        ):
+            time.sleep(0.05)
+        versions = [serving.status(name)["champion_version"] for name in names]
+    assert len(watching) <= 5, watching  # the watch thread and at most 4 checking at once
+    assert versions == [1, 1] + [2] * 10

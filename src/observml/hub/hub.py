@@ -55,6 +55,7 @@ from observml.retraining.decisions import CHAMPION, Decision
 from observml.retraining.history import check_page, read_decisions, recent_decisions
 from observml.retraining.retrainer import Retrainer
 from observml.runtime.batch import BatchPredictor
+from observml.runtime.champion_watch import ChampionWatch
 from observml.runtime.claims import TrainingClaims
 from observml.runtime.draining import drain, drain_training_rows, rows_to_retrain_on
 from observml.runtime.jobs import IsolationSetting, Job
@@ -106,6 +107,7 @@ class ExperimentHub(PluginHost):
             )
         self._experiments = ExperimentTable()
         self._streams: dict[str, StreamWorker] = {}
+        self._champion_watch = ChampionWatch(self.config.streaming.champion_refresh, self._workers)
         self._lock = threading.RLock()
         self._signer: ModelSigner | None = None
         jobs_at_once = max_jobs or self.config.global_.max_jobs or default_max_jobs()
@@ -225,6 +227,7 @@ class ExperimentHub(PluginHost):
         with self._lock:
             streams = list(self._streams.values())
             self._streams.clear()
+        self._champion_watch.stop()
         for worker in streams:
             worker.stop()
         self._jobs.stop_all()
@@ -583,6 +586,11 @@ class ExperimentHub(PluginHost):
             )
             self._streams[name] = worker
         worker.start()
+        self._champion_watch.start()
+
+    def _workers(self) -> list[StreamWorker]:
+        with self._lock:
+            return list(self._streams.values())
 
     def stop_streaming(self, name: str) -> bool:
         """Stop streaming ``name``; return whether it was streaming."""

@@ -6,8 +6,9 @@ result per input message on ``<name>.predictions`` with publisher confirms); onl
 inputs acked. A message that cannot be parsed or scored goes to ``<name>.predict.dead`` with
 the reason; the others carry on. If publishing fails because the service is down, the batch is
 requeued (nothing is lost; a redelivered input may produce a second result with the same
-``message_id``, which consumers deduplicate). A second thread checks the MLOps store every
-``streaming.champion_refresh`` seconds, batches or not, so a champion another hub process
+``message_id``, which consumers deduplicate). The hub's
+:class:`~observml.runtime.champion_watch.ChampionWatch` calls :meth:`StreamWorker.refresh_champion`
+every ``streaming.champion_refresh`` seconds, batches or not, so a champion another hub process
 promoted or rolled back serves within that time even when no message arrives. The worker logs
 batch metrics to a ``serving`` run.
 """
@@ -47,8 +48,9 @@ class StreamWorker:
         after_batch: Called with ``(managed, metrics, n_rows, scores)`` after each batch (the
             hub's retrain check; ``scores`` is ``None`` unless the policy has a drift test); it
             must not block.
-        refresh_champion: Called every ``settings.champion_refresh`` seconds (from a thread of
-            its own, never two at once) to pick up a champion another hub process promoted.
+        refresh_champion: Picks up a champion another hub process promoted; called by
+            :meth:`refresh_champion` (never two at once), and every ``champion_refresh`` seconds
+            by the stream itself while it waits for a first champion.
     """
 
     def __init__(
@@ -71,9 +73,6 @@ class StreamWorker:
         self._thread = threading.Thread(
             target=self._run, name=f"observml-stream-{managed.name}", daemon=True
         )
-        self._watch = threading.Thread(
-            target=self._watch_champion, name=f"observml-champion-{managed.name}", daemon=True
-        )
         self._refreshing = threading.Lock()
         self._pending: list[Metric] = []
         self._last_log = time.monotonic()
@@ -95,15 +94,13 @@ class StreamWorker:
         for queue in (predict_queue(name), predictions_queue(name), shadow_queue(name)):
             self.datastream.create_queue(queue)
         self._thread.start()
-        self._watch.start()
         self.managed.streaming = True
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop consuming (the batch in hand finishes first) and flush pending metrics."""
         self._stop.set()
-        for thread in (self._thread, self._watch):
-            if thread.is_alive() and threading.current_thread() is not thread:
-                thread.join(timeout)
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
         self.managed.streaming = False
         self._flush_metrics(final=True)
 
@@ -159,12 +156,14 @@ class StreamWorker:
         return outcome.dead
 
     # -- champion refresh and metric logging ----------------------------------------------
-    def _watch_champion(self) -> None:
-        """Check the store for a new champion every ``champion_refresh`` s until stopped."""
-        interval = max(0.05, self.settings.champion_refresh)
-        while not self._stop.wait(interval):
-            if self.managed.champion()[0] is not None:  # else the stream loop is waiting
-                self._maybe_refresh(due=True)
+    def refresh_champion(self) -> None:
+        """Check the store for a new champion now (the hub's champion watch calls this).
+
+        Does nothing while the stream is stopped, has no champion yet (its own loop is
+        polling for one) or another check is running.
+        """
+        if self.running and self.managed.champion()[0] is not None:
+            self._maybe_refresh(due=True)
 
     def _maybe_refresh(self, *, due: bool = False) -> None:
         if not self._refreshing.acquire(blocking=False):
