@@ -1,7 +1,8 @@
 """Several hub processes on one config: how the stream scales with K hubs, and one dying (issue 13).
 
-On RabbitMQ and an MLflow server (a private ``mlflow server`` on SQLite, started here, unless
-``--mlflow URI`` names one), with N streaming ``fault_detection/pca`` experiments trained once:
+On RabbitMQ and an MLflow server (a private ``mlflow server`` on SQLite, started here as
+``bench/mlops_logging.py`` does, unless ``--mlflow URI`` names one), with N streaming
+``fault_detection/pca`` experiments trained once:
 
 1. for each K in ``--hubs`` (default 1,2): start K hub processes from the same
    ``hub_config.yaml`` (each resumes every stream), publish ``--messages`` one-row messages to
@@ -20,17 +21,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -39,6 +39,7 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pandas as pd
+from mlops_logging import throwaway_server  # the sibling script bench/mlops_logging.py
 
 COLUMNS = [f"s{i}" for i in range(5)]
 #: A hub process: start from the config, say "ready", serve until SIGTERM.
@@ -51,41 +52,6 @@ with ExperimentHub.from_config(sys.argv[1]) as hub:
     print(json.dumps({"ready": hub.experiments()}), flush=True)
     stop.wait()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_mlflow(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    command = [
-        str(Path(sys.executable).with_name("mlflow")),
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
-        f"sqlite:///{folder / 'mlflow.db'}",
-        "--artifacts-destination",
-        (folder / "artifacts").as_uri(),
-    ]
-    log = open(folder / "mlflow.log", "wb")  # the server writes to it as long as it runs
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2):
-                return server, uri
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit(f"mlflow server did not start; see {folder / 'mlflow.log'}")
 
 
 def write_config(folder: Path, args: argparse.Namespace, names: list[str]) -> Path:
@@ -236,10 +202,15 @@ def main() -> None:
     parser.add_argument("--mlflow", help="tracking URI (default: a private server on SQLite)")
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="observml-hubs-"))
-    server = None
-    if not args.mlflow:
-        server, args.mlflow = start_mlflow(folder)
+    with contextlib.ExitStack() as stack:
+        if not args.mlflow:
+            args.mlflow = stack.enter_context(throwaway_server())
+        folder = Path(tempfile.mkdtemp(prefix="observml-hubs-"))
+        stack.callback(shutil.rmtree, folder, ignore_errors=True)
+        run_all(args, folder)
+
+
+def run_all(args: argparse.Namespace, folder: Path) -> None:
     run = uuid.uuid4().hex[:6]
     names = [f"hubs{run}-{i:02d}" for i in range(args.experiments)]
     config = write_config(folder, args, names)
@@ -281,10 +252,6 @@ def main() -> None:
         )
     finally:
         results.close()
-        if server is not None:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(30)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
