@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -99,6 +100,27 @@ def test_rabbitmq_claim_of_a_killed_process_is_free_again(
         taken[0].release()
     finally:
         reap(child)
+
+
+def test_rabbitmq_claims_share_one_connection(rabbitmq_plugin: RabbitMQPlugin) -> None:
+    """A hub queueing hundreds of trainings holds as many claims, not as many connections."""
+
+    def sockets() -> int:
+        count = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):  # the listing's own descriptor is gone already
+                count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        return count
+
+    before = sockets()
+    claims = [rabbitmq_plugin.claim(f"test.{uuid.uuid4().hex[:12]}") for _ in range(20)]
+    try:
+        assert all(claim is not None for claim in claims)
+        assert sockets() - before <= 3  # one connection: its TCP socket and pika's wake-up pair
+    finally:
+        for claim in claims:
+            if claim is not None:
+                claim.release()
 
 
 def test_rabbitmq_claim_survives_idle_heartbeats(rabbitmq_config: dict[str, Any]) -> None:

@@ -1,16 +1,17 @@
-"""The RabbitMQ plugin's claims: an exclusive queue on a connection of its own.
+"""The RabbitMQ plugin's claims: exclusive queues on one connection of their own.
 
-Taking the claim ``key`` declares the queue ``observml.claim.<key>`` with ``exclusive=True`` on
-a new connection. RabbitMQ lets one connection at a time hold an exclusive queue; another one
-declaring it gets ``405 RESOURCE_LOCKED``, which here means "taken". The broker deletes the
-queue when its connection closes: on :meth:`RabbitClaim.release`, when the process is killed,
-or when the connection misses its heartbeats (a frozen or cut-off host). So a dead hub's claim
-frees itself.
+Taking the claim ``key`` declares the queue ``observml.claim.<key>`` with ``exclusive=True``.
+RabbitMQ lets one connection at a time hold an exclusive queue; another connection declaring it
+gets ``405 RESOURCE_LOCKED``, which here means "taken". Releasing deletes the queue. The broker
+deletes it too when the connection ends: the plugin disconnects, the process is killed, or the
+connection misses its heartbeats (a frozen or cut-off host). So a dead hub's claims free
+themselves.
 
-pika's ``BlockingConnection`` answers heartbeats only while it is called, so one keeper thread
-per plugin calls each held connection every few seconds; it ends when no claim is held. A
-connection found dead there means the claim is lost: that is logged, and the job that held it
-goes on (see :mod:`observml.plugins.claims`).
+All the claims of one plugin share one connection (a hub that queues 500 trainings holds 500
+claims, not 500 connections). pika's ``BlockingConnection`` answers heartbeats only while it is
+called, so a keeper thread calls it every few seconds while claims are held. When that
+connection drops, every claim on it is lost: that is logged, the jobs that held them go on (see
+:mod:`observml.plugins.claims`), and the next claim opens a new connection.
 """
 
 from __future__ import annotations
@@ -37,119 +38,136 @@ _KEEP_EVERY: Final = 5.0  # seconds between heartbeat answers at most (a third o
 
 
 class RabbitClaim:
-    """A claim held as an exclusive queue, until :meth:`release` or the connection's end."""
+    """A claim held as an exclusive queue, until :meth:`release` or its connection's end."""
 
-    def __init__(self, key: str, link: Link, keeper: ClaimKeeper) -> None:
+    def __init__(self, key: str, keeper: ClaimKeeper) -> None:
         self.key = key
-        self._link: Link | None = link
         self._keeper = keeper
-        self._lock = threading.Lock()
 
     @property
     def held(self) -> bool:
-        """Whether the connection carrying the claim is still open."""
-        with self._lock:
-            return self._link is not None and self._link.is_open
+        """Whether this claim is still held (released or connection lost: no)."""
+        return self._keeper.holds(self)
 
     def release(self) -> None:
-        """Close the claim's connection (the broker deletes the queue). Safe to call twice."""
-        with self._lock:
-            link, self._link = self._link, None
-        if link is not None:
-            link.close()
-        self._keeper.forget(self)
-
-    def keep(self) -> bool:
-        """Answer the broker's heartbeats; return False once the claim is lost or released."""
-        with self._lock:
-            if self._link is None:
-                return False
-            try:
-                self._link.connection.process_data_events(time_limit=0)
-                return True
-            except AMQPError as exc:
-                logger.warning(
-                    "claim %r lost: its RabbitMQ connection dropped (%s); the job that held it"
-                    " goes on, and another hub may take the claim meanwhile",
-                    self.key,
-                    type(exc).__name__,
-                )
-                self._link.close()
-                self._link = None
-                return False
+        """Delete the claim's queue. Safe to call twice, and after the connection was lost."""
+        self._keeper.release(self)
 
     def __repr__(self) -> str:
         return f"RabbitClaim({self.key!r}, held={self.held})"
 
 
 class ClaimKeeper:
-    """Takes claims for one plugin and keeps their connections alive from one thread."""
+    """Takes, keeps and releases one plugin's claims on one connection."""
 
     def __init__(self, settings: Settings, tag: str) -> None:
         self._settings = settings
         self._tag = tag
-        self._held: set[RabbitClaim] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held around every use of the connection
+        self._link: Link | None = None
+        self._held: dict[str, RabbitClaim] = {}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
     def take(self, key: str) -> RabbitClaim | None:
-        """Declare ``observml.claim.<key>`` exclusively; ``None`` when another connection has it.
+        """Declare ``observml.claim.<key>`` exclusively; ``None`` when someone holds it.
 
         Raises:
             AuthenticationError: The broker refused the login.
             ServiceUnavailableError: The broker could not be reached or refused the declaration.
         """
         check_claim_key(key)
-        link = open_link(self._settings, f"claim {key}", tag=self._tag, attempts=2)
-        try:
-            link.connection.channel().queue_declare(
-                CLAIM_PREFIX + key, exclusive=True, auto_delete=True
-            )
-        except ChannelClosedByBroker as exc:
-            link.close()
-            if exc.reply_code == _RESOURCE_LOCKED:
-                return None
-            raise channel_error(self._settings, exc, f"taking the claim {key!r}") from exc
-        except AMQPError as exc:
-            link.close()
-            raise ServiceUnavailableError(
-                f"{where(self._settings)}: the connection dropped while taking the claim"
-                f" {key!r} ({describe(exc, secrets(self._settings))}). Try again."
-            ) from exc
-        claim = RabbitClaim(key, link, self)
         with self._lock:
-            self._held.add(claim)
-            if self._thread is None or not self._thread.is_alive():
-                self._stop.clear()
-                self._thread = threading.Thread(
-                    target=self._keep, name=f"observml-claims-{self._tag}", daemon=True
-                )
-                self._thread.start()
+            if key in self._held:  # this plugin holds it: the broker would say yes again
+                return None
+            link = self._connection()
+            try:
+                link.channel().queue_declare(CLAIM_PREFIX + key, exclusive=True, auto_delete=True)
+            except ChannelClosedByBroker as exc:  # the channel is closed; the next use reopens it
+                if exc.reply_code == _RESOURCE_LOCKED:
+                    return None
+                raise channel_error(self._settings, exc, f"taking the claim {key!r}") from exc
+            except AMQPError as exc:
+                self._lose(f"{type(exc).__name__}")
+                raise ServiceUnavailableError(
+                    f"{where(self._settings)}: the connection dropped while taking the claim"
+                    f" {key!r} ({describe(exc, secrets(self._settings))}). Try again."
+                ) from exc
+            claim = self._held[key] = RabbitClaim(key, self)
+            self._start_keeper()
         return claim
 
-    def forget(self, claim: RabbitClaim) -> None:
-        """Stop keeping ``claim`` (it was released)."""
+    def holds(self, claim: RabbitClaim) -> bool:
+        """Whether ``claim`` is still held."""
         with self._lock:
-            self._held.discard(claim)
+            return self._held.get(claim.key) is claim
+
+    def release(self, claim: RabbitClaim) -> None:
+        """Delete ``claim``'s queue if it is still held; never raises."""
+        with self._lock:
+            if self._held.get(claim.key) is not claim:
+                return
+            del self._held[claim.key]
+            link = self._link
+            if link is None or not link.is_open:
+                return  # the broker deleted it with the connection
+            try:
+                link.channel().queue_delete(CLAIM_PREFIX + claim.key)
+            except AMQPError as exc:  # the queue goes with the connection, as do the others
+                self._lose(f"releasing {claim.key!r}: {type(exc).__name__}")
 
     def close(self) -> None:
-        """Release every held claim and stop the keeper thread."""
-        with self._lock:
-            held = list(self._held)
-        for claim in held:
-            claim.release()
+        """Give every claim up (close the connection) and stop the keeper thread."""
         self._stop.set()
+        with self._lock:
+            self._held.clear()
+            self._drop()
 
-    def _keep(self) -> None:
+    # -- internals ------------------------------------------------------------------------
+    def _connection(self) -> Link:
+        if self._link is None or not self._link.is_open:
+            self._link = open_link(self._settings, "claims", tag=self._tag, attempts=2)
+        return self._link
+
+    def _start_keeper(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop = threading.Event()
+            self._thread = threading.Thread(
+                target=self._keep, args=(self._stop,), name=f"observml-claims-{self._tag}"
+            )
+            self._thread.daemon = True
+            self._thread.start()
+
+    def _keep(self, stop: threading.Event) -> None:
         heartbeat = float(self._settings.heartbeat or 0)
         every = min(_KEEP_EVERY, heartbeat / 3) if heartbeat > 0 else _KEEP_EVERY
-        while not self._stop.wait(every):
+        while not stop.wait(every):
             with self._lock:
-                held = list(self._held)
-                if not held:
+                if not self._held:
                     self._thread = None
+                    self._drop()  # nothing to hold: no idle connection either
                     return
-            for claim in held:
-                if not claim.keep():
-                    self.forget(claim)
+                link = self._link
+                try:
+                    if link is None:
+                        raise ConnectionError("no connection")
+                    link.connection.process_data_events(time_limit=0)
+                except (AMQPError, ConnectionError) as exc:
+                    self._lose(type(exc).__name__)
+
+    def _lose(self, why: str) -> None:
+        """The connection is gone, and with it every claim on it (lock held)."""
+        if self._held:
+            logger.warning(
+                "claims %s lost: their RabbitMQ connection dropped (%s); the jobs that held them"
+                " go on, and another hub may take the claims meanwhile",
+                ", ".join(sorted(self._held)),
+                why,
+            )
+        self._held.clear()
+        self._drop()
+
+    def _drop(self) -> None:
+        if self._link is not None:
+            self._link.close()
+            self._link = None

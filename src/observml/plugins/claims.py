@@ -11,8 +11,8 @@ A datastream plugin offers claims by having a ``claim`` method (:class:`Supports
 optional, and a hub whose plugin has none only keeps its own jobs apart. What a claim rests on
 is the plugin's to choose, but it must be given up when its holder dies, without anyone's help:
 
-- ``rabbitmq``: an exclusive queue ``observml.claim.<key>`` on a connection of its own; the
-  broker deletes it when the connection closes or misses its heartbeats.
+- ``rabbitmq``: an exclusive queue ``observml.claim.<key>`` on the plugin's claims connection;
+  the broker deletes it when the connection closes or misses its heartbeats.
 - ``local``: an advisory lock (``flock``) on ``<queues folder>/claims/<key>.lock``; the kernel
   drops it when the process exits.
 - ``memory``: a set on the plugin instance (hubs in one process sharing the instance).

@@ -415,7 +415,7 @@ class RabbitMQPlugin:
     def claim(self, key: str) -> RabbitClaim | None:
         """Take the claim ``key`` among every process using this broker; ``None`` if taken.
 
-        The claim is the exclusive queue ``observml.claim.<key>`` on a connection of its own,
+        The claim is the exclusive queue ``observml.claim.<key>`` on the claims connection,
         which the broker deletes when that connection ends (:mod:`observml.plugins.claims`).
 
         Raises:
