@@ -175,3 +175,14 @@ def test_a_fired_policy_trains_when_nobody_else_does(
     claim = other_hub.claim("train.pump")
     assert claim is not None, "the retrain's end gave the claim up"
     claim.release()
+
+
+def test_a_training_with_its_rows_does_not_wait_for_a_datastream_that_is_down(
+    make_hub: Callable[[], ExperimentHub], caplog: pytest.LogCaptureFixture
+) -> None:
+    hub = make_hub()
+    hub.create_experiment("pump", "fault_detection", {"create_model": {"model": "pca"}})
+    hub.get_plugin("datastream").disconnect()  # type: ignore[attr-defined]
+    job = hub.train("pump", data=sensors(300), wait=True)
+    assert job.status.state == "succeeded"
+    assert "training without the training claim" in caplog.text

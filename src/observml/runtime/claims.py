@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from observml.errors import ServiceUnavailableError
 from observml.plugins.claims import Claim, SupportsClaims
 from observml.plugins.datastream import DataStreamPlugin
 
@@ -39,10 +40,9 @@ class TrainingClaims:
     def take(self, name: str) -> bool:
         """Claim the training of ``name``; False when another job (of any hub) is training it.
 
-        True without asking anyone when the datastream plugin has no claims.
-
-        Raises:
-            ServiceUnavailableError: The datastream could not be asked.
+        True without a claim when the datastream plugin has none, and when its service cannot
+        be asked (logged): a training given its rows must not wait for the broker, and a hub
+        alone needs no claim.
         """
         plugin = self._datastream()
         if not isinstance(plugin, SupportsClaims):
@@ -50,7 +50,16 @@ class TrainingClaims:
         with self._lock:
             if name in self._held:  # this hub's own job holds it
                 return False
-        claim = plugin.claim(training_claim_key(name))
+        try:
+            claim = plugin.claim(training_claim_key(name))
+        except ServiceUnavailableError as exc:
+            logger.warning(
+                "%s: training without the training claim: %s. Another hub process sharing the"
+                " datastream may train it at the same time.",
+                name,
+                exc,
+            )
+            return True
         if claim is None:
             return False
         with self._lock:
