@@ -54,7 +54,9 @@ def frame(seed: int) -> pd.DataFrame:
     return pd.DataFrame(rng.normal(0, 1, (ROWS, len(COLUMNS))), columns=COLUMNS)
 
 
-def timed_fit_and_save(cls: Any, name: str, config: Any, data: Any, folder: str, signer: Any) -> Any:
+def timed_fit_and_save(
+    cls: Any, name: str, config: Any, data: Any, folder: str, signer: Any
+) -> Any:
     """``fit_and_save`` as the training child runs it, with the child's own stage timings.
 
     Defined in ``__main__``, so it travels to the child by value; the timings ride back on the
