@@ -64,6 +64,7 @@ from observml.plugins._mlflow_store import (
 )
 from observml.plugins.base import HealthReport
 from observml.plugins.mlops import (
+    ARTIFACT_PATH_TAG,
     ExperimentRecord,
     MetricsArg,
     MLOpsPlugin,
@@ -419,7 +420,11 @@ class MLflowPlugin(MLOpsPlugin):
         return runs[:max_results]
 
     def register_model(self, name: str, run_id: str, artifact_path: str) -> ModelVersion:
-        """Register the run's artifact folder as a new version of model ``name``."""
+        """Register the run's artifact folder as a new version of model ``name``.
+
+        The version is created with its ``observml.artifact_path`` tag, which ``save_artifacts``
+        would otherwise set in a call of its own.
+        """
         from mlflow.exceptions import MlflowException
 
         client = self._require_client()
@@ -430,6 +435,7 @@ class MLflowPlugin(MLOpsPlugin):
             with self._boundary(f"run {run_id}"):
                 artifact_uri = str(client.get_run(run_id).info.artifact_uri)
         source = f"{artifact_uri}/{artifact_path.strip('/')}"
+        tags = {ARTIFACT_PATH_TAG: artifact_path}
         with self._boundary(f"model {name!r}"):
             if not known:
                 try:
@@ -438,12 +444,12 @@ class MLflowPlugin(MLOpsPlugin):
                     if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                         raise
             try:
-                version = client.create_model_version(name, source=source, run_id=run_id)
+                version = client.create_model_version(name, source, run_id, tags=tags)
             except MlflowException as exc:
                 if not known or exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                     raise
                 client.create_registered_model(name)  # deleted since we last saw it
-                version = client.create_model_version(name, source=source, run_id=run_id)
+                version = client.create_model_version(name, source, run_id, tags=tags)
         with self._lock:
             self._models.add(name)
         return model_version(version)
@@ -451,13 +457,13 @@ class MLflowPlugin(MLOpsPlugin):
     def set_alias(self, name: str, alias: str, version: int) -> None:
         """Point ``alias`` of model ``name`` at ``version`` (moving it if it existed)."""
         with self._boundary(f"model {name!r} version {version}"):
-            self._require_client().set_registered_model_alias(name, alias, str(version))
+            self._registry().set_registered_model_alias(name, alias, str(version))
 
     def delete_alias(self, name: str, alias: str) -> None:
         """Remove ``alias`` from model ``name``; no error if it was not set."""
         try:
             with self._boundary(f"model {name!r}"):
-                self._require_client().delete_registered_model_alias(name, alias)
+                self._registry().delete_registered_model_alias(name, alias)
         except (NotFoundError, DataError):
             logger.debug("alias %s of model %s was not set", alias, name)
 
@@ -508,7 +514,7 @@ class MLflowPlugin(MLOpsPlugin):
     def set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
         """Set a tag on a model version."""
         with self._boundary(f"model {name!r} version {version}"):
-            self._require_client().set_model_version_tag(name, str(version), key, value)
+            self._registry().set_model_version_tag(name, str(version), key, value)
 
     # -- internals ------------------------------------------------------------------------
     def _resolve_store(self) -> Store:
@@ -534,6 +540,19 @@ class MLflowPlugin(MLOpsPlugin):
             if self._client is None:
                 self._client = opened
             return self._client
+
+    def _registry(self) -> Any:
+        """MLflow's model registry client behind the ``MlflowClient``, or the client itself.
+
+        ``MlflowClient``'s alias and version-tag setters first read the whole registered model,
+        every version with its tags and aliases, to refuse MLflow prompts (which share the
+        registry), then make the same registry call as this: two store calls per setter, the
+        first growing with the model's versions. A training job sets two aliases and two
+        version tags (issue 13). The registry client validates names and versions itself.
+        """
+        client = self._require_client()
+        registry = getattr(client, "_get_registry_client", None)
+        return client if registry is None else registry()
 
     def _open(self, store: Store) -> MlflowClient:
         """Open MLflow's client of ``store``, its connection pool sized for the hub's jobs."""
