@@ -275,7 +275,8 @@ def main() -> None:
             status = hub.train("cost", data=data).wait()
             if status.state != "succeeded":
                 raise SystemExit(f"job {status.state}: {status.error}")
-            assert status.started_at is not None and status.finished_at is not None
+            assert status.started_at is not None
+            assert status.finished_at is not None
             recorder.close_job(status.finished_at - status.started_at)
         fit, trip = baseline(hub)
         if profiler is not None:

@@ -64,7 +64,6 @@ from observml.plugins._mlflow_store import (
 )
 from observml.plugins.base import HealthReport
 from observml.plugins.mlops import (
-    ARTIFACT_PATH_TAG,
     ExperimentRecord,
     MetricsArg,
     MLOpsPlugin,
@@ -420,11 +419,7 @@ class MLflowPlugin(MLOpsPlugin):
         return runs[:max_results]
 
     def register_model(self, name: str, run_id: str, artifact_path: str) -> ModelVersion:
-        """Register the run's artifact folder as a new version of model ``name``.
-
-        The version is created with its ``observml.artifact_path`` tag, which ``save_artifacts``
-        would otherwise set in a call of its own.
-        """
+        """Register the run's artifact folder as a new version of model ``name``."""
         from mlflow.exceptions import MlflowException
 
         client = self._require_client()
@@ -435,7 +430,6 @@ class MLflowPlugin(MLOpsPlugin):
             with self._boundary(f"run {run_id}"):
                 artifact_uri = str(client.get_run(run_id).info.artifact_uri)
         source = f"{artifact_uri}/{artifact_path.strip('/')}"
-        tags = {ARTIFACT_PATH_TAG: artifact_path}
         with self._boundary(f"model {name!r}"):
             if not known:
                 try:
@@ -444,12 +438,12 @@ class MLflowPlugin(MLOpsPlugin):
                     if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                         raise
             try:
-                version = client.create_model_version(name, source, run_id, tags=tags)
+                version = client.create_model_version(name, source=source, run_id=run_id)
             except MlflowException as exc:
                 if not known or exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                     raise
                 client.create_registered_model(name)  # deleted since we last saw it
-                version = client.create_model_version(name, source, run_id, tags=tags)
+                version = client.create_model_version(name, source=source, run_id=run_id)
         with self._lock:
             self._models.add(name)
         return model_version(version)
@@ -548,7 +542,7 @@ class MLflowPlugin(MLOpsPlugin):
         every version with its tags and aliases, to refuse MLflow prompts (which share the
         registry), then make the same registry call as this: two store calls per setter, the
         first growing with the model's versions. A training job sets two aliases and two
-        version tags (issue 13). The registry client validates names and versions itself.
+        version tags (issue 13). MLflow's store validates names, aliases and versions itself.
         """
         client = self._require_client()
         registry = getattr(client, "_get_registry_client", None)

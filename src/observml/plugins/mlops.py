@@ -16,7 +16,6 @@ from typing import Any, Final, Literal, Protocol, TypeAlias, runtime_checkable
 from observml.plugins.base import HealthReport, Plugin
 
 __all__ = [
-    "ARTIFACT_PATH_TAG",
     "MAX_METRICS_PER_BATCH",
     "MAX_PARAMS_PER_BATCH",
     "MAX_TAGS_PER_BATCH",
@@ -36,10 +35,6 @@ logger = logging.getLogger(__name__)
 MAX_METRICS_PER_BATCH: Final = 1000
 MAX_PARAMS_PER_BATCH: Final = 100
 MAX_TAGS_PER_BATCH: Final = 100
-
-#: Model version tag holding the artifact folder the version was saved under. A plugin may set
-#: it when it registers the version (one store call less); ``save_artifacts`` sets it otherwise.
-ARTIFACT_PATH_TAG: Final = "observml.artifact_path"
 
 RunStatus: TypeAlias = Literal["RUNNING", "FINISHED", "FAILED", "KILLED"]
 

@@ -11,13 +11,17 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import Final
 
 from observml.errors import ConfigError, NotFoundError
-from observml.plugins.mlops import ARTIFACT_PATH_TAG, MLOpsPlugin, ModelVersion
+from observml.plugins.mlops import MLOpsPlugin, ModelVersion
 
 __all__ = ["ARTIFACT_PATH_TAG", "load_artifacts", "resolve_run", "save_artifacts"]
 
 logger = logging.getLogger(__name__)
+
+#: Model version tag holding the artifact folder the version was saved under.
+ARTIFACT_PATH_TAG: Final = "observml.artifact_path"
 
 
 def save_artifacts(
@@ -54,8 +58,7 @@ def save_artifacts(
         )
     mlops.log_artifacts(run_id, str(folder), artifact_path)
     version = mlops.register_model(model_name, run_id, artifact_path)
-    if version.tags.get(ARTIFACT_PATH_TAG) != artifact_path:  # the plugin did not tag it yet
-        mlops.set_version_tag(model_name, version.version, ARTIFACT_PATH_TAG, artifact_path)
+    mlops.set_version_tag(model_name, version.version, ARTIFACT_PATH_TAG, artifact_path)
     if alias:
         mlops.set_alias(model_name, alias, version.version)
     logger.info(
