@@ -20,6 +20,7 @@ from observml.errors import NotFoundError
 
 __all__ = [
     "MAX_POINTS",
+    "TEMPLATE",
     "bar_chart",
     "control_chart",
     "eda_figures",
@@ -39,7 +40,7 @@ _LAYOUT: Final[Mapping[str, Any]] = {"margin": {"t": 60}}
 
 
 def styled(figure: go.Figure, **layout: Any) -> go.Figure:
-    """Update ``figure``'s layout with ``layout`` and the reports' margin and template.
+    """Update ``figure``'s layout with the reports' margin, ``layout``, and the template.
 
     The template is assigned the way plotly assigns its default one: the registered template
     was validated when plotly built it, so this one assignment skips validation, and the
@@ -48,7 +49,7 @@ def styled(figure: go.Figure, **layout: Any) -> go.Figure:
     most of what a small report costs, paid by every training job (issue 13). The figure and
     its JSON are the same either way (tests/unit/experiments/test_reports.py checks).
     """
-    figure.update_layout(**layout, **_LAYOUT)
+    figure.update_layout({**_LAYOUT, **layout})
     target = figure.layout
     validate = target._validate
     target._validate = False
