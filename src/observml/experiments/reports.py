@@ -26,6 +26,7 @@ __all__ = [
     "eda_figures",
     "heatmap",
     "histogram",
+    "limit_lines",
     "line_chart",
     "pick_figure",
     "styled",
@@ -74,6 +75,34 @@ def pick_figure(
             f" {', '.join(sorted(figures)) or 'none'}."
         )
     return figures[name]
+
+
+def limit_lines(
+    figure: go.Figure, lines: Sequence[tuple[float, str, int]], *, left: bool = False
+) -> None:
+    """Draw each ``(y, label, row)`` as a dashed red line across subplot ``row`` (of one column).
+
+    The label sits above the line's right end (``left``: its left end). It is what
+    ``figure.add_hline(y, line_dash="dash", line_color="red", annotation_text=label,
+    row=row, col=1)`` draws, in one layout update: ``add_hline`` validates the figure's shapes
+    and annotations again for each line, about 5 ms a line in a training job (issue 13).
+    tests/unit/experiments/test_reports.py compares the two.
+    """
+    shapes, notes = [], []
+    for y, label, row in lines:
+        axis = "" if row == 1 else str(row)
+        where = {"xref": f"x{axis} domain", "yref": f"y{axis}"}
+        shapes.append(
+            {"type": "line", "x0": 0, "x1": 1, "y0": y, "y1": y, **where}
+            | {"line": {"color": "red", "dash": "dash"}}
+        )
+        notes.append(
+            {"text": label, "showarrow": False, "x": 0 if left else 1, "y": y, **where}
+            | {"xanchor": "left" if left else "right", "yanchor": "bottom"}
+        )
+    if shapes:  # appended, so plotly validates only the new ones
+        figure.layout.shapes += tuple(shapes)
+        figure.layout.annotations += tuple(notes)
 
 
 def thin(n: int, keep: np.ndarray | None = None, max_points: int = MAX_POINTS) -> np.ndarray:
@@ -138,14 +167,9 @@ def line_chart(
         )
     for name, values in series.items():
         figure.add_scatter(x=xs, y=np.asarray(values)[keep], mode="lines", name=name)
-    for name, value in (limits or {}).items():
-        figure.add_hline(
-            y=float(value),
-            line_dash="dash",
-            line_color="red",
-            annotation_text=name,
-            annotation_position="top left",
-        )
+    limit_lines(
+        figure, [(float(value), name, 1) for name, value in (limits or {}).items()], left=True
+    )
     if marks is not None and marks.any():
         where = np.flatnonzero(marks)[:MAX_POINTS]
         figure.add_scatter(
@@ -169,6 +193,7 @@ def control_chart(
     """Draw one panel per statistic with its control limit; points above it in red."""
     names = list(statistics)
     figure = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names)
+    lines: list[tuple[float, str, int]] = []
     for row, name in enumerate(names, start=1):
         values, limit = statistics[name]
         values = np.asarray(values)
@@ -176,14 +201,7 @@ def control_chart(
         keep = thin(len(values), above)
         xs = _axis(x, len(values))
         figure.add_scatter(x=xs[keep], y=values[keep], mode="lines", name=name, row=row, col=1)
-        figure.add_hline(
-            y=float(limit),
-            line_dash="dash",
-            line_color="red",
-            row=row,
-            col=1,
-            annotation_text=f"{name} limit {limit:.3g}",
-        )
+        lines.append((float(limit), f"{name} limit {limit:.3g}", row))
         out = np.flatnonzero(above)[:MAX_POINTS]
         figure.add_scatter(
             x=xs[out],
@@ -194,6 +212,7 @@ def control_chart(
             row=row,
             col=1,
         )
+    limit_lines(figure, lines)
     figure.update_xaxes(title_text="time" if x is not None else "row", row=len(names), col=1)
     return styled(figure, title=title, height=300 * len(names) + 100)
 

@@ -10,6 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
+from plotly.subplots import make_subplots
 
 from observml.experiments import reports
 
@@ -53,3 +54,29 @@ def test_styled_leaves_the_registered_template_and_validation_alone() -> None:
     assert pio.templates[reports.TEMPLATE].to_plotly_json() == registered
     with pytest.raises(ValueError, match="not_a_property"):
         figure.update_layout(not_a_property=1)  # validation is back on for the layout
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("left", [False, True])
+def test_limit_lines_draw_what_add_hline_draws(rows: int, left: bool) -> None:
+    def base() -> go.Figure:
+        figure = make_subplots(rows=rows, cols=1, shared_xaxes=True, subplot_titles=["a"] * rows)
+        for row in range(1, rows + 1):
+            figure.add_scatter(x=[0, 1, 2], y=[row, 2.0, 0.5], row=row, col=1)
+        return figure
+
+    lines = [(1.5 * row, f"limit {row}", row) for row in range(1, rows + 1)] + [(-1.0, "low", 1)]
+    expected = base()
+    for y, label, row in lines:
+        expected.add_hline(
+            y=y,
+            line_dash="dash",
+            line_color="red",
+            annotation_text=label,
+            annotation_position="top left" if left else "top right",
+            row=row,
+            col=1,
+        )
+    drawn = base()
+    reports.limit_lines(drawn, lines, left=left)
+    assert json.loads(drawn.to_json()) == json.loads(expected.to_json())
