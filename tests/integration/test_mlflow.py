@@ -153,6 +153,37 @@ class TestMLflowServer(MLOpsContract):
 
 
 # -- the embedded default ---------------------------------------------------------------------
+def test_mlflow_registry_setters_do_not_read_the_whole_model(
+    mlflow_sqlite_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Aliases and version tags are one registry call each, not a full model read first."""
+    from mlflow import MlflowClient
+
+    plugin = MLflowPlugin(mlflow_sqlite_uri, artifact_location=(tmp_path / "art").as_uri())
+    plugin.initialize()
+    try:
+        run_id = plugin.start_run(plugin.create_experiment("pump"))
+        plugin.register_model("pump", run_id, "model")
+        plugin.register_model("pump", run_id, "model")
+
+        def refuse(self: MlflowClient, name: str) -> None:
+            raise AssertionError(f"read the whole registered model {name!r}")
+
+        monkeypatch.setattr(MlflowClient, "get_registered_model", refuse)
+        plugin.set_alias("pump", "champion", 2)
+        plugin.set_alias("pump", "previous", 1)
+        plugin.set_version_tag("pump", 2, "observml.decision", "trained")
+        plugin.delete_alias("pump", "previous")
+        plugin.end_run(run_id)
+        monkeypatch.undo()
+        (v2, v1) = plugin.list_versions("pump")
+        assert v2.aliases == ("champion",)
+        assert v2.tags == {"observml.decision": "trained"}
+        assert v1.aliases == ()
+    finally:
+        plugin.shutdown()
+
+
 def test_mlflow_embedded_default_lives_under_observml_home(tmp_path: Path) -> None:
     home = Path(os.environ[HOME_ENV_VAR])  # set per test by the root conftest
     plugin = MLflowPlugin()

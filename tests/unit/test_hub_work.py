@@ -93,7 +93,9 @@ def test_train_with_data_registers_champion_and_ends_run(hub: ExperimentHub) -> 
     run = mlops.get_run(status.run_id or "")
     assert run.status == "FINISHED"
     assert run.params["create_model.model"] == "iforest"
+    assert run.params["param.n_estimators"] == "50"  # the model's params beside the config's
     assert run.tags["observml.kind"] == "train"
+    assert run.tags["observml.train_rows"] == "300"
     assert "train_rows" in run.metrics
     assert hub.status("pump")["champion_version"] == 1
 
@@ -125,7 +127,10 @@ def test_failed_training_is_reported_and_run_failed(hub: ExperimentHub) -> None:
     assert job.status.state == "failed"
     assert job.status.error_type == "DataError"
     assert "temp" in (job.status.error or "")
-    assert mlops_of(hub).get_run(job.status.run_id or "").status == "FAILED"
+    run = mlops_of(hub).get_run(job.status.run_id or "")
+    assert run.status == "FAILED"
+    assert run.params["create_model.model"] == "iforest"  # a failed run keeps its config
+    assert run.tags["observml.train_rows"] == "3"
 
 
 def test_predict_before_train_says_call_train(hub: ExperimentHub) -> None:

@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from observml.experiments import reports
 from observml.experiments._process_models import END, START
 
 __all__ = ["LogStatistics", "process_map_figure", "variant_statistics", "variants_figure"]
 
-_LAYOUT: Final[Mapping[str, Any]] = {"template": "plotly_white", "margin": {"t": 60}}
 _MAX_COLUMNS: Final = 12
 _MODEL: Final = "rgba(31,119,180,0.75)"
 _LOG_ONLY: Final = "rgba(150,150,150,0.55)"
@@ -198,7 +198,8 @@ def process_map_figure(
     )
     ys = [y for _, y in places.values()]
     rows = max(ys) - min(ys) + 1
-    figure.update_layout(
+    return reports.styled(
+        figure,
         title=title,
         annotations=annotations,
         xaxis={"visible": False},
@@ -206,9 +207,7 @@ def process_map_figure(
         height=int(min(1400, 250 + 90 * rows)),
         width=int(min(2000, 300 + 140 * (len(set(x for x, _ in places.values()))))),
         legend={"orientation": "h", "y": -0.05},
-        **_LAYOUT,
     )
-    return figure
 
 
 def _ends(
@@ -252,11 +251,10 @@ def variants_figure(stats: LogStatistics, *, title: str, top: int = 15) -> go.Fi
             textposition="auto",
         )
     )
-    figure.update_layout(
+    return reports.styled(
+        figure,
         title=title,
         xaxis_title="cases",
         yaxis_title="variant",
         height=int(200 + 40 * len(variants)),
-        **_LAYOUT,
     )
-    return figure

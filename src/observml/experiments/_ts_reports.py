@@ -36,8 +36,6 @@ __all__ = [
     "residuals_figure",
 ]
 
-_LAYOUT = {"template": "plotly_white", "margin": {"t": 60}}
-
 
 def _confidence(experiment: TimeSeriesExperiment) -> str:
     return f"{experiment.settings_.options.get('confidence', 0.99):.0%} interval"
@@ -105,14 +103,13 @@ def components_figure(
         flat = _flat_range(values)
         if flat is not None:  # else the axis zooms into float noise (ticks 100.0000000001)
             figure.update_yaxes(range=flat, row=row, col=1)
-    figure.update_layout(
+    return reports.styled(
+        figure,
         title=f"{experiment.name}: components of the training series"
         f" ({experiment.settings_.model})",
         height=220 * len(names) + 100,
         showlegend=False,
-        **_LAYOUT,
     )
-    return figure
 
 
 def _flat_range(values: FloatArray) -> list[float] | None:

@@ -13,25 +13,52 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from observml.errors import NotFoundError
 
 __all__ = [
     "MAX_POINTS",
+    "TEMPLATE",
     "bar_chart",
     "control_chart",
     "eda_figures",
     "heatmap",
     "histogram",
+    "limit_lines",
     "line_chart",
     "pick_figure",
+    "styled",
     "thin",
 ]
 
 #: Longest series drawn; longer ones are thinned by a fixed stride (anomalies always kept).
 MAX_POINTS: Final = 5000
-_LAYOUT: Final[Mapping[str, Any]] = {"template": "plotly_white", "margin": {"t": 60}}
+#: The registered plotly template every report is drawn with.
+TEMPLATE: Final = "plotly_white"
+_LAYOUT: Final[Mapping[str, Any]] = {"margin": {"t": 60}}
+
+
+def styled(figure: go.Figure, **layout: Any) -> go.Figure:
+    """Update ``figure``'s layout with the reports' margin, ``layout``, and the template.
+
+    The template is assigned the way plotly assigns its default one: the registered template
+    was validated when plotly built it, so this one assignment skips validation, and the
+    layout keeps a copy of the template's properties. Through ``update_layout(template=...)``
+    plotly deep-copies the whole template object and validates it again, about 10 ms a figure:
+    most of what a small report costs, paid by every training job (issue 13). The figure and
+    its JSON are the same either way (tests/unit/experiments/test_reports.py checks).
+    """
+    figure.update_layout({**_LAYOUT, **layout})
+    target = figure.layout
+    validate = target._validate
+    target._validate = False
+    try:
+        target.template = pio.templates[TEMPLATE]
+    finally:
+        target._validate = validate
+    return figure
 
 
 def pick_figure(
@@ -48,6 +75,34 @@ def pick_figure(
             f" {', '.join(sorted(figures)) or 'none'}."
         )
     return figures[name]
+
+
+def limit_lines(
+    figure: go.Figure, lines: Sequence[tuple[float, str, int]], *, left: bool = False
+) -> None:
+    """Draw each ``(y, label, row)`` as a dashed red line across subplot ``row`` (of one column).
+
+    The label sits above the line's right end (``left``: its left end). It is what
+    ``figure.add_hline(y, line_dash="dash", line_color="red", annotation_text=label,
+    row=row, col=1)`` draws, in one layout update: ``add_hline`` validates the figure's shapes
+    and annotations again for each line, about 5 ms a line in a training job (issue 13).
+    tests/unit/experiments/test_reports.py compares the two.
+    """
+    shapes, notes = [], []
+    for y, label, row in lines:
+        axis = "" if row == 1 else str(row)
+        where = {"xref": f"x{axis} domain", "yref": f"y{axis}"}
+        shapes.append(
+            {"type": "line", "x0": 0, "x1": 1, "y0": y, "y1": y, **where}
+            | {"line": {"color": "red", "dash": "dash"}}
+        )
+        notes.append(
+            {"text": label, "showarrow": False, "x": 0 if left else 1, "y": y, **where}
+            | {"xanchor": "left" if left else "right", "yanchor": "bottom"}
+        )
+    if shapes:  # appended, so plotly validates only the new ones
+        figure.layout.shapes += tuple(shapes)
+        figure.layout.annotations += tuple(notes)
 
 
 def thin(n: int, keep: np.ndarray | None = None, max_points: int = MAX_POINTS) -> np.ndarray:
@@ -112,14 +167,9 @@ def line_chart(
         )
     for name, values in series.items():
         figure.add_scatter(x=xs, y=np.asarray(values)[keep], mode="lines", name=name)
-    for name, value in (limits or {}).items():
-        figure.add_hline(
-            y=float(value),
-            line_dash="dash",
-            line_color="red",
-            annotation_text=name,
-            annotation_position="top left",
-        )
+    limit_lines(
+        figure, [(float(value), name, 1) for name, value in (limits or {}).items()], left=True
+    )
     if marks is not None and marks.any():
         where = np.flatnonzero(marks)[:MAX_POINTS]
         figure.add_scatter(
@@ -129,10 +179,9 @@ def line_chart(
             marker={"color": "red", "size": 6},
             name=marks_name,
         )
-    figure.update_layout(
-        title=title, xaxis_title="time" if x is not None else "row", yaxis_title=y_title, **_LAYOUT
+    return styled(
+        figure, title=title, xaxis_title="time" if x is not None else "row", yaxis_title=y_title
     )
-    return figure
 
 
 def control_chart(
@@ -144,6 +193,7 @@ def control_chart(
     """Draw one panel per statistic with its control limit; points above it in red."""
     names = list(statistics)
     figure = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names)
+    lines: list[tuple[float, str, int]] = []
     for row, name in enumerate(names, start=1):
         values, limit = statistics[name]
         values = np.asarray(values)
@@ -151,14 +201,7 @@ def control_chart(
         keep = thin(len(values), above)
         xs = _axis(x, len(values))
         figure.add_scatter(x=xs[keep], y=values[keep], mode="lines", name=name, row=row, col=1)
-        figure.add_hline(
-            y=float(limit),
-            line_dash="dash",
-            line_color="red",
-            row=row,
-            col=1,
-            annotation_text=f"{name} limit {limit:.3g}",
-        )
+        lines.append((float(limit), f"{name} limit {limit:.3g}", row))
         out = np.flatnonzero(above)[:MAX_POINTS]
         figure.add_scatter(
             x=xs[out],
@@ -169,9 +212,9 @@ def control_chart(
             row=row,
             col=1,
         )
+    limit_lines(figure, lines)
     figure.update_xaxes(title_text="time" if x is not None else "row", row=len(names), col=1)
-    figure.update_layout(title=title, height=300 * len(names) + 100, **_LAYOUT)
-    return figure
+    return styled(figure, title=title, height=300 * len(names) + 100)
 
 
 def bar_chart(
@@ -179,8 +222,7 @@ def bar_chart(
 ) -> go.Figure:
     """Draw one bar per name, in the order given."""
     figure = go.Figure(go.Bar(x=list(values), y=[float(v) for v in values.values()]))
-    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, **_LAYOUT)
-    return figure
+    return styled(figure, title=title, xaxis_title=x_title, yaxis_title=y_title)
 
 
 def heatmap(
@@ -211,7 +253,7 @@ def heatmap(
             zmax=zmax,
         )
     )
-    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, **_LAYOUT)
+    styled(figure, title=title, xaxis_title=x_title, yaxis_title=y_title)
     figure.update_yaxes(autorange="reversed")
     return figure
 
@@ -222,10 +264,7 @@ def histogram(values: np.ndarray, *, title: str, x_title: str, bins: int = 30) -
     counts, edges = np.histogram(finite, bins=bins) if finite.size else (np.zeros(1), np.zeros(2))
     centres = (edges[:-1] + edges[1:]) / 2
     figure = go.Figure(go.Bar(x=centres, y=counts, width=np.diff(edges), name=x_title))
-    figure.update_layout(
-        title=title, xaxis_title=x_title, yaxis_title="count", bargap=0.02, **_LAYOUT
-    )
-    return figure
+    return styled(figure, title=title, xaxis_title=x_title, yaxis_title="count", bargap=0.02)
 
 
 def eda_figures(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, go.Figure]:

@@ -451,13 +451,13 @@ class MLflowPlugin(MLOpsPlugin):
     def set_alias(self, name: str, alias: str, version: int) -> None:
         """Point ``alias`` of model ``name`` at ``version`` (moving it if it existed)."""
         with self._boundary(f"model {name!r} version {version}"):
-            self._require_client().set_registered_model_alias(name, alias, str(version))
+            self._registry().set_registered_model_alias(name, alias, str(version))
 
     def delete_alias(self, name: str, alias: str) -> None:
         """Remove ``alias`` from model ``name``; no error if it was not set."""
         try:
             with self._boundary(f"model {name!r}"):
-                self._require_client().delete_registered_model_alias(name, alias)
+                self._registry().delete_registered_model_alias(name, alias)
         except (NotFoundError, DataError):
             logger.debug("alias %s of model %s was not set", alias, name)
 
@@ -508,7 +508,7 @@ class MLflowPlugin(MLOpsPlugin):
     def set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
         """Set a tag on a model version."""
         with self._boundary(f"model {name!r} version {version}"):
-            self._require_client().set_model_version_tag(name, str(version), key, value)
+            self._registry().set_model_version_tag(name, str(version), key, value)
 
     # -- internals ------------------------------------------------------------------------
     def _resolve_store(self) -> Store:
@@ -534,6 +534,19 @@ class MLflowPlugin(MLOpsPlugin):
             if self._client is None:
                 self._client = opened
             return self._client
+
+    def _registry(self) -> Any:
+        """MLflow's model registry client behind the ``MlflowClient``, or the client itself.
+
+        ``MlflowClient``'s alias and version-tag setters first read the whole registered model,
+        every version with its tags and aliases, to refuse MLflow prompts (which share the
+        registry), then make the same registry call as this: two store calls per setter, the
+        first growing with the model's versions. A training job sets two aliases and two
+        version tags (issue 13). MLflow's store validates names, aliases and versions itself.
+        """
+        client = self._require_client()
+        registry = getattr(client, "_get_registry_client", None)
+        return client if registry is None else registry()
 
     def _open(self, store: Store) -> MlflowClient:
         """Open MLflow's client of ``store``, its connection pool sized for the hub's jobs."""

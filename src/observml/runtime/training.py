@@ -6,6 +6,7 @@ when the job was stopped.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import threading
@@ -45,6 +46,8 @@ __all__ = [
     "flatten_params",
     "run_training",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: ``(experiment, model version)`` handed to the caller's ``on_trained``.
 TrainingOutcome = tuple["Experiment", ModelVersion]
@@ -126,7 +129,11 @@ def run_training(
         "observml.model": managed.template.model_name,
         "observml.kind": kind,
         "observml.job_id": job.job_id,
+        "observml.train_rows": str(len(data)),
     }
+    # The config's params go with the metrics in save_experiment's one log_batch; a run that
+    # ends before that call (failed, stopped) gets them on its way out.
+    params = flatten_params(managed.config)
     with tracked_run(
         mlops,
         mlops.create_experiment(managed.name),
@@ -135,30 +142,34 @@ def run_training(
         killed_by=(KeyboardInterrupt, JobStoppedError),
     ) as run_id:
         job.update(run_id=run_id, stage="fitting", progress=0.1)
-        mlops.log_batch(
-            run_id,
-            params=flatten_params(managed.config),
-            tags={"observml.train_rows": str(len(data))},
-        )
         signer = signer or ModelSigner.from_settings()
-        with tempfile.TemporaryDirectory(prefix="observml-save-") as folder:
-            experiment = run_isolated(
-                job,
-                fit_and_save,
-                type(managed.template),
-                managed.name,
-                managed.config,
-                data,
-                folder,
-                signer,
-                isolation=isolation,
-                children=children,
-            )
-            job.check_stopped()
-            job.update(stage="saving", progress=0.8)  # save_experiment logs metrics and params
-            version = save_experiment(
-                mlops, experiment, run_id=run_id, signer=signer, folder=Path(folder)
-            )
+        try:
+            with tempfile.TemporaryDirectory(prefix="observml-save-") as folder:
+                experiment = run_isolated(
+                    job,
+                    fit_and_save,
+                    type(managed.template),
+                    managed.name,
+                    managed.config,
+                    data,
+                    folder,
+                    signer,
+                    isolation=isolation,
+                    children=children,
+                )
+                job.check_stopped()
+                job.update(stage="saving", progress=0.8)  # save_experiment logs metrics, params
+                version = save_experiment(
+                    mlops,
+                    experiment,
+                    run_id=run_id,
+                    signer=signer,
+                    folder=Path(folder),
+                    params=params,
+                )
+        except BaseException:  # logging the same values again is allowed, if save got that far
+            _log_params_quietly(mlops, run_id, params)
+            raise
         job.update(version=version.version, progress=0.95, stage="registering")
         if retry is None:
             extra = on_trained(experiment, version, run_id)
@@ -174,6 +185,14 @@ def run_training(
         "metrics": dict(experiment.metrics_),
         **extra,
     }
+
+
+def _log_params_quietly(mlops: MLOpsPlugin, run_id: str, params: Mapping[str, str]) -> None:
+    """Log a run's config params while it ends early; the run's own error is the one raised."""
+    try:
+        mlops.log_batch(run_id, params=params)
+    except Exception:
+        logger.warning("run %s: could not log its params", run_id, exc_info=True)
 
 
 class TrainingJobs:

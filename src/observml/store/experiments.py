@@ -44,6 +44,7 @@ def save_experiment(
     log_metrics: bool = True,
     signer: ModelSigner | None = None,
     folder: Path | None = None,
+    params: Mapping[str, str] | None = None,
 ) -> ModelVersion:
     """Upload a trained experiment to ``run_id`` and register it as a model version.
 
@@ -61,6 +62,8 @@ def save_experiment(
         folder: The experiment already written and signed there by
             :func:`~observml.store.folders.save_folder` with ``signer`` (a training child does
             it beside the fit); ``None`` writes it here.
+        params: More params to log on the run in the same call (the training job's flattened
+            config), whatever ``log_metrics`` says.
 
     Returns:
         The registered version.
@@ -72,17 +75,22 @@ def save_experiment(
     with tempfile.TemporaryDirectory(prefix="observml-save-") as tmp:
         root = folder if folder is not None else save_folder(experiment, tmp, signer=signer)
         tags = {KEY_ID_TAG: signer.key_id, SIGNATURE_TAG: _signature(root)}
-        if log_metrics:  # one call: signature tags, metrics and the model's parameters
+        if log_metrics:  # one call: signature tags, metrics, the model's and the caller's params
             settings = experiment.settings_
-            params = {
+            model_params = {
                 "experiment_type": experiment.experiment_type,
                 "model": settings.model,
                 **{f"param.{k}": _short(v) for k, v in settings.params.items()},
                 **{f"option.{k}": _short(v) for k, v in settings.options.items()},
             }
-            mlops.log_batch(run_id, metrics=dict(experiment.metrics_), params=params, tags=tags)
+            mlops.log_batch(
+                run_id,
+                metrics=dict(experiment.metrics_),
+                params={**(params or {}), **model_params},
+                tags=tags,
+            )
         else:
-            mlops.log_batch(run_id, tags=tags)
+            mlops.log_batch(run_id, params=params, tags=tags)
         return save_artifacts(
             mlops,
             run_id,

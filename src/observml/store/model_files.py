@@ -41,6 +41,7 @@ __all__ = [
     "STATE_FILE",
     "TRUSTED_TYPES",
     "has_pickle",
+    "plain_frame",
     "read_state",
     "write_state",
 ]
@@ -207,6 +208,8 @@ def _write_frame(parts: Path, name: str, value: pd.DataFrame | pd.Series) -> boo
     path = parts / f"{name}.parquet"
     try:
         frame.to_parquet(path)
+        if plain_frame(frame):
+            return True
         back = pd.read_parquet(path)
         back.index = _with_freq(back.index, _freq(frame.index))
         same = back.equals(frame) and list(back.index.names) == list(frame.index.names)
@@ -216,6 +219,30 @@ def _write_frame(parts: Path, name: str, value: pd.DataFrame | pd.Series) -> boo
     if not same:
         path.unlink(missing_ok=True)
     return same
+
+
+#: Column dtypes parquet (pyarrow) stores and gives back unchanged.
+_PLAIN_DTYPES: Final = frozenset({"float64", "int64", "bool"})
+
+
+def plain_frame(frame: pd.DataFrame) -> bool:
+    """Whether parquet is known to give ``frame`` back exactly, so the read-back can be skipped.
+
+    True for the common case, numeric training rows: unique string column names, each column
+    ``float64``, ``int64`` or ``bool``, and the default ``RangeIndex`` (from 0, step 1,
+    unnamed), which pandas writes as metadata and rebuilds. Anything else is read back and
+    compared, as before (issue 13: the read-back cost a training job about 10 ms).
+    """
+    index = frame.index
+    return (
+        isinstance(index, pd.RangeIndex)
+        and index.start == 0
+        and index.step == 1
+        and index.name is None
+        and frame.columns.is_unique
+        and all(isinstance(c, str) for c in frame.columns)
+        and all(str(dtype) in _PLAIN_DTYPES for dtype in frame.dtypes)
+    )
 
 
 def _freq(index: pd.Index) -> str | None:
