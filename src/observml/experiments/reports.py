@@ -52,7 +52,10 @@ def styled(figure: go.Figure, **layout: Any) -> go.Figure:
     """
     figure.update_layout({**_LAYOUT, **layout})
     target = figure.layout
-    validate = target._validate
+    validate = getattr(target, "_validate", None)
+    if not isinstance(validate, bool):  # a plotly without the flag: its own (slower) way
+        figure.update_layout(template=TEMPLATE)
+        return figure
     target._validate = False
     try:
         target.template = pio.templates[TEMPLATE]
