@@ -186,3 +186,20 @@ def test_a_training_with_its_rows_does_not_wait_for_a_datastream_that_is_down(
     job = hub.train("pump", data=sensors(300), wait=True)
     assert job.status.state == "succeeded"
     assert "training without the training claim" in caplog.text
+
+
+def test_a_retrain_refused_for_another_hub_leaves_the_train_queue_alone(
+    make_hub: Callable[[], ExperimentHub], other_hub: LocalQueuePlugin
+) -> None:
+    hub = make_hub()
+    hub.create_experiment("pump", "fault_detection", {"create_model": {"model": "pca"}})
+    hub.train("pump", data=sensors(300), wait=True)
+    other_hub.publish("pump.train", sensors(50, seed=3).to_json(orient="records"))
+    held = other_hub.claim("train.pump")
+    assert held is not None
+    try:
+        with pytest.raises(TrainingInProgressError, match="another hub process"):
+            hub.retrain("pump")
+    finally:
+        held.release()
+    assert other_hub.queue_depth("pump.train") == 1, "the rows wait for the hub that trains"

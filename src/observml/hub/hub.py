@@ -417,17 +417,24 @@ class ExperimentHub(PluginHost):
         """
         managed = self._get(name)
         managed.ensure_idle()
-        frame: pd.DataFrame | None
-        if data is not None:
-            frame = to_frame(data, fmt=managed.row_format, where=f"experiment {name!r} data")
-        elif managed.recent_rows >= 10:
-            frame = None  # the window, as retrain.window_rows selects it
-        else:
-            kept = managed.require_champion()[0].get_train_data()
-            frame = rows_to_retrain_on(self._datastream_or_none(), name, managed.row_format, kept)
+        # the slot first: rows drained from <name>.train must not go to a retrain refused after
         why_not = self._retrainer.context.take_slot(managed)
         if why_not is not None:
             raise TrainingInProgressError(f"experiment {name!r}: {why_not}.")
+        frame: pd.DataFrame | None
+        try:
+            if data is not None:
+                frame = to_frame(data, fmt=managed.row_format, where=f"experiment {name!r} data")
+            elif managed.recent_rows >= 10:
+                frame = None  # the window, as retrain.window_rows selects it
+            else:
+                kept = managed.require_champion()[0].get_train_data()
+                frame = rows_to_retrain_on(
+                    self._datastream_or_none(), name, managed.row_format, kept
+                )
+        except BaseException:
+            self._retrainer.context.end_slot(managed, cooldown=False)
+            raise
         job = self._retrainer.challengers.start(
             managed, reason=reason, data=frame, requested=True, wait=wait
         )

@@ -133,17 +133,24 @@ class RetrainContext:
         try:
             claimed = self.claims.take(managed.name)
         except BaseException:
-            managed.tracker.mark_finished()
+            managed.tracker.abandon()
             raise
         if not claimed:
             managed.tracker.mark_finished()  # the cooldown starts here too
             return "another hub process sharing the datastream is training it now"
         return None
 
-    def end_slot(self, managed: ManagedExperiment) -> None:
-        """Give the training claim up and release the retrain slot (its cooldown starts)."""
+    def end_slot(self, managed: ManagedExperiment, *, cooldown: bool = True) -> None:
+        """Give the training claim up and release the retrain slot.
+
+        ``cooldown``: start the policy's cooldown (a retrain ran or was judged); ``False`` for a
+        request refused before anything was tried.
+        """
         self.claims.release(managed.name)
-        managed.tracker.mark_finished()
+        if cooldown:
+            managed.tracker.mark_finished()
+        else:
+            managed.tracker.abandon()
 
     # -- alerts ---------------------------------------------------------------------------
     def alert(

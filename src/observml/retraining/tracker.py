@@ -198,6 +198,11 @@ class RetrainTracker:
             if self._drift is not None:
                 self._drift.reset()
 
+    def abandon(self) -> None:
+        """Release the slot without a cooldown: nothing was trained (the request was refused)."""
+        with self._lock:
+            self._in_flight = False
+
     def mark_finished(self, *, now: float | None = None) -> None:
         """Release the slot, start the cooldown and reset the sample count and window."""
         with self._lock:
