@@ -114,52 +114,50 @@ class Consumer:
         """Settle an arrival on the network thread, after the messages waiting before it."""
         with self._busy:
             if self._inline and not self.done() and not self.session.waiting():
-                self._settle_inline(delivery)  # the usual case, kept short
+                self._settle_inline(delivery, self.session.ack_arrival)  # the usual case
             else:
                 self.session.push(delivery)
-                self._drain_held()
+                self._drain_held(self.session.ack_arrival)
 
     def _drain(self) -> None:
         """Settle what waits in the session (on the caller's thread: no arrival will)."""
         with self._busy:
-            self._drain_held()
+            self._drain_held(self.session.ack_one)
 
-    def _drain_held(self) -> None:
+    def _drain_held(self, ack: Callable[[Delivery], None]) -> None:
         """Settle what waits, oldest first, while inline delivery is on (``_busy`` held)."""
         while self._inline and not self.done():
             delivery = self.session.take(0.0)
             if delivery is None:
                 return
-            self._settle_inline(delivery)
+            self._settle_inline(delivery, ack)
 
-    def _settle_inline(self, delivery: Delivery) -> None:
-        """Handle and settle one delivery (``_busy`` held).
+    def _settle_inline(self, delivery: Delivery, ack: Callable[[Delivery], None]) -> None:
+        """Handle and settle one delivery (``_busy`` held); ``ack`` acknowledges it.
 
         A requeue or an error turns inline delivery off; the caller's thread takes over (and
         raises the error, within ``_POLL``).
         """
         try:
-            if delivery.error is None:
-                outcome = self._settle_one(delivery)
+            if delivery.error is not None:
+                requeued = self._handle([delivery])
+            else:
+                try:
+                    message, limit = (delivery.message,), self.max_message_bytes
+                    outcome = settle(self.handler, message, max_bytes=limit)
+                except BaseException:
+                    self.session.give_back([delivery])
+                    raise
                 if outcome.ack:  # one message: acked means neither dead nor requeued
-                    self.session.ack_one(delivery)
+                    ack(delivery)
                     return
                 requeued = self._carry_out([delivery], [0], {}, outcome)
-            else:
-                requeued = self._handle([delivery])
         except BaseException as exc:
             self._leave_inline()
             self._failure = exc
             return
         if requeued:
             self._leave_inline()  # the caller's thread retries it, paced
-
-    def _settle_one(self, delivery: Delivery) -> Settlement:
-        try:
-            return settle(self.handler, (delivery.message,), max_bytes=self.max_message_bytes)
-        except BaseException:
-            self.session.give_back([delivery])
-            raise
 
     def _raise_failure(self) -> None:
         failure, self._failure = self._failure, None

@@ -154,9 +154,10 @@ class Session:
         error: str | None = None
         payload, redelivered = bytes(msg.payload), bool(msg.dup)
         message = message_of(self.queue, payload, msg.properties, redelivered=redelivered)
-        topic = msg.topic  # paho decodes it on every read
-        if topic != self.topic:
-            message, error = self._mapped(topic, message)
+        if self._mappings:  # else every message is on the queue's own topic
+            topic = msg.topic  # paho decodes it on every read
+            if topic != self.topic:
+                message, error = self._mapped(topic, message)
         # The generation changes on this thread (on_disconnect) or once the client is closed.
         delivery = Delivery(message, msg.mid, self._generation, error)
         if self._expected and message.message_id is not None:  # settle() waits for some
@@ -261,11 +262,21 @@ class Session:
                 client.ack(delivery.mid, 1)
 
     def ack_one(self, delivery: Delivery) -> None:
-        """Acknowledge one delivery of the current connection (on the network thread, inline)."""
-        with self._cond:
+        """Acknowledge one delivery of the current connection, from any thread."""
+        with self._cond:  # the connection does not change meanwhile (see _lost)
             client = self._client
             if client is not None and delivery.generation == self._generation:
                 client.ack(delivery.mid, 1)
+
+    def ack_arrival(self, delivery: Delivery) -> None:
+        """Acknowledge one delivery of the current connection, on paho's network thread.
+
+        No lock: the connection (and its generation) changes on this thread only, or once the
+        client is closed, when an ack does not matter.
+        """
+        client = self._client
+        if client is not None and delivery.generation == self._generation:
+            client.ack(delivery.mid, 1)
 
     def give_back(self, deliveries: Sequence[Delivery]) -> None:
         """Put ``deliveries`` back at the front, in order, flagged redelivered."""
