@@ -202,10 +202,6 @@ class Session:
         """Whether messages wait here (lock-free: for the inline callback's quick check)."""
         return bool(self._ready)
 
-    def inlined(self) -> bool:
-        """Whether new messages go to an inline callback now."""
-        return self._inline is not None
-
     def expect(self, message_ids: Iterable[str]) -> None:
         """Note ids this plugin just published here; :meth:`settle` waits for them."""
         with self._cond:
