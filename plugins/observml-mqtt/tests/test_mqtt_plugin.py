@@ -19,7 +19,7 @@ from observml_mqtt import MQTTPlugin
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from tests.contracts.datastream import WAIT, consume_n, eventually, in_background
+from tests.contracts.datastream import WAIT, ConsumerCrash, consume_n, eventually, in_background
 from tests.services import free_port
 
 from conftest import unique_settings
@@ -235,6 +235,45 @@ def test_mqtt_hubs_in_one_share_group_compete(make_plugin: Callable[..., MQTTPlu
     assert sorted(got["first"] + got["second"], key=int) == [str(i) for i in range(40)]
     assert got["first"], "the first hub took no share"
     assert got["second"], "the second hub took no share"
+
+
+# -- consume settles on paho's network thread ----------------------------------------------
+def test_mqtt_consume_requeue_comes_back_redelivered_before_later_messages(
+    mqtt_plugin: MQTTPlugin,
+) -> None:
+    mqtt_plugin.create_queue("pump.predict")
+    mqtt_plugin.publish_batch("pump.predict", [f"m{i}" for i in range(20)])
+    refused: list[str] = []
+
+    def handler(message: Message) -> None:
+        if message.text() == "m5" and not refused:
+            refused.append(message.text())
+            raise ServiceUnavailableError("the model server is down")
+
+    got = consume_n(mqtt_plugin, "pump.predict", 21, handler)
+    assert [m.text() for m in got] == [f"m{i}" for i in (*range(6), *range(5, 20))]
+    assert [i for i, m in enumerate(got) if m.redelivered] == [6]
+    assert eventually(lambda: mqtt_plugin.queue_depth("pump.predict") == 0)
+    assert mqtt_plugin.queue_depth(dead_letter_queue("pump.predict")) == 0
+
+
+def test_mqtt_consume_crash_mid_stream_resumes_at_the_crashed_message_in_order(
+    make_plugin: Callable[..., MQTTPlugin],
+) -> None:
+    hub = make_plugin(prefetch=5)  # later messages arrive while earlier ones still wait
+    hub.create_queue("pump.predict")
+    hub.publish_batch("pump.predict", [f"m{i}" for i in range(50)])
+
+    def crash_at_m3(message: Message) -> None:
+        if message.text() == "m3":
+            raise ConsumerCrash("consumer died mid-message")
+
+    with pytest.raises(ConsumerCrash, match="died mid-message"):
+        consume_n(hub, "pump.predict", 50, crash_at_m3)
+    rest = consume_n(hub, "pump.predict", 47)
+    assert [m.text() for m in rest] == [f"m{i}" for i in range(3, 50)]
+    assert rest[0].redelivered is True
+    assert eventually(lambda: hub.queue_depth("pump.predict") == 0)
 
 
 # -- plant topics and foreign producers -----------------------------------------------------

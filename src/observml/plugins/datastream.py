@@ -276,27 +276,36 @@ def settle(
     at fault); any other exception dead-letters it with ``"<ErrorType>: <message>"`` as the
     reason.
     """
-    too_big = {i: r for i, m in enumerate(batch) if (r := oversize_reason(m, max_bytes))}
-    if too_big:
-        keep = [i for i in range(len(batch)) if i not in too_big]
-        inner = _settle(handler, [batch[i] for i in keep]) if keep else Settlement()
-        return Settlement(
-            ack=tuple(keep[i] for i in inner.ack),
-            dead={**too_big, **{keep[i]: r for i, r in inner.dead.items()}},
-            requeue=tuple(keep[i] for i in inner.requeue),
-        )
+    if max_bytes:
+        for message in batch:  # a loop, not a comprehension: consume() settles one at a time
+            if len(message.body) > max_bytes:
+                return _settle_fitting(handler, batch, max_bytes)
     return _settle(handler, batch)
+
+
+def _settle_fitting(handler: BatchHandler, batch: Sequence[Message], max_bytes: int) -> Settlement:
+    """Dead-letter the messages over ``max_bytes`` and settle the rest with ``handler``."""
+    too_big = {i: r for i, m in enumerate(batch) if (r := oversize_reason(m, max_bytes))}
+    keep = [i for i in range(len(batch)) if i not in too_big]
+    inner = _settle(handler, [batch[i] for i in keep]) if keep else Settlement()
+    return Settlement(
+        ack=tuple(keep[i] for i in inner.ack),
+        dead={**too_big, **{keep[i]: r for i, r in inner.dead.items()}},
+        requeue=tuple(keep[i] for i in inner.requeue),
+    )
 
 
 def _settle(handler: BatchHandler, batch: Sequence[Message]) -> Settlement:
     indices = range(len(batch))
     try:
-        rejected = handler(batch) or {}
+        rejected = handler(batch)
     except ServiceUnavailableError:
         return Settlement(requeue=tuple(indices))
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         return Settlement(dead={i: reason for i in indices})
+    if not rejected:  # the usual case, kept short: it runs once per message in consume()
+        return Settlement(ack=tuple(indices))
     dead = {i: str(r) for i, r in rejected.items() if 0 <= i < len(batch)}
     return Settlement(ack=tuple(i for i in indices if i not in dead), dead=dead)
 

@@ -9,10 +9,12 @@ again at the front of the session, flagged redelivered. A handler raising ``Base
 
 ``consume`` (one message per handler call) settles the messages on paho's network thread as
 they arrive (:meth:`Consumer.run_inline`), as a plain paho consumer does: handing every message
-to the caller's thread cost a third of the rate. One lock keeps handler calls one at a time and
-in order. The caller's thread watches: after a requeue it takes over, one message at a time and
-paced, until nothing waits; it settles what waits when no arrival will (all in flight already);
-and a handler's ``BaseException`` is raised there.
+to the caller's thread cost a third of the rate. An arrival with nothing waiting before it (the
+usual case) is settled at once, under the one lock that keeps handler calls one at a time and in
+order; one with messages waiting before it queues behind them, and they are settled oldest first.
+The caller's thread watches: after a requeue it takes over, one message at a time and paced,
+until nothing waits; it settles what waits when no arrival will (all in flight already); and a
+handler's ``BaseException`` is raised there.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class Consumer:
     _failure: BaseException | None = field(default=None, init=False, repr=False)
     #: Held while an inline delivery is handled, so the caller returns only after it.
     _busy: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    #: Whether arrivals are settled on the network thread now (changed with ``_busy`` held).
+    _inline: bool = field(default=False, init=False, repr=False)
 
     def done(self) -> bool:
         """True once the caller asked to stop or the plugin disconnects."""
@@ -76,64 +80,84 @@ class Consumer:
             ServiceUnavailableError: The broker stayed away longer than ``reconnect_timeout``.
             BaseException: What the handler raised (its message was given back).
         """
-        self.session.deliver_inline(self._drain)
+        self._go_inline()
         try:
             while not self.done():
                 self._raise_failure()
                 self._check_connection()
-                if self.session.inlined():
-                    if self.session.ready():  # waiting, with no arrival to drain them
+                if self._inline:
+                    if self.session.waiting():  # waiting, with no arrival to settle them
                         self._drain()
                     self._pause(_POLL)
                     continue
                 batch = self._collect()  # after a requeue: one at a time, paced, in order
                 if not batch:
-                    self.session.deliver_inline(self._drain)
+                    self._go_inline()
                 elif self._handle(batch):
                     self._pause(_REQUEUE_PAUSE)
         finally:
-            self.session.deliver_inline(None)
-            with self._busy:  # a drain under way finishes before the caller goes on
-                pass
+            with self._busy:  # a delivery under way is settled before the caller goes on
+                self._leave_inline()
         self._raise_failure()
 
-    def _drain(self) -> None:
-        """Settle what waits in the session, oldest first, while inline delivery is on.
-
-        Runs on the network thread after each arrival (and on the caller's thread for messages
-        no arrival will push). A requeue or an error turns inline delivery off; the caller's
-        thread takes over (and raises the error).
-        """
+    def _go_inline(self) -> None:
         with self._busy:
-            while not self.done() and self._failure is None:
-                delivery = self.session.take_inline()
-                if delivery is None:
-                    return
-                try:
-                    if not self._settle_inline(delivery):
-                        self.session.deliver_inline(None)  # requeued: retried, paced
-                        return
-                except BaseException as exc:  # the caller's thread raises it (within _POLL)
-                    self.session.deliver_inline(None)
-                    self._failure = exc
-                    return
+            self._inline = True
+            self.session.deliver_inline(self._arrived)
 
-    def _settle_inline(self, delivery: Delivery) -> bool:
-        """Handle and settle one delivery; False when it was requeued."""
-        if delivery.error is not None:
-            return not self._handle([delivery])
-        outcome = self._settle_one(delivery)
-        if outcome.ack and not outcome.dead and not outcome.requeue:
-            self.session.ack_one(delivery)  # the common case, kept short
-            return True
-        return not self._carry_out([delivery], [0], {}, outcome)
+    def _leave_inline(self) -> None:
+        """Send arrivals to the session's queue again (called with ``_busy`` held)."""
+        self._inline = False
+        self.session.deliver_inline(None)
 
-    def _settle_one(self, delivery: Delivery) -> Settlement:
+    def _arrived(self, delivery: Delivery) -> None:
+        """Settle an arrival on the network thread, after the messages waiting before it."""
+        with self._busy:
+            if self._inline and not self.done() and not self.session.waiting():
+                self._settle_inline(delivery, self.session.ack_arrival)  # the usual case
+            else:
+                self.session.push(delivery)
+                self._drain_held(self.session.ack_arrival)
+
+    def _drain(self) -> None:
+        """Settle what waits in the session (on the caller's thread: no arrival will)."""
+        with self._busy:
+            self._drain_held(self.session.ack_one)
+
+    def _drain_held(self, ack: Callable[[Delivery], None]) -> None:
+        """Settle what waits, oldest first, while inline delivery is on (``_busy`` held)."""
+        while self._inline and not self.done():
+            delivery = self.session.take(0.0)
+            if delivery is None:
+                return
+            self._settle_inline(delivery, ack)
+
+    def _settle_inline(self, delivery: Delivery, ack: Callable[[Delivery], None]) -> None:
+        """Handle and settle one delivery (``_busy`` held); ``ack`` acknowledges it.
+
+        A requeue or an error turns inline delivery off; the caller's thread takes over (and
+        raises the error, within ``_POLL``).
+        """
         try:
-            return settle(self.handler, (delivery.message,), max_bytes=self.max_message_bytes)
-        except BaseException:
-            self.session.give_back([delivery])
-            raise
+            if delivery.error is not None:
+                requeued = self._handle([delivery])
+            else:
+                try:
+                    message, limit = (delivery.message,), self.max_message_bytes
+                    outcome = settle(self.handler, message, max_bytes=limit)
+                except BaseException:
+                    self.session.give_back([delivery])
+                    raise
+                if outcome.ack:  # one message: acked means neither dead nor requeued
+                    ack(delivery)
+                    return
+                requeued = self._carry_out([delivery], [0], {}, outcome)
+        except BaseException as exc:
+            self._leave_inline()
+            self._failure = exc
+            return
+        if requeued:
+            self._leave_inline()  # the caller's thread retries it, paced
 
     def _raise_failure(self) -> None:
         failure, self._failure = self._failure, None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from paho.mqtt.packettypes import PacketTypes
@@ -51,7 +51,7 @@ def message_of(
     queue: str, payload: bytes, props: Properties | None, *, redelivered: bool
 ) -> Message:
     """Return the :class:`Message` a received PUBLISH stands for."""
-    user: list[tuple[str, str]] = list(getattr(props, "UserProperty", None) or [])
+    user: Sequence[tuple[str, str]] = getattr(props, "UserProperty", None) or ()
     headers: dict[str, Any] = {}
     message_id: str | None = None
     for key, value in user:

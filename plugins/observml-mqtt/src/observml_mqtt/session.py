@@ -12,8 +12,10 @@ When the connection drops, the messages received on it are forgotten here: the b
 each unacknowledged one again on the next connection, flagged ``dup`` (``redelivered``).
 
 A consumer may instead settle the messages on paho's network thread as they arrive
-(:meth:`Session.deliver_inline`), as a plain paho program does in ``on_message``: no hand-over
-to another thread per message. They still pass through the queue here, so order is kept.
+(:meth:`Session.deliver_inline`), as a plain paho program does in ``on_message``: each arrival
+is handed to its callback at once, with no hand-over to another thread and no lock taken here.
+The callback settles it, or queues it here behind the messages that wait (:meth:`Session.push`),
+so order is kept.
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -39,9 +40,12 @@ from observml_mqtt.topics import TopicMapping, shared_filter
 __all__ = ["Delivery", "Session"]
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """A received message and how to settle it."""
+#: Called on paho's network thread with each arriving delivery while inline delivery is on.
+Arrived = Callable[["Delivery"], None]
+
+
+class Delivery(NamedTuple):
+    """A received message and how to settle it (a tuple: one is built per message)."""
 
     message: Message
     mid: int
@@ -80,7 +84,7 @@ class Session:
         self._subscribed = threading.Event()
         self._refused: str | None = None
         self._client: mqtt.Client | None = None
-        self._inline: Callable[[], None] | None = None
+        self._inline: Arrived | None = None
 
     # -- connection -----------------------------------------------------------------------
     def open(self, timeout: float) -> None:
@@ -147,23 +151,24 @@ class Session:
 
     # -- receiving ------------------------------------------------------------------------
     def _received(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        redelivered = bool(msg.dup)
         error: str | None = None
-        message = message_of(
-            self.queue, bytes(msg.payload), msg.properties, redelivered=redelivered
-        )
-        topic = msg.topic  # paho decodes it on every read
-        if topic != self.topic:
-            message, error = self._mapped(topic, message)
-        with self._cond:
-            delivery = Delivery(message, msg.mid, self._generation, error)
-            if message.message_id is not None:
+        payload, redelivered = bytes(msg.payload), bool(msg.dup)
+        message = message_of(self.queue, payload, msg.properties, redelivered=redelivered)
+        if self._mappings:  # else every message is on the queue's own topic
+            topic = msg.topic  # paho decodes it on every read
+            if topic != self.topic:
+                message, error = self._mapped(topic, message)
+        # The generation changes on this thread (on_disconnect) or once the client is closed.
+        delivery = Delivery(message, msg.mid, self._generation, error)
+        if self._expected and message.message_id is not None:  # settle() waits for some
+            with self._cond:
                 self._expected.discard(message.message_id)
-            self._ready.append(delivery)
-            inline = self._inline
-            self._cond.notify_all()
+                self._cond.notify_all()
+        inline = self._inline
         if inline is not None:
-            inline()  # settles what waits, on paho's network thread, like a plain on_message
+            inline(delivery)  # settled on paho's network thread, like a plain on_message
+        else:
+            self.push(delivery)
 
     def _mapped(self, topic: str, message: Message) -> tuple[Message, str | None]:
         mapping = next((m for m in self._mappings if m.matches(topic)), None)
@@ -179,24 +184,23 @@ class Session:
             message, body=body, headers=headers, content_type="application/json"
         ), None
 
-    def deliver_inline(self, drain: Callable[[], None] | None) -> None:
-        """Call ``drain`` on the network thread after each arrival (``None``: stop).
+    def deliver_inline(self, arrived: Arrived | None) -> None:
+        """Hand each arriving message to ``arrived`` on the network thread (``None``: stop).
 
-        ``drain`` takes what waits here (:meth:`take`) and settles it, as a plain paho
-        consumer does in ``on_message``.
+        ``arrived`` settles the message, as a plain paho consumer does in ``on_message``, or
+        queues it behind those that wait here (:meth:`push`), to take them in order.
         """
-        with self._cond:
-            self._inline = drain
+        self._inline = arrived
 
-    def take_inline(self) -> Delivery | None:
-        """The oldest waiting message while inline delivery is on; ``None`` if off or none wait."""
+    def push(self, delivery: Delivery) -> None:
+        """Queue ``delivery`` behind those that wait here."""
         with self._cond:
-            return self._ready.popleft() if self._inline is not None and self._ready else None
+            self._ready.append(delivery)
+            self._cond.notify_all()
 
-    def inlined(self) -> bool:
-        """Whether new messages go to an inline callback now."""
-        with self._cond:
-            return self._inline is not None
+    def waiting(self) -> bool:
+        """Whether messages wait here (lock-free: for the inline callback's quick check)."""
+        return bool(self._ready)
 
     def expect(self, message_ids: Iterable[str]) -> None:
         """Note ids this plugin just published here; :meth:`settle` waits for them."""
@@ -221,8 +225,10 @@ class Session:
     # -- taking and settling --------------------------------------------------------------
     def take(self, timeout: float) -> Delivery | None:
         """Return the next ready message, waiting up to ``timeout``; ``None`` if none came."""
-        deadline = time.monotonic() + timeout
         with self._cond:
+            if self._ready:
+                return self._ready.popleft()
+            deadline = time.monotonic() + timeout
             while not self._ready:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -252,11 +258,21 @@ class Session:
                 client.ack(delivery.mid, 1)
 
     def ack_one(self, delivery: Delivery) -> None:
-        """Acknowledge one delivery of the current connection (on the network thread, inline)."""
-        with self._cond:
+        """Acknowledge one delivery of the current connection, from any thread."""
+        with self._cond:  # the connection does not change meanwhile (see _lost)
             client = self._client
             if client is not None and delivery.generation == self._generation:
                 client.ack(delivery.mid, 1)
+
+    def ack_arrival(self, delivery: Delivery) -> None:
+        """Acknowledge one delivery of the current connection, on paho's network thread.
+
+        No lock: the connection (and its generation) changes on this thread only, or once the
+        client is closed, when an ack does not matter.
+        """
+        client = self._client
+        if client is not None and delivery.generation == self._generation:
+            client.ack(delivery.mid, 1)
 
     def give_back(self, deliveries: Sequence[Delivery]) -> None:
         """Put ``deliveries`` back at the front, in order, flagged redelivered."""
@@ -265,5 +281,5 @@ class Session:
             for delivery in reversed(deliveries):
                 if delivery.generation == current:
                     message = dataclasses.replace(delivery.message, redelivered=True)
-                    self._ready.appendleft(dataclasses.replace(delivery, message=message))
+                    self._ready.appendleft(delivery._replace(message=message))
             self._cond.notify_all()
