@@ -42,16 +42,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
+from scale import baseline, frame  # the sibling script bench/scale.py: the same rows and units
 
-ROWS, COLUMNS = 500, [f"s{i}" for i in range(5)]
 _STAGE = threading.local()
-
-
-def frame(seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(rng.normal(0, 1, (ROWS, len(COLUMNS))), columns=COLUMNS)
 
 
 def timed_fit_and_save(
@@ -195,23 +188,6 @@ class Recorder:
             )
 
 
-def baseline(hub: Any) -> tuple[float, float]:
-    """Best-of-7 bare ``PCA.fit`` on 500 x 5 rows, and the median store round trip."""
-    from sklearn.decomposition import PCA
-
-    data = frame(0).to_numpy()
-    fits, trips = [], []
-    mlops = hub.get_plugin("mlops")
-    for _ in range(7):
-        start = time.perf_counter()
-        PCA().fit(data)
-        fits.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        mlops.get_experiment_by_name("cost")
-        trips.append(time.perf_counter() - start)
-    return min(fits), statistics.median(trips)
-
-
 def report(recorder: Recorder, fit: float, trip: float) -> str:
     unit = fit + trip
     keys = sorted({k for job in recorder.jobs for k in job} - {"wall", "other"})
@@ -278,7 +254,7 @@ def main() -> None:
             assert status.started_at is not None
             assert status.finished_at is not None
             recorder.close_job(status.finished_at - status.started_at)
-        fit, trip = baseline(hub)
+        fit, trip = baseline(hub, "cost")
         if profiler is not None:
             profiler.dump_stats(args.profile)
     print(report(recorder, fit, trip))
