@@ -420,7 +420,9 @@ class ExperimentHub(PluginHost):
         # the slot first: rows drained from <name>.train must not go to a retrain refused after
         why_not = self._retrainer.context.take_slot(managed)
         if why_not is not None:
-            raise TrainingInProgressError(f"experiment {name!r}: {why_not}.")
+            raise TrainingInProgressError(
+                f"experiment {name!r}: {why_not}. Wait for that job to end, then try again."
+            )
         frame: pd.DataFrame | None
         try:
             if data is not None:
