@@ -76,8 +76,3 @@ class TrainingClaims:
             claim.release()
         except Exception:  # the service is gone: so is the claim
             logger.warning("releasing the training claim of %r failed", name, exc_info=True)
-
-    def held(self) -> list[str]:
-        """The experiments whose training this hub has claimed now."""
-        with self._lock:
-            return sorted(self._held)
