@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from observml.experiments.reports import styled
+
 __all__ = ["TOP", "rules_table", "support_bars"]
 
 #: Rows a report shows.
@@ -35,12 +37,12 @@ def rules_table(rules: pd.DataFrame, *, title: str, top: int = TOP) -> go.Figure
             },
         )
     )
-    figure.update_layout(
+    return styled(
+        figure,
         title=f"{title}: top {len(shown)} of {len(rules)} rules",
         height=int(200 + 28 * max(len(shown), 1)),
-        template="plotly_white",
+        margin={},  # plotly's own margins: a table needs no room for axis titles
     )
-    return figure
 
 
 def support_bars(
@@ -50,11 +52,11 @@ def support_bars(
     names = list(labels)[:TOP]
     values = np.asarray(support, dtype="float64")[:TOP]
     figure = go.Figure(go.Bar(x=values[::-1], y=names[::-1], orientation="h"))
-    figure.update_layout(
+    styled(
+        figure,
         title=f"{title}: top {len(names)} of {len(labels)} {what}",
         xaxis_title="support (share of cases)",
         height=int(200 + 24 * max(len(names), 1)),
-        template="plotly_white",
         margin={"t": 60, "l": 20},
     )
     figure.update_yaxes(automargin=True)
