@@ -76,7 +76,6 @@ class StreamWorker:
         self._refreshing = threading.Lock()
         self._pending: list[Metric] = []
         self._last_log = time.monotonic()
-        self._last_refresh = time.monotonic()
         #: The open "serving" run this worker logs to, ended when the worker stops.
         self._serving = contextlib.ExitStack()
         self._serving_run: str | None = None
@@ -143,8 +142,7 @@ class StreamWorker:
 
     def _wait_for_champion(self) -> None:
         """Leave messages queued until a champion exists (trained here or in another hub)."""
-        self._last_refresh = 0.0
-        self._maybe_refresh()
+        self._try_refresh()
         if self.managed.champion()[0] is None:
             self._stop.wait(min(1.0, self.settings.champion_refresh))
 
@@ -163,16 +161,13 @@ class StreamWorker:
         polling for one) or another check is running.
         """
         if self.running and self.managed.champion()[0] is not None:
-            self._maybe_refresh(due=True)
+            self._try_refresh()
 
-    def _maybe_refresh(self, *, due: bool = False) -> None:
+    def _try_refresh(self) -> None:
+        """Ask the store for the champion, unless another thread is asking right now."""
         if not self._refreshing.acquire(blocking=False):
-            return  # the other thread is refreshing right now
+            return
         try:
-            now = time.monotonic()
-            if not due and now - self._last_refresh < self.settings.champion_refresh:
-                return
-            self._last_refresh = now
             self._refresh_champion(self.managed)
         except Exception:
             logger.warning("%s: champion refresh failed", self.managed.name, exc_info=True)
