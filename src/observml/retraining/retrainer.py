@@ -99,10 +99,7 @@ class Retrainer:
         self.context.alert(managed, _signal_kind(decision.reason), decision.reason, metrics=metrics)
         if not wanted or why_not == RUNNING_HERE:
             return
-        if why_not is None:
-            why_not = self._decided_elsewhere(managed)
-            if why_not is not None:
-                self.context.end_slot(managed)
+        why_not = why_not or self._decided_elsewhere(managed)
         if why_not is not None:
             self.context.log(
                 managed, Decision("skipped", f"{decision.reason}; not retraining: {why_not}")
@@ -117,27 +114,32 @@ class Retrainer:
     def _take_slot(self, managed: ManagedExperiment) -> str | None:
         try:
             return self.context.take_slot(managed)
-        except Exception as exc:  # the broker is down: no claim, so no retrain now
+        except Exception as exc:  # the stream goes on; this signal trains nothing
             return f"the training claim could not be taken ({exc})"
 
     def _decided_elsewhere(self, managed: ManagedExperiment) -> str | None:
-        """Catch up with the store once the claim is held: did another hub act meanwhile?"""
+        """Catch up with the store once the slot is held: did another hub act meanwhile?
+
+        If it did, the slot is given back and what it did is returned; else ``None``.
+        """
         before = managed.champion()[1]
         try:
             self._catch_up(managed)
         except Exception:  # the store is down: train on what this hub knows
             logger.warning("%s: could not catch up with the store", managed.name, exc_info=True)
             return None
-        waiting = managed.shadow
+        waiting, after = managed.shadow, managed.champion()[1]
         if waiting is not None:
-            return (
+            why = (
                 f"challenger v{waiting.version}, trained by another hub process,"
                 " awaits a decision in shadow"
             )
-        after = managed.champion()[1]
-        if after != before:
-            return f"another hub process made v{after} the champion meanwhile"
-        return None
+        elif after != before:
+            why = f"another hub process made v{after} the champion meanwhile"
+        else:
+            return None
+        self.context.end_slot(managed)
+        return why
 
 
 def _signal_kind(reason: str) -> str:
