@@ -50,7 +50,7 @@ from observml.plugins.base import Plugin
 from observml.plugins.browse import browse_queue
 from observml.plugins.datastream import DataStreamPlugin, Message, dead_letter_queue
 from observml.plugins.mlops import MLOpsPlugin, tracked_run
-from observml.retraining.context import promote
+from observml.retraining.context import CLAIMED_ELSEWHERE, promote
 from observml.retraining.decisions import CHAMPION, Decision
 from observml.retraining.history import check_page, read_decisions, recent_decisions
 from observml.retraining.retrainer import Retrainer
@@ -344,8 +344,8 @@ class ExperimentHub(PluginHost):
         managed.ensure_idle()
         if not self._claims.take(name):
             raise TrainingInProgressError(
-                f"experiment {name!r}: another hub process sharing the datastream is training it"
-                " now. Wait for that job to end (its status is in that hub), then try again."
+                f"experiment {name!r}: {CLAIMED_ELSEWHERE}. Wait for that job to end (its status"
+                " is in that hub), then try again."
             )
         try:
             return self._train(managed, config, data, wait=wait)

@@ -32,7 +32,15 @@ if TYPE_CHECKING:
     from observml.plugins.mlops import MLOpsPlugin
     from observml.runtime.claims import TrainingClaims
 
-__all__ = ["FAULT", "NORMAL", "RUNNING_HERE", "RetrainContext", "log_decision", "promote"]
+__all__ = [
+    "CLAIMED_ELSEWHERE",
+    "FAULT",
+    "NORMAL",
+    "RUNNING_HERE",
+    "RetrainContext",
+    "log_decision",
+    "promote",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +52,8 @@ NORMAL: Final = "normal"
 _ALWAYS_RECORDED: Final = frozenset({"retrain_failed"})
 #: :meth:`RetrainContext.take_slot`'s answer when this hub already retrains the experiment.
 RUNNING_HERE: Final = "a retrain is already running in this hub"
+#: Its answer (and ``train``'s) when another hub process holds the experiment's training claim.
+CLAIMED_ELSEWHERE: Final = "another hub process sharing the datastream is training it now"
 
 
 def promote(
@@ -137,7 +147,7 @@ class RetrainContext:
             raise
         if not claimed:
             managed.tracker.mark_finished()  # the cooldown starts here too
-            return "another hub process sharing the datastream is training it now"
+            return CLAIMED_ELSEWHERE
         return None
 
     def end_slot(self, managed: ManagedExperiment, *, cooldown: bool = True) -> None:
