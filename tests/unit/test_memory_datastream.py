@@ -9,9 +9,10 @@ import pytest
 from observml.plugins.memory import InMemoryDataStreamPlugin
 from tests.contracts.claims import ClaimsContract
 from tests.contracts.datastream import DataStreamContract, QueueBrowserContract
+from tests.contracts.subscriptions import SubscribeContract
 
 
-class TestInMemoryDataStream(DataStreamContract, QueueBrowserContract):
+class TestInMemoryDataStream(DataStreamContract, QueueBrowserContract, SubscribeContract):
     @pytest.fixture
     def datastream(self) -> Iterator[InMemoryDataStreamPlugin]:
         plugin = InMemoryDataStreamPlugin()

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
@@ -32,6 +33,7 @@ from observml.plugins.datastream import (
     pulled_text,
     settle,
 )
+from observml.plugins.subscriptions import Handle, Lane
 
 __all__ = ["InMemoryDataStreamPlugin"]
 
@@ -73,6 +75,8 @@ class InMemoryDataStreamPlugin:
         self._connected = False
         self._generation = 0
         self._claims: set[str] = set()
+        self._subscriptions: list[Handle[Message]] = []
+        self._subscriber: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def initialize(self) -> None:
@@ -102,6 +106,9 @@ class InMemoryDataStreamPlugin:
             self._connected = False
             self._generation += 1
             self._claims.clear()
+            for handle in self._subscriptions:
+                handle.report("disconnected")
+                handle.cancelling.set()
             self._cond.notify_all()
 
     def create_queue(self, queue_name: str) -> None:
@@ -212,6 +219,40 @@ class InMemoryDataStreamPlugin:
                 raise
             self._settle(queue, batch, outcome)
 
+    def subscribe(
+        self,
+        queue: str,
+        handler: BatchHandler,
+        *,
+        executor: Executor,
+        batch_size: int = 100,
+        max_wait: float = 0.5,
+        prefetch: int | None = None,
+    ) -> Handle[Message]:
+        """Hand ``queue``'s micro-batches to ``handler`` on ``executor``; one thread serves all."""
+        lane: Lane[Message] = Lane(
+            handler,
+            executor,
+            batch_size=batch_size,
+            max_wait=max_wait,
+            max_bytes=self.max_message_bytes,
+            wake=self._wake,
+        )
+        handle = Handle(
+            queue, lane, prefetch=prefetch or 2 * batch_size, wake=self._wake, shutdown_timeout=10.0
+        )
+        with self._cond:
+            self._require_connected()
+            self.create_queue(queue)
+            self._subscriptions.append(handle)
+            if self._subscriber is None:
+                self._subscriber = threading.Thread(
+                    target=self._serve, name="observml-memory-subscriber", daemon=True
+                )
+                self._subscriber.start()
+            self._cond.notify_all()
+        return handle
+
     def queue_depth(self, queue: str) -> int:
         """Return the number of ready messages."""
         with self._cond:
@@ -231,6 +272,46 @@ class InMemoryDataStreamPlugin:
     def _release(self, key: str) -> None:
         with self._cond:
             self._claims.discard(key)
+
+    # -- the subscriber thread -------------------------------------------------------------
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _serve(self) -> None:
+        """Move messages into every subscription's lane and settle what the handlers did."""
+        with self._cond:
+            while self._subscriptions:
+                timeout = 0.5
+                for handle in list(self._subscriptions):
+                    due = self._pump(handle)
+                    if due is not None:
+                        timeout = min(timeout, due)
+                if self._subscriptions:
+                    self._cond.wait(timeout)
+            self._subscriber = None
+
+    def _pump(self, handle: Handle[Message]) -> float | None:
+        """Serve one subscription (holding ``_cond``); return seconds until it is due again."""
+        lane, queue = handle.lane, handle.queue
+        for batch, outcome in lane.settled():
+            self._settle(queue, batch, outcome, pause=False)
+        if lane.crash is not None:
+            exc, batch = lane.crash
+            self._settle(queue, batch, Settlement(requeue=tuple(range(len(batch)))), pause=False)
+            handle.cancelling.set()
+            handle.report(f"the handler crashed: {type(exc).__name__}: {exc}")
+        if handle.cancelling.is_set():
+            if not lane.busy:  # the batch in hand settles first
+                self._queue(queue).ready.extendleft(reversed(lane.take_unhanded()))
+                self._subscriptions.remove(handle)
+                handle.end()
+            return None
+        ready = self._queue(queue).ready
+        for _ in range(min(handle.room, len(ready))):
+            message = ready.popleft()
+            lane.add(message, message, alone=message.redelivered)
+        return lane.dispatch()
 
     # -- internals ------------------------------------------------------------------------
     def _queue(self, name: str) -> _Queue:
