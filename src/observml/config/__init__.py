@@ -30,6 +30,7 @@ from observml.config.sections import (
     PluginSection,
     StreamingSection,
     default_max_jobs,
+    default_stream_workers,
 )
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "PluginSection",
     "StreamingSection",
     "default_max_jobs",
+    "default_stream_workers",
     "expand_env",
     "find_config_file",
     "load_config",

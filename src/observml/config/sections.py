@@ -23,6 +23,7 @@ __all__ = [
     "PluginSection",
     "StreamingSection",
     "default_max_jobs",
+    "default_stream_workers",
 ]
 
 #: Path of the hub config when none is given on the command line.
@@ -91,6 +92,15 @@ class GlobalSection:
     trust_unsigned_models: bool = False
 
 
+def default_stream_workers() -> int:
+    """Return the default of ``streaming.workers``: usable CPUs plus 4, at most 32.
+
+    A batch waits on the broker's confirms part of its time, so a few more threads than CPUs
+    keep them busy (the rule of :class:`~concurrent.futures.ThreadPoolExecutor`).
+    """
+    return min(32, default_max_jobs() + 4)
+
+
 def default_max_jobs() -> int:
     """Return the default of ``global.max_jobs``: the CPUs this process may run on (at least 1)."""
     try:
@@ -110,6 +120,9 @@ class StreamingSection:
     holdout_fraction: float = 0.2
     log_interval: float = 5.0
     champion_refresh: float = 5.0
+    #: Threads that run the streams' batches when the datastream can subscribe (see
+    #: :func:`default_stream_workers`); ``None``: that default.
+    workers: int | None = None
 
 
 #: Plugins used when the config does not mention a plugin type: no servers needed.

@@ -27,11 +27,12 @@ import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Self, cast
 
 import pandas as pd
 
-from observml.config import ExperimentInstanceSection, default_max_jobs
+from observml.config import ExperimentInstanceSection, default_max_jobs, default_stream_workers
 from observml.errors import (
     ConfigError,
     DataError,
@@ -108,6 +109,8 @@ class ExperimentHub(PluginHost):
         self._experiments = ExperimentTable()
         self._streams: dict[str, StreamWorker] = {}
         self._champion_watch = ChampionWatch(self.config.streaming.champion_refresh, self._workers)
+        #: Runs the batches of every subscribed stream; made by the first stream.
+        self._stream_pool: ThreadPoolExecutor | None = None
         self._lock = threading.RLock()
         self._signer: ModelSigner | None = None
         jobs_at_once = max_jobs or self.config.global_.max_jobs or default_max_jobs()
@@ -230,6 +233,10 @@ class ExperimentHub(PluginHost):
         self._champion_watch.stop()
         for worker in streams:
             worker.stop()
+        with self._lock:
+            pool, self._stream_pool = self._stream_pool, None
+        if pool is not None:  # the streams settled their batches: nothing is left to run
+            pool.shutdown(wait=False, cancel_futures=True)
         self._jobs.stop_all()
         super().shutdown()
 
@@ -592,10 +599,21 @@ class ExperimentHub(PluginHost):
                 self.config.streaming,
                 after_batch=self._retrainer.after_batch,
                 refresh_champion=self._refresh_champion,
+                pool=self._streams_pool(),
             )
             self._streams[name] = worker
         worker.start()
         self._champion_watch.start()
+
+    def _streams_pool(self) -> ThreadPoolExecutor:
+        """The pool that runs subscribed streams' batches (``streaming.workers`` threads)."""
+        with self._lock:
+            if self._stream_pool is None:
+                self._stream_pool = ThreadPoolExecutor(
+                    self.config.streaming.workers or default_stream_workers(),
+                    thread_name_prefix="observml-stream",
+                )
+            return self._stream_pool
 
     def _workers(self) -> list[StreamWorker]:
         with self._lock:

@@ -1,21 +1,26 @@
-"""One watcher per hub that picks up champions other hub processes moved, for every stream.
+"""One watcher per hub that keeps every stream consuming and serving the store's champion.
 
 Every ``streaming.champion_refresh`` seconds, batches or not, it asks the MLOps store about each
-streaming experiment that has a champion (a stream still waiting for its first champion polls
-from its own thread), at most ``parallel`` experiments at a time. A hub thus keeps a fixed
-number of threads for this however many experiments stream, and a sweep over hundreds of them
-on a remote store still fits in the interval.
+streaming experiment that has a champion, at most ``parallel`` experiments at a time. Between
+sweeps, about every :data:`TEND_EVERY` seconds, it *tends* each stream: a subscribed stream
+whose first champion arrived, or whose subscription ended, subscribes (again). A hub thus keeps
+a fixed number of threads for this however many experiments stream, and a sweep over hundreds
+of them on a remote store still fits in the interval.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Final, Protocol
 
-__all__ = ["ChampionWatch"]
+__all__ = ["TEND_EVERY", "ChampionWatch"]
+
+#: Seconds between tending rounds (a stream's first champion is served within about this).
+TEND_EVERY: Final = 1.0
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +30,9 @@ class Watched(Protocol):
 
     def refresh_champion(self) -> None:
         """Check the store for a new champion now, unless a check is running or none serves."""
+
+    def tend(self) -> None:
+        """Subscribe if the stream should consume and is not; cheap when all is well."""
 
 
 class ChampionWatch:
@@ -70,14 +78,24 @@ class ChampionWatch:
             thread.join(timeout)
 
     def _run(self, stop: threading.Event) -> None:
+        tick = min(TEND_EVERY, self.interval)
+        next_sweep = time.monotonic() + self.interval
         with ThreadPoolExecutor(self._parallel, thread_name_prefix="observml-champion") as pool:
-            while not stop.wait(self.interval):
+            while not stop.wait(tick):
+                sweep = time.monotonic() >= next_sweep
+                if sweep:
+                    next_sweep = time.monotonic() + self.interval
                 try:
-                    # list(): wait for the sweep, so sweeps never overlap
-                    list(pool.map(_refresh, self._streams()))
-                except Exception:  # never let one sweep end the watcher
-                    logger.warning("champion watch: a sweep failed", exc_info=True)
+                    # list(): wait for the round, so rounds never overlap
+                    list(pool.map(_refresh if sweep else _tend, self._streams()))
+                except Exception:  # never let one round end the watcher
+                    logger.warning("champion watch: a round failed", exc_info=True)
 
 
 def _refresh(stream: Watched) -> None:
     stream.refresh_champion()
+    stream.tend()
+
+
+def _tend(stream: Watched) -> None:
+    stream.tend()

@@ -1,16 +1,22 @@
 """The prediction stream: consume -> micro-batch predict -> publish results -> ack.
 
-One :class:`StreamWorker` thread per streaming experiment consumes ``<name>.predict`` in
-micro-batches and hands each to its :class:`~observml.runtime.batch.BatchPredictor` (one
-result per input message on ``<name>.predictions`` with publisher confirms); only then are the
-inputs acked. A message that cannot be parsed or scored goes to ``<name>.predict.dead`` with
+One :class:`StreamWorker` per streaming experiment consumes ``<name>.predict`` in micro-batches
+and hands each to its :class:`~observml.runtime.batch.BatchPredictor` (one result per input
+message on ``<name>.predictions`` with publisher confirms); only then are the inputs acked.
+When the datastream implements :class:`~observml.plugins.subscriptions.SupportsSubscribe` (the
+built-in ones do), the worker holds no thread of its own: it subscribes, and its batches run on
+the hub's stream pool (``streaming.workers`` threads), so threads and broker connections stay
+flat however many experiments stream. Otherwise it runs ``consume_batch`` in a thread of its
+own. A message that cannot be parsed or scored goes to ``<name>.predict.dead`` with
 the reason; the others carry on. If publishing fails because the service is down, the batch is
 requeued (nothing is lost; a redelivered input may produce a second result with the same
 ``message_id``, which consumers deduplicate). The hub's
 :class:`~observml.runtime.champion_watch.ChampionWatch` calls :meth:`StreamWorker.refresh_champion`
 every ``streaming.champion_refresh`` seconds, batches or not, so a champion another hub process
-promoted or rolled back serves within that time even when no message arrives. The worker logs
-batch metrics to a ``serving`` run.
+promoted or rolled back serves within that time even when no message arrives, and
+:meth:`StreamWorker.tend` about every second, which subscribes a worker whose first champion
+arrived or whose subscription ended (the broker went away). The worker logs batch metrics to a
+``serving`` run.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
 from observml.errors import ObservMLError
@@ -27,6 +34,7 @@ from observml.hub.managed import ManagedExperiment
 from observml.io.queues import predict_queue, predictions_queue, shadow_queue
 from observml.plugins.datastream import DataStreamPlugin, Message
 from observml.plugins.mlops import Metric, MLOpsPlugin, tracked_run
+from observml.plugins.subscriptions import Subscription, SupportsSubscribe
 from observml.runtime.batch import AfterBatch, BatchPredictor
 
 if TYPE_CHECKING:
@@ -49,8 +57,10 @@ class StreamWorker:
             hub's retrain check; ``scores`` is ``None`` unless the policy has a drift test); it
             must not block.
         refresh_champion: Picks up a champion another hub process promoted; called by
-            :meth:`refresh_champion` (never two at once), and every ``champion_refresh`` seconds
-            by the stream itself while it waits for a first champion.
+            :meth:`refresh_champion` (never two at once), and about every second while the
+            stream waits for a first champion.
+        pool: Where batches run when ``datastream`` can subscribe; ``None`` (or a datastream
+            that cannot) consumes from a thread of the worker's own.
     """
 
     def __init__(
@@ -62,6 +72,7 @@ class StreamWorker:
         *,
         after_batch: AfterBatch,
         refresh_champion: Callable[[ManagedExperiment], None],
+        pool: Executor | None = None,
     ) -> None:
         self.managed = managed
         self.datastream = datastream
@@ -70,9 +81,15 @@ class StreamWorker:
         self._predict = BatchPredictor(managed, datastream, after_batch=after_batch)
         self._refresh_champion = refresh_champion
         self._stop = threading.Event()
+        self._pool = pool if isinstance(datastream, SupportsSubscribe) else None
         self._thread = threading.Thread(
             target=self._run, name=f"observml-stream-{managed.name}", daemon=True
         )
+        self._started = False
+        self._subscription: Subscription | None = None
+        self._subscribing = threading.Lock()
+        self._backoff = 0.0  # seconds between failed subscribes, doubling
+        self._retry_at = 0.0
         self._refreshing = threading.Lock()
         self._pending: list[Metric] = []
         self._last_log = time.monotonic()
@@ -84,24 +101,90 @@ class StreamWorker:
 
     @property
     def running(self) -> bool:
-        """Whether the worker thread is alive."""
+        """Whether the worker streams (or waits to: for a champion, for the broker)."""
+        if self._pool is not None:
+            return self._started and not self._stop.is_set()
         return self._thread.is_alive()
 
+    @property
+    def pooled(self) -> bool:
+        """Whether batches run on the hub's stream pool (no thread of the worker's own)."""
+        return self._pool is not None
+
     def start(self) -> None:
-        """Declare the queues and start consuming in a background thread."""
+        """Declare the queues and start consuming (subscribed, or in a background thread)."""
         name = self.managed.name
         for queue in (predict_queue(name), predictions_queue(name), shadow_queue(name)):
             self.datastream.create_queue(queue)
-        self._thread.start()
+        self._started = True
         self.managed.streaming = True
+        if self._pool is None:
+            self._thread.start()
+        else:
+            self.tend()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop consuming (the batch in hand finishes first) and flush pending metrics."""
         self._stop.set()
+        with self._subscribing:
+            subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            subscription.cancel(timeout)
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
         self.managed.streaming = False
         self._flush_metrics(final=True)
+
+    # -- subscribed -----------------------------------------------------------------------
+    def tend(self) -> None:
+        """Subscribe if the stream should consume and is not (the champion watch calls this).
+
+        A stream without a champion asks the store for one first and stays unsubscribed
+        (its messages wait in the queue) until there is one. A subscription that ended (the
+        broker went away for longer than the plugin rides out) is replaced. Does nothing for
+        a stream that consumes from its own thread, or is stopped.
+        """
+        if self._pool is None or not self.running:
+            return
+        current = self._subscription
+        if current is not None and current.active:
+            return
+        if current is not None:  # ended under us: say why, once
+            self._subscription = None
+            self.error = current.error or "the subscription ended"
+            logger.warning(
+                "%s: stream interrupted: %s; subscribing again", self.managed.name, self.error
+            )
+        if time.monotonic() < self._retry_at:
+            return
+        if self.managed.champion()[0] is None:
+            self._try_refresh()
+            if self.managed.champion()[0] is None:
+                return
+        with self._subscribing:
+            if self._stop.is_set() or (
+                self._subscription is not None and self._subscription.active
+            ):
+                return
+            assert isinstance(self.datastream, SupportsSubscribe)
+            try:
+                self._subscription = self.datastream.subscribe(
+                    predict_queue(self.managed.name),
+                    self._handle,
+                    executor=self._pool,
+                    batch_size=self.settings.batch_size,
+                    max_wait=self.settings.max_wait,
+                    prefetch=self.settings.prefetch,
+                )
+            except ObservMLError as exc:
+                if not self._backoff:  # once per outage, not once per retry
+                    logger.warning("%s: cannot subscribe: %s; retrying", self.managed.name, exc)
+                self.error = str(exc)
+                self._backoff = min(max(self._backoff * 2, 0.5), 10.0)
+                self._retry_at = time.monotonic() + self._backoff
+                return
+        self.error = None
+        self._backoff = 0.0
 
     # -- the loop -------------------------------------------------------------------------
     def _run(self) -> None:
