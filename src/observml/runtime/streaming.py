@@ -97,7 +97,7 @@ class StreamWorker:
         self._serving = contextlib.ExitStack()
         self._serving_run: str | None = None
         self._step = 0
-        self.error: str | None = None
+        self._error: str | None = None  # the last interruption, until consuming resumes
 
     @property
     def running(self) -> bool:
@@ -105,6 +105,14 @@ class StreamWorker:
         if self._pool is not None:
             return self._started and not self._stop.is_set()
         return self._thread.is_alive()
+
+    @property
+    def error(self) -> str | None:
+        """Why the stream is not consuming right now (e.g. the broker is away), else ``None``."""
+        subscription = self._subscription
+        if subscription is not None and subscription.error:
+            return subscription.error
+        return self._error
 
     @property
     def pooled(self) -> bool:
@@ -151,9 +159,9 @@ class StreamWorker:
             return
         if current is not None:  # ended under us: say why, once
             self._subscription = None
-            self.error = current.error or "the subscription ended"
+            self._error = current.error or "the subscription ended"
             logger.warning(
-                "%s: stream interrupted: %s; subscribing again", self.managed.name, self.error
+                "%s: stream interrupted: %s; subscribing again", self.managed.name, self._error
             )
         if time.monotonic() < self._retry_at:
             return
@@ -179,11 +187,11 @@ class StreamWorker:
             except ObservMLError as exc:
                 if not self._backoff:  # once per outage, not once per retry
                     logger.warning("%s: cannot subscribe: %s; retrying", self.managed.name, exc)
-                self.error = str(exc)
+                self._error = str(exc)
                 self._backoff = min(max(self._backoff * 2, 0.5), 10.0)
                 self._retry_at = time.monotonic() + self._backoff
                 return
-        self.error = None
+        self._error = None
         self._backoff = 0.0
 
     # -- the loop -------------------------------------------------------------------------
@@ -205,7 +213,7 @@ class StreamWorker:
                 if not self._stop.is_set():  # the plugin was disconnected under us
                     self._stop.wait(backoff)
             except ObservMLError as exc:
-                self.error = str(exc)
+                self._error = str(exc)
                 logger.warning(
                     "%s: stream interrupted: %s; retrying in %.1f s",
                     self.managed.name,
@@ -215,7 +223,7 @@ class StreamWorker:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
             except Exception:
-                self.error = "unexpected error in the stream worker; see the logs"
+                self._error = "unexpected error in the stream worker; see the logs"
                 logger.exception("%s: stream worker failed; retrying", self.managed.name)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
