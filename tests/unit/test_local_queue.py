@@ -23,6 +23,7 @@ from tests.contracts.datastream import (
     consume_n,
     eventually,
 )
+from tests.contracts.subscriptions import SubscribeContract
 
 #: A consumer in another process: it records each message id it takes, then sleeps or acks.
 CONSUMER = textwrap.dedent(
@@ -45,7 +46,7 @@ CONSUMER = textwrap.dedent(
 )
 
 
-class TestLocalQueue(DataStreamContract, QueueBrowserContract):
+class TestLocalQueue(DataStreamContract, QueueBrowserContract, SubscribeContract):
     @pytest.fixture
     def datastream(self, tmp_path: Path) -> Iterator[LocalQueuePlugin]:
         plugin = LocalQueuePlugin(str(tmp_path / "queues"), visibility_timeout=5.0)
