@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -326,21 +327,28 @@ def test_local_queue_subscriptions_hold_constant_threads_and_connections(
 def test_local_queue_cancel_leaves_every_settlement_committed(
     plugin: LocalQueuePlugin, pool: ThreadPoolExecutor
 ) -> None:
-    plugin.publish_batch("q", [str(i) for i in range(25)])
-    plugin.publish("q", "reject me")
-    handled: list[Message] = []
+    plugin.publish_batch("q", [str(i) for i in range(30)])
+    entered, release = threading.Event(), threading.Event()
 
-    def judge(batch: Sequence[Message]) -> dict[int, str]:
-        handled.extend(batch)
-        return {i: "rejected" for i, m in enumerate(batch) if m.text() == "reject me"}
+    def slow(batch: Sequence[Message]) -> dict[int, str]:
+        entered.set()
+        release.wait(WAIT)
+        return {0: "rejected"}
 
-    subscription = plugin.subscribe("q", judge, executor=pool, batch_size=4, max_wait=0.01)
-    assert eventually(lambda: len(handled) == 26)
+    subscription = plugin.subscribe(
+        "q", slow, executor=pool, batch_size=5, max_wait=0.01, prefetch=15
+    )
+    assert entered.wait(WAIT)  # 5 in hand, 10 more leased and buffered
+    threading.Timer(0.2, release.set).start()
     subscription.cancel()
     # Read through a connection of its own: only what was committed is there.
-    with sqlite3.connect(plugin.file) as other:
-        rows = other.execute("SELECT queue, lease_owner FROM messages").fetchall()
-    assert rows == [(dead_letter_queue("q"), None)]
+    with contextlib.closing(sqlite3.connect(plugin.file)) as other:
+        rows = other.execute(
+            "SELECT queue, COUNT(*), COUNT(lease_owner), MAX(deliveries) FROM messages"
+            " GROUP BY queue ORDER BY queue"
+        ).fetchall()
+    # 4 acked, 1 dead-lettered, 25 given back unleased and uncounted.
+    assert rows == [("q", 25, 0, 0), (dead_letter_queue("q"), 1, 0, 0)]
 
 
 def test_local_queue_subscription_keeps_its_lease_while_the_handler_runs(
