@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sqlite3
 import subprocess
 import sys
-import sqlite3
 import textwrap
 import threading
 from collections.abc import Iterator, Sequence
