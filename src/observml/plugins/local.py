@@ -49,7 +49,7 @@ from observml.plugins.datastream import (
     one_at_a_time,
     pulled_text,
 )
-from observml.plugins.subscriptions import Handle, Lane
+from observml.plugins.subscriptions import Handle, new_handle
 
 __all__ = ["LocalQueuePlugin"]
 
@@ -280,17 +280,13 @@ class LocalQueuePlugin:
                 if self._subscriber is None:
                     self._subscriber = Subscriber(self, self._opened or self.file)
                 subscriber = self._subscriber
-                lane: Lane[Leased] = Lane(
+                handle: Handle[Leased] = new_handle(
+                    queue,
                     handler,
                     executor,
                     batch_size=batch_size,
                     max_wait=max_wait,
                     max_bytes=self.max_message_bytes,
-                    wake=subscriber.wake,
-                )
-                handle = Handle(
-                    queue,
-                    lane,
                     prefetch=prefetch or self.prefetch,
                     wake=subscriber.wake,
                     shutdown_timeout=CANCEL_WAIT,
