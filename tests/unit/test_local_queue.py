@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ import pytest
 from observml.errors import ConfigError
 from observml.plugins.datastream import REASON_HEADER, Message, dead_letter_queue
 from observml.plugins.local import FILE_NAME, LocalQueuePlugin
+from observml.plugins.subscriptions import Subscription
 from tests.contracts.claims import ClaimsContract, claim_in_child, reap
 from tests.contracts.datastream import (
     WAIT,
@@ -23,14 +27,16 @@ from tests.contracts.datastream import (
     consume_n,
     eventually,
 )
+from tests.contracts.subscriptions import SubscribeContract
 
 #: A consumer in another process: it records each message id it takes, then sleeps or acks.
 CONSUMER = textwrap.dedent(
     """
-    import sys, time
+    import sys, threading, time
+    from concurrent.futures import ThreadPoolExecutor
     from observml.plugins.local import LocalQueuePlugin
 
-    folder, queue, visibility, log, mode = sys.argv[1:6]
+    folder, queue, visibility, log, mode, api = sys.argv[1:7]
     plugin = LocalQueuePlugin(folder, visibility_timeout=float(visibility), poll_interval=0.01)
     plugin.connect()
 
@@ -40,12 +46,20 @@ CONSUMER = textwrap.dedent(
         if mode == "hang":
             time.sleep(600)
 
-    plugin.consume(queue, handler, prefetch=5)
+    if api == "consume":
+        plugin.consume(queue, handler, prefetch=5)
+    else:
+        pool = ThreadPoolExecutor(2)
+        batch_handler = lambda batch: [handler(m) for m in batch] and None
+        plugin.subscribe(queue, batch_handler, executor=pool, batch_size=1, max_wait=0.01)
+        threading.Event().wait()
     """
 )
+#: Both ways a process takes messages from a queue.
+APIS = [pytest.param("consume", id="consume"), pytest.param("subscribe", id="subscribe")]
 
 
-class TestLocalQueue(DataStreamContract, QueueBrowserContract):
+class TestLocalQueue(DataStreamContract, QueueBrowserContract, SubscribeContract):
     @pytest.fixture
     def datastream(self, tmp_path: Path) -> Iterator[LocalQueuePlugin]:
         plugin = LocalQueuePlugin(str(tmp_path / "queues"), visibility_timeout=5.0)
@@ -108,8 +122,10 @@ def plugin(folder: Path) -> Iterator[LocalQueuePlugin]:
     local.shutdown()
 
 
-def start_consumer(folder: Path, queue: str, log: Path, mode: str) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-c", CONSUMER, str(folder), queue, "0.5", str(log), mode]
+def start_consumer(
+    folder: Path, queue: str, log: Path, mode: str, api: str = "consume"
+) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-c", CONSUMER, str(folder), queue, "0.5", str(log), mode, api]
     return subprocess.Popen(args)
 
 
@@ -198,13 +214,14 @@ def test_local_queue_delivery_limit_dead_letters_a_poison_message(folder: Path) 
     plugin.shutdown()
 
 
+@pytest.mark.parametrize("api", APIS)
 def test_local_queue_killed_consumer_process_message_comes_back_redelivered(
-    plugin: LocalQueuePlugin, folder: Path, tmp_path: Path
+    plugin: LocalQueuePlugin, folder: Path, tmp_path: Path, api: str
 ) -> None:
     plugin.create_queue("jobs")
     message_id = plugin.publish("jobs", "work", message_id="job-1")
     log = tmp_path / "taken.log"
-    child = start_consumer(folder, "jobs", log, "hang")
+    child = start_consumer(folder, "jobs", log, "hang", api)
     try:
         assert eventually(lambda: logged(log) == [("job-1", False)], timeout=WAIT * 2)
         # The child is alive and renews its lease: nobody else may take the message.
@@ -220,13 +237,14 @@ def test_local_queue_killed_consumer_process_message_comes_back_redelivered(
     assert again.body == b"work"
 
 
+@pytest.mark.parametrize("api", APIS)
 def test_local_queue_competing_processes_share_work_without_duplicates(
-    plugin: LocalQueuePlugin, folder: Path, tmp_path: Path
+    plugin: LocalQueuePlugin, folder: Path, tmp_path: Path, api: str
 ) -> None:
     plugin.create_queue("work")
     ids = plugin.publish_batch("work", [f"item-{i}" for i in range(300)])
     logs = [tmp_path / f"consumer-{n}.log" for n in range(2)]
-    children = [start_consumer(folder, "work", log, "ack") for log in logs]
+    children = [start_consumer(folder, "work", log, "ack", api) for log in logs]
     try:
         assert eventually(
             lambda: (
@@ -240,3 +258,114 @@ def test_local_queue_competing_processes_share_work_without_duplicates(
             child.wait(WAIT)
     seen = [message_id for log in logs for message_id, _ in logged(log)]
     assert sorted(seen) == sorted(ids)
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(4, thread_name_prefix="test-handler") as executor:
+        yield executor
+
+
+def queue_file_fds(plugin: LocalQueuePlugin) -> int:
+    """Open file descriptors of this process on the queue file (and its -wal, -shm)."""
+    file, count = str(plugin.file.absolute()), 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            count += fd.readlink().as_posix().startswith(file)
+        except OSError:  # closed since it was listed
+            continue
+    return count
+
+
+def threads_named(name: str) -> int:
+    return sum(t.name == name for t in threading.enumerate())
+
+
+def own_threads() -> list[str]:
+    """Names of the threads alive, but the handler pool's (it grows lazily) and timers."""
+    return sorted(
+        t.name
+        for t in threading.enumerate()
+        if not t.name.startswith("test-handler") and not isinstance(t, threading.Timer)
+    )
+
+
+def test_local_queue_subscriptions_hold_constant_threads_and_connections(
+    plugin: LocalQueuePlugin, pool: ThreadPoolExecutor
+) -> None:
+    queues = [f"exp-{i}.predict" for i in range(200)]
+    seen: dict[str, int] = dict.fromkeys(queues, 0)
+
+    def count(batch: Sequence[Message]) -> None:
+        for message in batch:
+            seen[message.queue] += 1
+
+    def subscribe_and_drain(names: list[str]) -> list[Subscription]:
+        made = [
+            plugin.subscribe(q, count, executor=pool, batch_size=5, max_wait=0.01) for q in names
+        ]
+        for q in names:
+            plugin.publish_batch(q, ["a", "b", "c"])
+        assert eventually(lambda: all(seen[q] == 3 for q in names))
+        return made
+
+    subscriptions = subscribe_and_drain(queues[:10])
+    threads, fds = own_threads(), queue_file_fds(plugin)
+    subscriptions += subscribe_and_drain(queues[10:])
+    assert own_threads() == threads
+    assert queue_file_fds(plugin) == fds
+    assert threads_named("observml-local-subscriber") == 1
+    assert threads_named("observml-lease-keeper") == 1
+    for subscription in subscriptions:
+        subscription.cancel()
+    # With no subscription left, the subscriber's thread, keeper and connections are gone.
+    assert eventually(lambda: threads_named("observml-local-subscriber") == 0)
+    assert eventually(lambda: threads_named("observml-lease-keeper") == 0)
+    assert plugin.queue_depth(queues[0]) == 0
+
+
+def test_local_queue_cancel_leaves_every_settlement_committed(
+    plugin: LocalQueuePlugin, pool: ThreadPoolExecutor
+) -> None:
+    plugin.publish_batch("q", [str(i) for i in range(30)])
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(batch: Sequence[Message]) -> dict[int, str]:
+        entered.set()
+        release.wait(WAIT)
+        return {0: "rejected"}
+
+    subscription = plugin.subscribe(
+        "q", slow, executor=pool, batch_size=5, max_wait=0.01, prefetch=15
+    )
+    assert entered.wait(WAIT)  # 5 in hand, 10 more leased and buffered
+    threading.Timer(0.2, release.set).start()
+    subscription.cancel()
+    # Read through a connection of its own: only what was committed is there.
+    with contextlib.closing(sqlite3.connect(plugin.file)) as other:
+        rows = other.execute(
+            "SELECT queue, COUNT(*), COUNT(lease_owner), MAX(deliveries) FROM messages"
+            " GROUP BY queue ORDER BY queue"
+        ).fetchall()
+    # 4 acked, 1 dead-lettered, 25 given back unleased and uncounted.
+    assert rows == [("q", 25, 0, 0), (dead_letter_queue("q"), 1, 0, 0)]
+
+
+def test_local_queue_subscription_keeps_its_lease_while_the_handler_runs(
+    plugin: LocalQueuePlugin, pool: ThreadPoolExecutor
+) -> None:
+    plugin.publish("q", "slow", message_id="slow-1")
+    seen_meanwhile: list[str] = []
+    done = threading.Event()
+
+    def slow(batch: Sequence[Message]) -> None:
+        # 3x the visibility timeout: the subscriber's lease keeper must renew the lease.
+        threading.Event().wait(3.0)
+        seen_meanwhile.append(plugin.pull_data("q"))
+        done.set()
+
+    subscription = plugin.subscribe("q", slow, executor=pool, batch_size=1, max_wait=0.01)
+    assert done.wait(WAIT)
+    subscription.cancel()
+    assert seen_meanwhile == [""]
+    assert plugin.queue_depth("q") == 0

@@ -146,10 +146,8 @@ class Consumer:
                     [x.message for x in in_hand],
                     max_bytes=self._settings.max_message_bytes,
                 )
-                batch, in_hand = in_hand, []
-                outcomes.ack += [batch[i].seq for i in outcome.ack]
-                outcomes.dead += [(batch[i].seq, why) for i, why in outcome.dead.items()]
-                outcomes.requeue += [batch[i].seq for i in outcome.requeue]
+                outcomes.record(in_hand, outcome)
+                in_hand = []
                 if outcome.requeue:  # the handler's service is down: do not spin on it
                     self._backoff = min(max(self._backoff * 2, 0.1), 5.0)
                     self._wait(self._backoff)

@@ -21,6 +21,7 @@ from typing import Any, Final
 from observml.plugins.datastream import (
     Message,
     OutgoingMessage,
+    Settlement,
     dead_letter_headers,
     dead_letter_queue,
     unacked_reason,
@@ -56,6 +57,8 @@ def _dump(headers: Mapping[str, Any] | None) -> str:
 
 @dataclass(frozen=True)
 class Leased:
+    """A message leased to a consumer, with the row it settles by."""
+
     seq: int
     message: Message
 
@@ -71,6 +74,19 @@ class Outcomes:
 
     def __bool__(self) -> bool:
         return bool(self.ack or self.dead or self.requeue or self.unhanded)
+
+    def record(self, batch: Sequence[Leased], settlement: Settlement) -> None:
+        """Add what the handler decided for ``batch`` (by index) to these outcomes."""
+        self.ack += [batch[i].seq for i in settlement.ack]
+        self.dead += [(batch[i].seq, why) for i, why in settlement.dead.items()]
+        self.requeue += [batch[i].seq for i in settlement.requeue]
+
+    def merge(self, other: Outcomes) -> None:
+        """Add ``other``'s outcomes to these."""
+        self.ack += other.ack
+        self.dead += other.dead
+        self.requeue += other.requeue
+        self.unhanded += other.unhanded
 
 
 class Store:
@@ -124,44 +140,89 @@ class Store:
     def lease(
         self, queue: str, owner: str, limit: int, seconds: float, max_deliveries: int
     ) -> list[Leased]:
-        now = time.time()
         with self.transaction() as conn:
-            rows = conn.execute(
-                "UPDATE messages SET lease_until = ?, lease_owner = ?, deliveries = deliveries + 1"
-                " WHERE seq IN (SELECT seq FROM messages WHERE queue = ? AND lease_until < ?"
-                " ORDER BY seq LIMIT ?)"
-                " RETURNING seq, message_id, body, headers, content_type, deliveries",
-                (now + seconds, owner, queue, now, limit),
-            ).fetchall()
-            over = [
-                (r[0], unacked_reason(r[5] - 1, _UNACKED)) for r in rows if r[5] > max_deliveries
+            return self._lease(conn, queue, owner, limit, seconds, max_deliveries)
+
+    def lease_many(
+        self, wants: Sequence[tuple[str, int]], owner: str, seconds: float, max_deliveries: int
+    ) -> list[list[Leased]]:
+        """Lease up to ``limit`` messages per ``(queue, limit)`` of ``wants``, in one transaction.
+
+        Returns:
+            What each entry of ``wants`` got, in its order.
+        """
+        with self.transaction() as conn:
+            return [
+                self._lease(conn, queue, owner, limit, seconds, max_deliveries)
+                for queue, limit in wants
             ]
-            if over:
-                self._move_dead(conn, queue, owner, over)
+
+    def ready_among(self, queues: Iterable[str]) -> set[str]:
+        """Return which of ``queues`` hold a ready message: one query however many are asked.
+
+        One index probe per queue inside SQLite, instead of a lease transaction per queue per
+        poll, so hundreds of idle subscriptions cost one read.
+        """
+        rows = self.conn.execute(
+            "SELECT value FROM json_each(?) WHERE EXISTS (SELECT 1 FROM messages"
+            " WHERE queue = value AND lease_until < ?)",
+            (json.dumps(list(queues)), time.time()),
+        ).fetchall()
+        return {str(row[0]) for row in rows}
+
+    def settle(self, queue: str, owner: str, outcomes: Outcomes) -> None:
+        with self.transaction() as conn:
+            self._settle(conn, queue, owner, outcomes)
+
+    def settle_many(self, owner: str, outcomes: Mapping[str, Outcomes]) -> None:
+        """Settle the outcomes of many queues (``{queue: outcomes}``) in one transaction."""
+        with self.transaction() as conn:
+            for queue, settled in outcomes.items():
+                self._settle(conn, queue, owner, settled)
+
+    def _lease(
+        self,
+        conn: sqlite3.Connection,
+        queue: str,
+        owner: str,
+        limit: int,
+        seconds: float,
+        max_deliveries: int,
+    ) -> list[Leased]:
+        now = time.time()
+        rows = conn.execute(
+            "UPDATE messages SET lease_until = ?, lease_owner = ?, deliveries = deliveries + 1"
+            " WHERE seq IN (SELECT seq FROM messages WHERE queue = ? AND lease_until < ?"
+            " ORDER BY seq LIMIT ?)"
+            " RETURNING seq, message_id, body, headers, content_type, deliveries",
+            (now + seconds, owner, queue, now, limit),
+        ).fetchall()
+        over = [(r[0], unacked_reason(r[5] - 1, _UNACKED)) for r in rows if r[5] > max_deliveries]
+        if over:
+            self._move_dead(conn, queue, owner, over)
         return [
             Leased(seq, Message(bytes(body), json.loads(headers), mid, n > 1, ctype, queue))
             for seq, mid, body, headers, ctype, n in sorted(rows)
             if n <= max_deliveries
         ]
 
-    def settle(self, queue: str, owner: str, outcomes: Outcomes) -> None:
-        with self.transaction() as conn:
-            if outcomes.dead:
-                self._move_dead(conn, queue, owner, outcomes.dead)
-            conn.executemany(
-                "DELETE FROM messages WHERE seq = ? AND lease_owner = ?",
-                [(seq, owner) for seq in outcomes.ack],
-            )
-            conn.executemany(
-                "UPDATE messages SET lease_until = 0, lease_owner = NULL"
-                " WHERE seq = ? AND lease_owner = ?",
-                [(seq, owner) for seq in outcomes.requeue],
-            )
-            conn.executemany(
-                "UPDATE messages SET lease_until = 0, lease_owner = NULL,"
-                " deliveries = deliveries - 1 WHERE seq = ? AND lease_owner = ?",
-                [(seq, owner) for seq in outcomes.unhanded],
-            )
+    def _settle(self, conn: sqlite3.Connection, queue: str, owner: str, outcomes: Outcomes) -> None:
+        if outcomes.dead:
+            self._move_dead(conn, queue, owner, outcomes.dead)
+        conn.executemany(
+            "DELETE FROM messages WHERE seq = ? AND lease_owner = ?",
+            [(seq, owner) for seq in outcomes.ack],
+        )
+        conn.executemany(
+            "UPDATE messages SET lease_until = 0, lease_owner = NULL"
+            " WHERE seq = ? AND lease_owner = ?",
+            [(seq, owner) for seq in outcomes.requeue],
+        )
+        conn.executemany(
+            "UPDATE messages SET lease_until = 0, lease_owner = NULL,"
+            " deliveries = deliveries - 1 WHERE seq = ? AND lease_owner = ?",
+            [(seq, owner) for seq in outcomes.unhanded],
+        )
 
     @staticmethod
     def _move_dead(

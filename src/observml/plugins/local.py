@@ -10,6 +10,9 @@ to ``<queue>.dead`` with the reason in a header, in the same transaction. When a
 its lease expires and the message becomes ready again, marked ``redelivered``. A message
 delivered more than ``max_deliveries`` times without an ack goes to the dead-letter queue.
 
+``subscribe`` serves every subscribed queue from one thread with one connection and one lease
+keeper (:mod:`observml.plugins._local_subscriber`), its handlers running on the caller's pool.
+
 This module holds the plugin; the file's tables and transactions are in
 :mod:`observml.plugins._local_store`, the consumer and its lease keeper in
 :mod:`observml.plugins._local_consumer`.
@@ -23,6 +26,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,7 +34,8 @@ from observml.config import HOME_ENV_VAR
 from observml.errors import ConfigError, ServiceUnavailableError
 from observml.plugins._local_claims import FileClaim, take_claim
 from observml.plugins._local_consumer import Consumer
-from observml.plugins._local_store import Outcomes, Store
+from observml.plugins._local_store import Leased, Outcomes, Store
+from observml.plugins._local_subscriber import CANCEL_WAIT, Subscriber
 from observml.plugins.base import HealthReport
 from observml.plugins.datastream import (
     MAX_MESSAGE_BYTES,
@@ -44,6 +49,7 @@ from observml.plugins.datastream import (
     one_at_a_time,
     pulled_text,
 )
+from observml.plugins.subscriptions import Handle, new_handle
 
 __all__ = ["LocalQueuePlugin"]
 
@@ -95,6 +101,7 @@ class LocalQueuePlugin:
         self._closing = threading.Event()
         self._opened: Path | None = None  # the absolute file connect() opened
         self._claims: set[FileClaim] = set()  # given up on disconnect, as a broker would
+        self._subscriber: Subscriber | None = None  # serves every subscription; made on demand
 
     # -- lifecycle ------------------------------------------------------------------------
     def initialize(self) -> None:
@@ -146,11 +153,17 @@ class LocalQueuePlugin:
                 self._store = self._open()
 
     def disconnect(self) -> None:
-        """Close the file and give up every claim; every running ``consume`` returns."""
+        """Close the file and give up every claim; every ``consume`` and subscription ends.
+
+        Does not wait for subscriptions: each ends once its batch in hand settled.
+        """
         self._closing.set()
         with self._lock:
             self._close_store()
             claims = list(self._claims)
+            subscriber, self._subscriber = self._subscriber, None
+        if subscriber is not None:
+            subscriber.close()
         for claim in claims:
             claim.release()
 
@@ -241,6 +254,46 @@ class LocalQueuePlugin:
     ) -> None:
         """Call ``handler`` with micro-batches until ``disconnect()`` or ``stop`` is set."""
         self._consume(queue, handler, batch_size, max(prefetch or 0, batch_size), max_wait, stop)
+
+    def subscribe(
+        self,
+        queue: str,
+        handler: BatchHandler,
+        *,
+        executor: Executor,
+        batch_size: int = 100,
+        max_wait: float = 0.5,
+        prefetch: int | None = None,
+    ) -> Handle[Leased]:
+        """Hand ``queue``'s micro-batches to ``handler`` on ``executor``; return at once.
+
+        One thread, one connection and one lease keeper serve every subscription of this
+        plugin (see :class:`~observml.plugins.subscriptions.SupportsSubscribe`). ``prefetch``
+        (default: the plugin's) bounds the messages leased and not yet settled.
+
+        Raises:
+            ServiceUnavailableError: The plugin is not connected.
+        """
+        with self._lock:  # so no disconnect() comes between the check and the subscription
+            self.create_queue(queue)  # raises when not connected
+            while True:  # at most twice: a fresh subscriber always takes the subscription
+                if self._subscriber is None:
+                    self._subscriber = Subscriber(self, self._opened or self.file)
+                subscriber = self._subscriber
+                handle: Handle[Leased] = new_handle(
+                    queue,
+                    handler,
+                    executor,
+                    batch_size=batch_size,
+                    max_wait=max_wait,
+                    max_bytes=self.max_message_bytes,
+                    prefetch=prefetch or self.prefetch,
+                    wake=subscriber.wake,
+                    shutdown_timeout=CANCEL_WAIT,
+                )
+                if subscriber.add(handle):
+                    return handle
+                self._subscriber = None  # its last subscription ended meanwhile
 
     def queue_depth(self, queue: str) -> int:
         """Return how many messages are ready in ``queue`` (0 if it does not exist)."""

@@ -32,7 +32,7 @@ from typing import Final, Generic, Protocol, TypeVar, runtime_checkable
 
 from observml.plugins.datastream import BatchHandler, Message, Settlement, settle
 
-__all__ = ["MAX_BACKOFF", "Handle", "Lane", "Subscription", "SupportsSubscribe"]
+__all__ = ["MAX_BACKOFF", "Handle", "Lane", "Subscription", "SupportsSubscribe", "new_handle"]
 
 #: Longest pause of a subscription whose handler keeps finding its service down.
 MAX_BACKOFF: Final = 5.0
@@ -312,3 +312,26 @@ class Handle(Generic[T]):
         if error is not None:
             self._error = error
         self._ended.set()
+
+
+def new_handle(
+    queue: str,
+    handler: BatchHandler,
+    executor: Executor,
+    *,
+    batch_size: int,
+    max_wait: float,
+    max_bytes: int | None,
+    prefetch: int,
+    wake: Callable[[], None],
+    shutdown_timeout: float,
+) -> Handle[T]:
+    """Make a subscription's :class:`Lane` and its :class:`Handle`, both waking the I/O side.
+
+    What every plugin's ``subscribe`` does before it hands the handle to its I/O side (the
+    arguments are those of :class:`Lane` and :class:`Handle`).
+    """
+    lane: Lane[T] = Lane(
+        handler, executor, batch_size=batch_size, max_wait=max_wait, max_bytes=max_bytes, wake=wake
+    )
+    return Handle(queue, lane, prefetch=prefetch, wake=wake, shutdown_timeout=shutdown_timeout)

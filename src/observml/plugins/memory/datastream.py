@@ -33,7 +33,7 @@ from observml.plugins.datastream import (
     pulled_text,
     settle,
 )
-from observml.plugins.subscriptions import Handle, Lane
+from observml.plugins.subscriptions import Handle, new_handle
 
 __all__ = ["InMemoryDataStreamPlugin"]
 
@@ -230,16 +230,16 @@ class InMemoryDataStreamPlugin:
         prefetch: int | None = None,
     ) -> Handle[Message]:
         """Hand ``queue``'s micro-batches to ``handler`` on ``executor``; one thread serves all."""
-        lane: Lane[Message] = Lane(
+        handle: Handle[Message] = new_handle(
+            queue,
             handler,
             executor,
             batch_size=batch_size,
             max_wait=max_wait,
             max_bytes=self.max_message_bytes,
+            prefetch=prefetch or 2 * batch_size,
             wake=self._wake,
-        )
-        handle = Handle(
-            queue, lane, prefetch=prefetch or 2 * batch_size, wake=self._wake, shutdown_timeout=10.0
+            shutdown_timeout=10.0,
         )
         with self._cond:
             self._require_connected()
