@@ -294,18 +294,20 @@ class InMemoryDataStreamPlugin:
     def _pump(self, handle: Handle[Message]) -> float | None:
         """Serve one subscription (holding ``_cond``); return seconds until it is due again."""
         lane, queue = handle.lane, handle.queue
+        busy = lane.busy  # read first: a batch settled before this is in settled() below
         for batch, outcome in lane.settled():
             self._settle(queue, batch, outcome, pause=False)
-        if lane.crash is not None:
+        error: str | None = None
+        if lane.crash is not None:  # as a consumer that died: its batch comes back redelivered
             exc, batch = lane.crash
             self._settle(queue, batch, Settlement(requeue=tuple(range(len(batch)))), pause=False)
-            handle.cancelling.set()
-            handle.report(f"the handler crashed: {type(exc).__name__}: {exc}")
-        if handle.cancelling.is_set():
-            if not lane.busy:  # the batch in hand settles first
-                self._queue(queue).ready.extendleft(reversed(lane.take_unhanded()))
-                self._subscriptions.remove(handle)
-                handle.end()
+            error = f"the handler crashed: {type(exc).__name__}: {exc}"
+        elif handle.cancelling.is_set() and busy:
+            return None  # the batch in hand settles first
+        if error is not None or handle.cancelling.is_set():
+            self._queue(queue).ready.extendleft(reversed(lane.take_unhanded()))
+            self._subscriptions.remove(handle)
+            handle.end(error)
             return None
         ready = self._queue(queue).ready
         for _ in range(min(handle.room, len(ready))):
