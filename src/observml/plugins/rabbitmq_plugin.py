@@ -4,7 +4,8 @@ This module holds the plugin; its parts are private modules beside it, which wit
 the only modules of observml that import pika: :mod:`._rabbitmq_connect` (opening connections,
 the main connection the calls share), :mod:`._rabbitmq_link` (a connection's channels and
 publisher confirms), :mod:`._rabbitmq_queues` (declaring queues), :mod:`._rabbitmq_consumer`
-(one consumer per ``consume`` call) and :mod:`._rabbitmq_claims` (claims as exclusive queues).
+(one consumer per ``consume`` call), :mod:`._rabbitmq_settle` (settling a queue's deliveries)
+and :mod:`._rabbitmq_claims` (claims as exclusive queues).
 What the plugin guarantees:
 
 - Queues are durable and carry no arguments (quorum queues: only ``x-queue-type``), so a
@@ -53,7 +54,7 @@ from observml.plugins._rabbitmq_connect import (
     secrets,
     where,
 )
-from observml.plugins._rabbitmq_consumer import Broker, Consumer
+from observml.plugins._rabbitmq_consumer import Consumer
 from observml.plugins._rabbitmq_link import (
     REDELIVERIES_HEADER,
     Link,
@@ -61,6 +62,7 @@ from observml.plugins._rabbitmq_link import (
     message_of,
 )
 from observml.plugins._rabbitmq_queues import declare_queue, ensure_queue
+from observml.plugins._rabbitmq_settle import Broker
 from observml.plugins.base import HealthReport
 from observml.plugins.datastream import (
     MAX_MESSAGE_BYTES,
@@ -503,10 +505,20 @@ class RabbitMQPlugin:
                 f" ({next(iter(failed.values()))}); they stay in {queue!r}. Check the broker."
             )
 
-    def _publish_again(self, link: Link, queue: str, items: Sequence[tuple[Message, int]]) -> None:
-        """Publish copies of ``items`` to the tail of ``queue``, each with its count of returns."""
+    def _publish_again(
+        self, link: Link, queue: str, items: Sequence[tuple[Message, int | None]]
+    ) -> None:
+        """Publish copies of ``items`` to the tail of ``queue``, each with its count of returns.
+
+        A count of ``None`` leaves the header out: the copy is not read as a redelivery.
+        """
         copies = [
-            (message, {**message.headers, REDELIVERIES_HEADER: returns})
+            (
+                message,
+                {**message.headers, REDELIVERIES_HEADER: returns}
+                if returns is not None
+                else dict(message.headers),
+            )
             for message, returns in items
         ]
         failed = link.publish_copies(queue, copies)
