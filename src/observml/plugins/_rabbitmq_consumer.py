@@ -118,13 +118,7 @@ class Consumer:
         broker, first = self._broker, True
         while not self._stopping():
             try:
-                link = broker.open_link(
-                    f"consumer {self._queue}",
-                    attempts=broker.connection_attempts if first else None,
-                    timeout=None if first else broker.reconnect_timeout,
-                    sleep=self._sleep,
-                    retry_auth=not first,
-                )
+                link = broker.connect(f"consumer {self._queue}", first=first, sleep=self._sleep)
             except Stopped:
                 return
             first = False

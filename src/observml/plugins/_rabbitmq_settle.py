@@ -64,6 +64,22 @@ class Broker:
     delivery_limit: int
     max_message_bytes: int
 
+    def connect(self, purpose: str, *, first: bool, sleep: Callable[[float], None]) -> Link:
+        """Open a consumer's connection: its first, or one replacing a connection it lost.
+
+        The first gets ``connection_attempts`` tries and fails at once on a refused login; a
+        replacement keeps trying for ``reconnect_timeout`` s, logins too, since a broker that
+        is starting or stopping can drop a connection mid-handshake, which pika reports as a
+        probable login error. ``sleep`` waits between tries (and may raise ``Stopped``).
+        """
+        return self.open_link(
+            purpose,
+            attempts=self.connection_attempts if first else None,
+            timeout=None if first else self.reconnect_timeout,
+            sleep=sleep,
+            retry_auth=not first,
+        )
+
 
 @dataclass(frozen=True)
 class Delivery:
