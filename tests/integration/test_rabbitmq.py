@@ -818,3 +818,59 @@ def test_rabbitmq_subscriptions_end_when_the_broker_stays_away(
         rabbitmqctl("start_app")
         rabbitmqctl("await_startup")
         plugin.shutdown()
+
+
+def test_rabbitmq_subscription_never_acks_an_old_batch_on_the_new_connection(
+    rabbitmq_config: dict[str, Any],
+    rabbitmqctl: Callable[..., str],
+    queue_names: Callable[[], str],
+    handler_pool: ThreadPoolExecutor,
+) -> None:
+    """A batch in hand when the connection drops settles later: its tags mean nothing now.
+
+    Acked on the new connection, tag 1 would ack another message, or twice, which makes the
+    broker close the channel (406 unknown delivery tag) and end the subscription.
+    """
+    name = queue_names()
+    plugin = RabbitMQPlugin(**rabbitmq_config, retry_interval=0.1)
+    plugin.connect()
+    seen: list[Message] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def handler(batch: Sequence[Message]) -> None:
+        seen.extend(batch)
+        entered.set()
+        release.wait(WAIT)
+
+    try:
+        plugin.publish_batch(name, ["a", "b", "c"])
+        subscription = plugin.subscribe(
+            name, handler, executor=handler_pool, batch_size=1, max_wait=0.05
+        )
+        assert entered.wait(WAIT)
+        [old] = connections_named(rabbitmqctl, "observml subscriber", plugin._tag)
+        rabbitmqctl("close_connection", old, "observml test: connection lost")
+        assert eventually(
+            lambda: (
+                connections_named(rabbitmqctl, "observml subscriber", plugin._tag)
+                not in ([], [old])
+            )
+        )
+        release.set()  # the old batch settles now, on the new connection's watch
+        assert eventually(lambda: len(seen) == 4)
+        plugin.publish(name, "d")
+        assert eventually(lambda: len(seen) == 5)
+        assert subscription.active
+        assert subscription.error is None
+        assert eventually(lambda: plugin.queue_depth(name) == 0)
+        subscription.cancel()
+    finally:
+        release.set()
+        plugin.shutdown()
+    assert [(m.text(), m.redelivered) for m in seen] == [
+        ("a", False),  # in hand when the connection dropped
+        ("a", True),
+        ("b", True),
+        ("c", True),
+        ("d", False),
+    ]
