@@ -21,8 +21,6 @@ queues, the side that goes first alternating; ratios are subscribe / consume_bat
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import shutil
 import statistics
 import subprocess
@@ -32,25 +30,15 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pika
+from datastream import parameters, settings  # the sibling script bench/datastream.py
+from scale import fds  # the sibling script bench/scale.py
 
 from observml.plugins.datastream import Message, dead_letter_queue
 from observml.plugins.rabbitmq_plugin import RabbitMQPlugin
 
 Side = Callable[[RabbitMQPlugin, list[str], "Counter", argparse.Namespace], dict[str, float]]
-
-
-def settings(url: str) -> dict[str, Any]:
-    parts = urlsplit(url)
-    return {
-        "host": parts.hostname or "127.0.0.1",
-        "port": parts.port or 5672,
-        "username": unquote(parts.username or "guest"),
-        "password": unquote(parts.password or "guest"),
-        "virtual_host": unquote(parts.path[1:]) if len(parts.path) > 1 else "/",
-    }
 
 
 class Counter:
@@ -70,14 +58,6 @@ class Counter:
             self._count += len(batch)
             if self._count >= self.total:
                 self.done.set()
-
-
-def sockets() -> int:
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):  # the listing's own descriptor is gone already
-            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-    return count
 
 
 def broker_connections(tag: str) -> float:
@@ -107,7 +87,7 @@ def drained(
     return {
         "drain_s": seconds,
         "threads": threading.active_count() - threads0,
-        "sockets": sockets() - sockets0,
+        "sockets": fds()[1] - sockets0,
         "connections": broker_connections(plugin._tag),
     }
 
@@ -116,7 +96,7 @@ def through_subscribe(
     plugin: RabbitMQPlugin, queues: list[str], counter: Counter, args: argparse.Namespace
 ) -> dict[str, float]:
     with ThreadPoolExecutor(args.workers) as pool:
-        threads0, sockets0 = threading.active_count(), sockets()  # the pool starts lazily
+        threads0, sockets0 = threading.active_count(), fds()[1]  # the pool starts lazily
         started = time.monotonic()
         subscriptions = [
             plugin.subscribe(
@@ -134,7 +114,7 @@ def through_consume_batch(
     plugin: RabbitMQPlugin, queues: list[str], counter: Counter, args: argparse.Namespace
 ) -> dict[str, float]:
     stop = threading.Event()
-    threads0, sockets0 = threading.active_count(), sockets()
+    threads0, sockets0 = threading.active_count(), fds()[1]
     started = time.monotonic()
     threads = [
         threading.Thread(
@@ -172,11 +152,7 @@ def one_round(side: Side, args: argparse.Namespace) -> dict[str, float]:
 
 
 def delete(config: dict[str, Any], queues: list[str]) -> None:
-    credentials = pika.PlainCredentials(config["username"], config["password"])
-    parameters = pika.ConnectionParameters(
-        config["host"], config["port"], config["virtual_host"], credentials
-    )
-    connection = pika.BlockingConnection(parameters)
+    connection = pika.BlockingConnection(parameters(config))
     try:
         channel = connection.channel()
         for q in queues:
