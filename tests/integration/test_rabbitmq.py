@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,15 @@ import pika
 import pytest
 from pika.exceptions import ChannelClosedByBroker
 
-from observml.errors import AuthenticationError, ConfigError, ServiceUnavailableError
+from observml.errors import (
+    AuthenticationError,
+    ConfigError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 from observml.plugins.datastream import REASON_HEADER, Message, dead_letter_queue
 from observml.plugins.rabbitmq_plugin import RabbitMQPlugin
+from observml.plugins.subscriptions import Subscription
 from tests.contracts.claims import ClaimsContract, claim_in_child, reap
 from tests.contracts.datastream import (
     WAIT,
@@ -34,12 +41,13 @@ from tests.contracts.datastream import (
     eventually,
     in_background,
 )
+from tests.contracts.subscriptions import SubscribeContract
 from tests.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq]
 
 
-class TestRabbitMQ(DataStreamContract, QueueBrowserContract):
+class TestRabbitMQ(DataStreamContract, QueueBrowserContract, SubscribeContract):
     @pytest.fixture
     def datastream(self, rabbitmq_plugin: RabbitMQPlugin) -> RabbitMQPlugin:
         return rabbitmq_plugin
@@ -518,16 +526,23 @@ def test_rabbitmq_long_handler_keeps_heartbeats_and_acks_once(
         plugin.shutdown()
 
 
-def close_connections_named(rabbitmqctl: Callable[..., str], *fragments: str) -> int:
-    """Make the broker close the connections whose client name contains every fragment."""
-    closed = 0
+def connections_named(rabbitmqctl: Callable[..., str], *fragments: str) -> list[str]:
+    """Return the broker's ids of the connections whose client name contains every fragment."""
+    found = []
     for line in rabbitmqctl("list_connections", "pid", "client_properties", "-q").splitlines():
         pid, _, properties = line.partition("\t")
         name = properties.partition('{"connection_name","')[2].partition('"}')[0]
         if pid.startswith("<") and name and all(f in name for f in fragments):
-            rabbitmqctl("close_connection", pid, "observml test: connection lost")
-            closed += 1
-    return closed
+            found.append(pid)
+    return found
+
+
+def close_connections_named(rabbitmqctl: Callable[..., str], *fragments: str) -> int:
+    """Make the broker close the connections whose client name contains every fragment."""
+    pids = connections_named(rabbitmqctl, *fragments)
+    for pid in pids:
+        rabbitmqctl("close_connection", pid, "observml test: connection lost")
+    return len(pids)
 
 
 def test_rabbitmq_main_connection_closed_by_broker_is_reopened_transparently(
@@ -585,3 +600,277 @@ def test_rabbitmq_consumer_resumes_after_broker_closes_its_connection(
         first_seen.add(message_id)
     assert first_seen == set(ids)
     assert any(redelivered for _, redelivered in seen)
+
+
+# -- subscriptions: one connection, a channel per queue --------------------------------------
+@pytest.fixture
+def handler_pool() -> Iterator[ThreadPoolExecutor]:
+    """The subscriber's executor, its 4 workers started, so thread counts compare exactly."""
+    with ThreadPoolExecutor(4, thread_name_prefix="test-handler") as pool:
+        barrier = threading.Barrier(4)
+        for future in [pool.submit(barrier.wait, WAIT) for _ in range(4)]:
+            future.result()
+        yield pool
+
+
+def threads() -> int:
+    """Threads alive, not counting the timers of :func:`eventually`."""
+    return sum(not isinstance(t, threading.Timer) for t in threading.enumerate())
+
+
+def handled_ids(seen: list[Message]) -> set[str]:
+    return {str(m.message_id) for m in list(seen)}
+
+
+def test_rabbitmq_subscriptions_share_one_connection_and_one_thread(
+    rabbitmq_plugin: RabbitMQPlugin,
+    rabbitmqctl: Callable[..., str],
+    queue_names: Callable[[], str],
+    handler_pool: ThreadPoolExecutor,
+) -> None:
+    """100 subscriptions: one connection on the broker, one thread more, every message handled."""
+    queues = [queue_names() for _ in range(100)]
+    seen: dict[str, list[Message]] = {q: [] for q in queues}
+    threads_before = threads()
+    subscriptions = [
+        rabbitmq_plugin.subscribe(
+            q, seen[q].extend, executor=handler_pool, batch_size=5, max_wait=0.05, prefetch=10
+        )
+        for q in queues
+    ]
+    try:
+        ids = {q: rabbitmq_plugin.publish_batch(q, [f"{q}-{i}" for i in range(10)]) for q in queues}
+        assert eventually(lambda: all(len(seen[q]) >= 10 for q in queues))
+        for q in queues:
+            assert [m.message_id for m in seen[q]] == ids[q]  # each once, in queue order
+        subscriber = connections_named(rabbitmqctl, "observml subscriber", rabbitmq_plugin._tag)
+        assert len(subscriber) == 1
+        assert threads() - threads_before == 1  # the subscriber's I/O thread
+        assert all(s.active and s.error is None for s in subscriptions)
+    finally:
+        for subscription in subscriptions:
+            subscription.cancel()
+    assert eventually(lambda: threads() == threads_before)
+    # the thread closes the connection before it ends, after the last subscription ended
+    assert connections_named(rabbitmqctl, "observml subscriber", rabbitmq_plugin._tag) == []
+    assert all(rabbitmq_plugin.queue_depth(q) == 0 for q in queues)
+
+
+def test_rabbitmq_subscription_the_broker_refuses_ends_alone(
+    rabbitmq_plugin: RabbitMQPlugin,
+    pika_channel: Callable[[], Any],
+    queue_names: Callable[[], str],
+    handler_pool: ThreadPoolExecutor,
+) -> None:
+    locked, free = queue_names(), queue_names()
+    rabbitmq_plugin.create_queue(locked)
+    pika_channel().basic_consume(locked, lambda *args: None, exclusive=True)  # another service
+    got: list[Message] = []
+    served = rabbitmq_plugin.subscribe(free, got.extend, executor=handler_pool, max_wait=0.05)
+    refused = rabbitmq_plugin.subscribe(locked, got.extend, executor=handler_pool, max_wait=0.05)
+    try:
+        assert eventually(lambda: not refused.active)
+        assert "ACCESS_REFUSED" in (refused.error or "")
+        assert "another consumer holds the queue exclusively" in (refused.error or "")
+        rabbitmq_plugin.publish(free, "still served")
+        assert eventually(lambda: [m.text() for m in got] == ["still served"])
+        assert served.active
+        assert served.error is None
+    finally:
+        served.cancel()
+
+
+def test_rabbitmq_crashed_subscription_ends_alone(
+    rabbitmq_plugin: RabbitMQPlugin,
+    queue_names: Callable[[], str],
+    handler_pool: ThreadPoolExecutor,
+) -> None:
+    doomed, other = queue_names(), queue_names()
+
+    def crash(batch: Sequence[Message]) -> None:
+        raise ConsumerCrash("the model's native code died")
+
+    got: list[Message] = []
+    crashed = rabbitmq_plugin.subscribe(doomed, crash, executor=handler_pool, max_wait=0.05)
+    served = rabbitmq_plugin.subscribe(other, got.extend, executor=handler_pool, max_wait=0.05)
+    try:
+        rabbitmq_plugin.publish_batch(doomed, ["poison", "next"])
+        assert eventually(lambda: not crashed.active)
+        assert "native code died" in (crashed.error or "")
+        rabbitmq_plugin.publish(other, "still served")
+        assert eventually(lambda: [m.text() for m in got] == ["still served"])
+        assert served.active
+    finally:
+        served.cancel()
+    back = consume_n(rabbitmq_plugin, doomed, 2)
+    assert sorted((m.text(), m.redelivered) for m in back) == [("next", True), ("poison", True)]
+
+
+def test_rabbitmq_subscription_declares_its_deleted_queue_again(
+    rabbitmq_plugin: RabbitMQPlugin,
+    pika_channel: Callable[[], Any],
+    queue_names: Callable[[], str],
+    handler_pool: ThreadPoolExecutor,
+) -> None:
+    name = queue_names()
+    got: list[Message] = []
+    subscription = rabbitmq_plugin.subscribe(name, got.extend, executor=handler_pool, max_wait=0.05)
+    try:
+        rabbitmq_plugin.publish(name, "before")
+        assert eventually(lambda: len(got) == 1)
+        pika_channel().queue_delete(name)  # the broker cancels the subscription's consumer
+
+        def published() -> bool:
+            try:
+                rabbitmq_plugin.publish(name, "after")
+            except NotFoundError:  # not declared again yet
+                return False
+            return True
+
+        assert eventually(published)
+        assert eventually(lambda: [m.text() for m in got] == ["before", "after"])
+        assert subscription.active
+        assert subscription.error is None
+    finally:
+        subscription.cancel()
+
+
+def assert_at_least_once(seen: Sequence[Message], published: set[str]) -> None:
+    """Every published id was handled; an id handled again was flagged redelivered."""
+    first: set[str] = set()
+    for message in seen:
+        message_id = str(message.message_id)
+        assert message_id not in first or message.redelivered, f"{message_id} duplicated"
+        first.add(message_id)
+    assert first == published
+
+
+@pytest.mark.slow
+def test_rabbitmq_subscriptions_ride_out_a_broker_restart(
+    rabbitmq_config: dict[str, Any],
+    broker_control: Callable[[], None],
+    queue_names: Callable[[], str],
+    handler_pool: ThreadPoolExecutor,
+) -> None:
+    plugin = RabbitMQPlugin(**rabbitmq_config, retry_interval=0.2, retry_interval_max=1.0)
+    plugin.connect()
+    queues = [queue_names() for _ in range(5)]
+    seen: dict[str, list[Message]] = {q: [] for q in queues}
+
+    def handler(queue: str) -> Callable[[Sequence[Message]], None]:
+        def handle(batch: Sequence[Message]) -> None:
+            threading.Event().wait(0.02)  # slow enough that the restart comes mid-stream
+            seen[queue].extend(batch)
+
+        return handle
+
+    subscriptions: list[Subscription] = []
+    try:
+        subscriptions = [
+            plugin.subscribe(
+                q, handler(q), executor=handler_pool, batch_size=10, max_wait=0.05, prefetch=50
+            )
+            for q in queues
+        ]
+        ids = {q: set(plugin.publish_batch(q, [f"{q}-{i}" for i in range(2000)])) for q in queues}
+        assert eventually(lambda: sum(map(len, seen.values())) >= 500)
+        restart, errors = in_background(broker_control)
+        assert eventually(
+            lambda: all((s.error or "").startswith("reconnecting: ") for s in subscriptions)
+        )
+        restart.join(120)
+        assert not errors, errors
+        assert eventually(lambda: all(handled_ids(seen[q]) == ids[q] for q in queues), 120)
+        assert all(s.active and s.error is None for s in subscriptions)
+        after = {q: plugin.publish(q, f"{q}-after") for q in queues}  # still subscribed
+        assert eventually(lambda: all(after[q] in handled_ids(seen[q]) for q in queues))
+        assert eventually(lambda: all(plugin.queue_depth(q) == 0 for q in queues))
+        assert all(plugin.queue_depth(dead_letter_queue(q)) == 0 for q in queues)
+    finally:
+        for subscription in subscriptions:
+            subscription.cancel()
+        plugin.shutdown()
+    for q in queues:
+        assert_at_least_once(seen[q], ids[q] | {after[q]})
+    assert any(m.redelivered for q in queues for m in seen[q])  # the batches in hand came back
+
+
+@pytest.mark.slow
+def test_rabbitmq_subscriptions_end_when_the_broker_stays_away(
+    rabbitmq_config: dict[str, Any],
+    rabbitmqctl: Callable[..., str],
+    queue_names: Callable[[], str],
+    handler_pool: ThreadPoolExecutor,
+) -> None:
+    plugin = RabbitMQPlugin(
+        **rabbitmq_config, retry_interval=0.1, retry_interval_max=0.5, reconnect_timeout=1.0
+    )
+    plugin.connect()
+    subscriptions = [
+        plugin.subscribe(queue_names(), lambda batch: None, executor=handler_pool) for _ in range(2)
+    ]
+    try:
+        rabbitmqctl("stop_app")
+        assert eventually(lambda: not any(s.active for s in subscriptions))
+        for subscription in subscriptions:
+            assert "is unreachable after" in (subscription.error or "")
+    finally:
+        rabbitmqctl("start_app")
+        rabbitmqctl("await_startup")
+        plugin.shutdown()
+
+
+def test_rabbitmq_subscription_never_acks_an_old_batch_on_the_new_connection(
+    rabbitmq_config: dict[str, Any],
+    rabbitmqctl: Callable[..., str],
+    queue_names: Callable[[], str],
+    handler_pool: ThreadPoolExecutor,
+) -> None:
+    """A batch in hand when the connection drops settles later: its tags mean nothing now.
+
+    Acked on the new connection, tag 1 would ack another message, or twice, which makes the
+    broker close the channel (406 unknown delivery tag) and end the subscription.
+    """
+    name = queue_names()
+    plugin = RabbitMQPlugin(**rabbitmq_config, retry_interval=0.1)
+    plugin.connect()
+    seen: list[Message] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def handler(batch: Sequence[Message]) -> None:
+        seen.extend(batch)
+        entered.set()
+        release.wait(WAIT)
+
+    try:
+        plugin.publish_batch(name, ["a", "b", "c"])
+        subscription = plugin.subscribe(
+            name, handler, executor=handler_pool, batch_size=1, max_wait=0.05
+        )
+        assert entered.wait(WAIT)
+        [old] = connections_named(rabbitmqctl, "observml subscriber", plugin._tag)
+        rabbitmqctl("close_connection", old, "observml test: connection lost")
+        assert eventually(
+            lambda: (
+                connections_named(rabbitmqctl, "observml subscriber", plugin._tag)
+                not in ([], [old])
+            )
+        )
+        release.set()  # the old batch settles now, on the new connection's watch
+        assert eventually(lambda: len(seen) == 4)
+        plugin.publish(name, "d")
+        assert eventually(lambda: len(seen) == 5)
+        assert subscription.active
+        assert subscription.error is None
+        assert eventually(lambda: plugin.queue_depth(name) == 0)
+        subscription.cancel()
+    finally:
+        release.set()
+        plugin.shutdown()
+    assert [(m.text(), m.redelivered) for m in seen] == [
+        ("a", False),  # in hand when the connection dropped
+        ("a", True),
+        ("b", True),
+        ("c", True),
+        ("d", False),
+    ]

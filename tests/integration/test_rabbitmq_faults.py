@@ -16,9 +16,8 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,24 +56,6 @@ CONSUMER = textwrap.dedent(
     plugin.consume(queue, handler, prefetch=100, stop=stop)
     """
 )
-
-
-@pytest.fixture
-def broker_control(rabbitmqctl: Callable[..., str]) -> Iterator[Callable[[], None]]:
-    """Return a function that stops the broker app for a moment; always leaves it running."""
-
-    def restart() -> None:
-        try:
-            rabbitmqctl("stop_app")
-            threading.Event().wait(2.0)  # the broker stays down a while
-        finally:
-            rabbitmqctl("start_app")
-
-    try:
-        yield restart
-    finally:
-        rabbitmqctl("start_app")
-        rabbitmqctl("await_startup")
 
 
 def test_rabbitmq_faults_broker_restarts_and_consumer_kill_lose_nothing(

@@ -187,6 +187,12 @@ def probe(settings: Settings, tag: str) -> None:
 
 def channel_error(settings: Settings, exc: ChannelClosedByBroker, action: str) -> Exception:
     """Return the observml error for a channel the broker closed while doing ``action``."""
+    if exc.reply_code == 403 and "exclusive use" in str(exc.reply_text):
+        return ServiceUnavailableError(
+            f"{where(settings)}: another consumer holds the queue exclusively, so the broker"
+            f" refused {action} ({exc.reply_text}). Stop that consumer ('rabbitmqctl"
+            " list_consumers' names its channel), or consume another queue."
+        )
     if exc.reply_code == 403:
         return AuthenticationError(
             f"{where(settings)}: user {settings.username!r} is not allowed to do this while"

@@ -1,4 +1,8 @@
-"""The consuming side of the RabbitMQ plugin: one :class:`Consumer` per ``consume`` call."""
+"""The consuming side of the RabbitMQ plugin: one :class:`Consumer` per ``consume`` call.
+
+How deliveries are settled (returns counted, dead letters, requeued copies, the hand-back) is
+:class:`~observml.plugins._rabbitmq_settle.Settler`'s, shared with ``subscribe``.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,6 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pika.exceptions import (
@@ -22,84 +24,22 @@ from observml.plugins._rabbitmq_link import (
     Link,
     Stopped,
     describe,
-    message_of,
     noop,
-    returns_of,
 )
-from observml.plugins.datastream import (
-    BatchHandler,
-    Message,
-    Settlement,
-    settle,
-    unacked_reason,
-)
+from observml.plugins._rabbitmq_settle import Broker, Delivery, Settler
+from observml.plugins.datastream import BatchHandler, Settlement, settle
 
-__all__ = ["Broker", "Consumer"]
+__all__ = ["Consumer"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Broker:
-    """What a consumer needs of its plugin: its settings and how it talks to the broker.
-
-    Attributes:
-        closing: Set when the plugin disconnects; every consumer returns.
-        open_link: ``open_link(attempts=..., timeout=...)`` opens a connection with a channel.
-        declare: ``declare(link, queue)`` declares the queue and its dead-letter queue.
-        publish_again: ``publish_again(link, queue, [(message, returns), ...])`` publishes
-            copies at the back of the queue, confirmed.
-        dead_letter: ``dead_letter(link, queue, [(message, reason), ...])``, confirmed.
-        channel_error: Turns a channel error into the plugin's error, saying what was done.
-        where: The broker's address, for messages.
-        secrets: Values masked in messages.
-        shutdown_timeout: Seconds a stop waits for the handler's batch in hand.
-        connection_attempts: Attempts of the first connection.
-        reconnect_timeout: Seconds a lost connection may take to come back.
-        delivery_limit: Returns after which a message is dead-lettered.
-        max_message_bytes: Larger bodies are dead-lettered unread.
-    """
-
-    closing: threading.Event
-    open_link: Callable[..., Link]
-    declare: Callable[[Link, str], None]
-    publish_again: Callable[[Link, str, Sequence[tuple[Message, int]]], None]
-    dead_letter: Callable[[Link, str, Any], None]
-    channel_error: Callable[[BaseException, str], Exception]
-    where: str
-    secrets: tuple[str, ...]
-    shutdown_timeout: float
-    connection_attempts: int
-    reconnect_timeout: float
-    delivery_limit: int
-    max_message_bytes: int
-
-
-@dataclass(frozen=True)
-class Delivery:
-    generation: int  # which connection delivered it; its tag is meaningless on another
-    tag: int
-    message: Message
-    returns: int  # earlier deliveries of the message that ended unsettled
-
-
-def too_many_returns(returns: int) -> str:
-    """The dead-letter reason of a message whose consumers kept dying while holding it."""
-    return unacked_reason(returns, "its consumers died or lost their connection while holding it")
 
 
 class Consumer:
     """One ``consume`` call: the calling thread drives the connection, a worker runs handlers.
 
-    The worker posts each batch's :class:`Settlement`; the connection's thread applies it
-    (dead letters and requeued copies confirmed first, then one ``multiple`` ack for the run),
-    woken through ``add_callback_threadsafe``. Deliveries are handled in order, so every tag up
-    to the highest settled one is settled.
-
-    A delivery the broker flags ``redelivered`` never reaches the handler: the connection's
-    thread publishes a copy counting the return (or dead-letters it once the count reaches the
-    plugin's ``delivery_limit``) and acks it, before any ``multiple`` ack that could cover it.
-    This bounds a message that kills every consumer on queues declared without arguments.
+    The worker posts each batch's :class:`Settlement`; the connection's thread applies it with
+    the queue's :class:`Settler` (returns counted, dead letters and requeued copies confirmed,
+    then one ``multiple`` ack for the run), woken through ``add_callback_threadsafe``.
 
     A message with returns is handed to the handler alone, so a message that crashes the
     handler takes no batch neighbours with it; on a clean stop or a crash the deliveries no
@@ -127,7 +67,7 @@ class Consumer:
         self._stops = (broker.closing,) if stop is None else (broker.closing, stop)
         self._cond = threading.Condition()
         self._buffer: collections.deque[Delivery] = collections.deque()
-        self._returned: list[Delivery] = []  # the connection's thread only
+        self._settler = Settler(broker, queue)  # the connection's thread only
         self._wanted = 1  # deliveries the waiting worker needs before it is worth waking
         self._settled: list[tuple[list[Delivery], Settlement]] = []
         self._generation = 0
@@ -178,13 +118,7 @@ class Consumer:
         broker, first = self._broker, True
         while not self._stopping():
             try:
-                link = broker.open_link(
-                    f"consumer {self._queue}",
-                    attempts=broker.connection_attempts if first else None,
-                    timeout=None if first else broker.reconnect_timeout,
-                    sleep=self._sleep,
-                    retry_auth=not first,
-                )
+                link = broker.connect(f"consumer {self._queue}", first=first, sleep=self._sleep)
             except Stopped:
                 return
             first = False
@@ -203,7 +137,7 @@ class Consumer:
                 with self._cond:  # unacked deliveries come back from the broker
                     self._generation += 1
                     self._buffer.clear()
-                self._returned.clear()
+                self._settler.forget()
             finally:
                 self._connection = None
                 link.close()
@@ -235,26 +169,15 @@ class Consumer:
         self._hand_back(link, channel)  # after a crash too: only the batch in hand died with it
 
     def _hand_back(self, link: Link, channel: Any) -> None:
-        """Return the deliveries no handler took as confirmed copies, their count unchanged.
-
-        Left unacked, the broker would flag them ``redelivered`` and a clean stop would count as
-        a consumer's death towards ``delivery_limit``.
-        """
+        """Return the deliveries no handler took, as they were (see :meth:`Settler.hand_back`)."""
         with self._cond:
             left = [d for d in self._buffer if d.generation == self._generation]
             self._buffer.clear()
-        if left:
-            self._broker.publish_again(link, self._queue, [(d.message, d.returns) for d in left])
-            for delivery in left:
-                channel.basic_ack(delivery.tag)
+        self._settler.hand_back(link, channel, left)
 
     def _on_message(self, _channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        message = message_of(self._queue, method, properties, body)
-        delivery = Delivery(
-            self._generation, method.delivery_tag, message, returns_of(method, properties)
-        )
-        if method.redelivered:  # its last delivery ended unsettled: count that first
-            self._returned.append(delivery)
+        delivery = self._settler.receive(self._generation, method, properties, body)
+        if delivery is None:  # redelivered: counted by the next ``_apply``
             return
         with self._cond:
             self._buffer.append(delivery)
@@ -262,55 +185,12 @@ class Consumer:
                 self._cond.notify()
 
     def _apply(self, link: Link, channel: Any) -> None:
-        self._recount(link, channel)  # first: the ``multiple`` ack below may cover their tags
         with self._cond:
             entries, self._settled = self._settled, []
             self._wake_pending = False
             generation = self._generation
-        entries = [(batch, out) for batch, out in entries if batch[0].generation == generation]
-        if not entries:
-            return
-        dead = [(batch[i].message, why) for batch, out in entries for i, why in out.dead.items()]
-        if dead:
-            self._broker.dead_letter(link, self._queue, dead)
-        # A requeue is a confirmed copy at the tail, not a nack: the broker flags a nacked
-        # message redelivered, which would count as a consumer's death.
-        again = [
-            (batch[i].message, batch[i].returns) for batch, out in entries for i in out.requeue
-        ]
-        if again:
-            self._broker.publish_again(link, self._queue, again)
-        done = [batch[i].tag for batch, out in entries for i in (*out.ack, *out.dead, *out.requeue)]
-        if done:
-            channel.basic_ack(max(done), multiple=True)
-
-    def _recount(self, link: Link, channel: Any) -> None:
-        """Publish returned deliveries again with their count, or dead-letter them; ack them.
-
-        Copies and dead letters are confirmed before the ack, so a crash in between leaves a
-        duplicate (flagged as a redelivery), never a loss.
-        """
-        limit = self._broker.delivery_limit
-        while self._returned:  # publishing reads frames: more returns may arrive meanwhile
-            returned, self._returned = self._returned, []
-            over = [
-                (d.message, too_many_returns(d.returns)) for d in returned if d.returns >= limit
-            ]
-            again = [(d.message, d.returns) for d in returned if d.returns < limit]
-            if over:
-                logger.warning(
-                    "%s: %d message(s) of %r reached delivery_limit=%d without an ack; moved to"
-                    " the dead-letter queue",
-                    self._broker.where,
-                    len(over),
-                    self._queue,
-                    limit,
-                )
-                self._broker.dead_letter(link, self._queue, over)
-            if again:
-                self._broker.publish_again(link, self._queue, again)
-            for delivery in returned:
-                channel.basic_ack(delivery.tag)
+        current = [(batch, out) for batch, out in entries if batch[0].generation == generation]
+        self._settler.apply(link, channel, current)
 
     # -- the worker thread: the handler ---------------------------------------------------
     def _work(self) -> None:

@@ -4,7 +4,9 @@ This module holds the plugin; its parts are private modules beside it, which wit
 the only modules of observml that import pika: :mod:`._rabbitmq_connect` (opening connections,
 the main connection the calls share), :mod:`._rabbitmq_link` (a connection's channels and
 publisher confirms), :mod:`._rabbitmq_queues` (declaring queues), :mod:`._rabbitmq_consumer`
-(one consumer per ``consume`` call) and :mod:`._rabbitmq_claims` (claims as exclusive queues).
+(one consumer per ``consume`` call), :mod:`._rabbitmq_subscriber` (every ``subscribe`` on one
+connection), :mod:`._rabbitmq_settle` (settling deliveries, which both share) and
+:mod:`._rabbitmq_claims` (claims as exclusive queues).
 What the plugin guarantees:
 
 - Queues are durable and carry no arguments (quorum queues: only ``x-queue-type``), so a
@@ -22,6 +24,8 @@ What the plugin guarantees:
 - Connecting retries with bounded exponential backoff and jitter; wrong credentials fail at
   once. A consumer whose connection drops reconnects, re-declares its queue and resumes;
   messages it had not acked come back with ``redelivered=True``.
+- ``subscribe`` serves any number of queues from one connection and one thread, a channel per
+  queue, with the handlers on the caller's executor; it settles messages as ``consume`` does.
 
 Why this module is long: it is one class implementing the whole DataStream protocol (the spec's
 five methods, the hub's five, the health check and the lifecycle) against one broker, and its
@@ -38,6 +42,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Executor
 from typing import Any, Literal
 
 from pika.exceptions import ChannelClosedByBroker
@@ -53,7 +58,7 @@ from observml.plugins._rabbitmq_connect import (
     secrets,
     where,
 )
-from observml.plugins._rabbitmq_consumer import Broker, Consumer
+from observml.plugins._rabbitmq_consumer import Consumer
 from observml.plugins._rabbitmq_link import (
     REDELIVERIES_HEADER,
     Link,
@@ -61,6 +66,8 @@ from observml.plugins._rabbitmq_link import (
     message_of,
 )
 from observml.plugins._rabbitmq_queues import declare_queue, ensure_queue
+from observml.plugins._rabbitmq_settle import Broker
+from observml.plugins._rabbitmq_subscriber import Subscriber
 from observml.plugins.base import HealthReport
 from observml.plugins.datastream import (
     MAX_MESSAGE_BYTES,
@@ -75,6 +82,7 @@ from observml.plugins.datastream import (
     one_at_a_time,
     pulled_text,
 )
+from observml.plugins.subscriptions import Subscription
 
 __all__ = ["RabbitMQPlugin"]
 
@@ -159,6 +167,8 @@ class RabbitMQPlugin:
         self._closing = threading.Event()
         self._consumers: set[Consumer] = set()
         self._consumers_lock = threading.Lock()
+        self._subscriber: Subscriber | None = None  # serves every subscribe(), while any lives
+        self._subscriber_lock = threading.Lock()
         self._reported: set[str] = set()  # queues in use whose unexpected arguments were logged
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -214,12 +224,16 @@ class RabbitMQPlugin:
             self._main.open()
 
     def disconnect(self) -> None:
-        """Close the main connection; every running ``consume`` stops and returns."""
+        """Close the main connection; every ``consume`` returns, every subscription ends."""
         self._closing.set()
         with self._consumers_lock:
             consumers = list(self._consumers)
         for consumer in consumers:
             consumer.wake()
+        with self._subscriber_lock:
+            subscriber, self._subscriber = self._subscriber, None
+        if subscriber is not None:
+            subscriber.wake()
         self._claims.close()
         self._main.close()
 
@@ -412,6 +426,53 @@ class RabbitMQPlugin:
         )
         self._run(consumer)
 
+    def subscribe(
+        self,
+        queue: str,
+        handler: BatchHandler,
+        *,
+        executor: Executor,
+        batch_size: int = 100,
+        max_wait: float = 0.5,
+        prefetch: int | None = None,
+    ) -> Subscription:
+        """Hand ``queue``'s micro-batches to ``handler`` on ``executor``; return at once.
+
+        Every subscription of this plugin is a channel on one subscriber connection, served by
+        one thread (both open with the first subscription and close after the last), so N
+        queues cost N channels, not N connections and 2N threads as ``consume`` would. Messages
+        are settled as ``consume_batch`` settles them. A lost connection is ridden out for up
+        to ``reconnect_timeout`` (:attr:`Subscription.error` says ``reconnecting: ...``
+        meanwhile); a channel the broker refuses for good ends only its own subscription.
+
+        Raises:
+            ServiceUnavailableError: Not connected.
+            ConfigError: The queue exists as another type, or not durable.
+        """
+        self.create_queue(queue)  # a queue that cannot be used fails here, not later
+
+        def add(subscriber: Subscriber) -> Subscription | None:
+            return subscriber.subscribe(
+                queue,
+                handler,
+                executor=executor,
+                batch_size=batch_size,
+                max_wait=max_wait,
+                prefetch=prefetch or max(self.prefetch, batch_size),
+            )
+
+        with self._subscriber_lock:
+            handle = add(self._subscriber) if self._subscriber is not None else None
+            if handle is None:  # the first subscription, or the last one just ended
+                self._subscriber = Subscriber(self._broker(), self._tag)
+                handle = add(self._subscriber)
+        if handle is None:
+            raise ServiceUnavailableError(
+                f"{self._where}: disconnected while subscribing to {queue!r}. Call connect()"
+                " and subscribe again."
+            )
+        return handle
+
     def claim(self, key: str) -> RabbitClaim | None:
         """Take the claim ``key`` among every process using this broker; ``None`` if taken.
 
@@ -503,10 +564,20 @@ class RabbitMQPlugin:
                 f" ({next(iter(failed.values()))}); they stay in {queue!r}. Check the broker."
             )
 
-    def _publish_again(self, link: Link, queue: str, items: Sequence[tuple[Message, int]]) -> None:
-        """Publish copies of ``items`` to the tail of ``queue``, each with its count of returns."""
+    def _publish_again(
+        self, link: Link, queue: str, items: Sequence[tuple[Message, int | None]]
+    ) -> None:
+        """Publish copies of ``items`` to the tail of ``queue``, each with its count of returns.
+
+        A count of ``None`` leaves the header out: the copy is not read as a redelivery.
+        """
         copies = [
-            (message, {**message.headers, REDELIVERIES_HEADER: returns})
+            (
+                message,
+                {**message.headers, REDELIVERIES_HEADER: returns}
+                if returns is not None
+                else dict(message.headers),
+            )
             for message, returns in items
         ]
         failed = link.publish_copies(queue, copies)
