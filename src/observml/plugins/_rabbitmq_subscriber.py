@@ -47,7 +47,7 @@ from observml.errors import ObservMLError
 from observml.plugins._rabbitmq_link import PERMANENT_CODES, POLL, Link, Stopped, describe, noop
 from observml.plugins._rabbitmq_settle import Broker, Delivery, Settler
 from observml.plugins.datastream import BatchHandler
-from observml.plugins.subscriptions import Handle, Lane
+from observml.plugins.subscriptions import Handle, new_handle
 
 __all__ = ["Subscriber"]
 
@@ -107,16 +107,16 @@ class Subscriber:
     ) -> Handle[Delivery] | None:
         """Add a subscription; ``None`` once this subscriber stopped (the plugin makes another)."""
         broker = self._broker
-        lane: Lane[Delivery] = Lane(
+        handle: Handle[Delivery] = new_handle(
+            queue,
             handler,
             executor,
             batch_size=batch_size,
             max_wait=max_wait,
             max_bytes=broker.max_message_bytes,
+            prefetch=prefetch,
             wake=self.wake,
-        )
-        handle = Handle(
-            queue, lane, prefetch=prefetch, wake=self.wake, shutdown_timeout=broker.shutdown_timeout
+            shutdown_timeout=broker.shutdown_timeout,
         )
         with self._lock:
             if not self._accepting or broker.closing.is_set():
