@@ -332,6 +332,7 @@ class Subscriber:
             closed, feed.closed_by = feed.closed_by, None
             raise closed  # _guarded ends the subscription or reopens its channel
         handle, lane = feed.handle, feed.handle.lane
+        busy = lane.busy  # read first: a batch settled before this is in settled() below
         entries = lane.settled()
         if feed.channel is not None and self._link is not None:
             current = [
@@ -343,7 +344,7 @@ class Subscriber:
             self._end(feed, f"the handler crashed: {type(exc).__name__}: {exc}", hand_back=True)
             return None
         if handle.cancelling.is_set():
-            return self._wind_down(feed)
+            return self._wind_down(feed, busy=busy)
         try:
             return lane.dispatch()
         except RuntimeError as exc:  # the executor was shut down
@@ -354,15 +355,18 @@ class Subscriber:
             )
             return None
 
-    def _wind_down(self, feed: _Feed) -> float | None:
-        """Stop consuming; once the batch in hand settled, hand back the rest and end."""
-        now, lane = time.monotonic(), feed.handle.lane
+    def _wind_down(self, feed: _Feed, *, busy: bool) -> float | None:
+        """Stop consuming; once the batch in hand settled, hand back the rest and end.
+
+        ``busy``: a batch was in hand before this turn took the settlements in.
+        """
+        now = time.monotonic()
         if feed.stop_by is None:
             feed.stop_by = now + self._broker.shutdown_timeout
             if feed.channel is not None and feed.consumer_tag is not None:
                 feed.channel.basic_cancel(feed.consumer_tag)  # nothing more arrives
                 feed.consumer_tag = None
-        if not lane.busy:
+        if not busy:
             self._end(feed, None, hand_back=True)
         elif now >= feed.stop_by:
             self._end(
