@@ -145,6 +145,15 @@ RABBIT = "plugins:\n  mlops: {type: memory}\n  datastream:\n    type: rabbitmq\n
 
 # Each broken config, the key path its single error names, and words the message must contain.
 BROKEN = [
+    pytest.param(
+        MEMORY + "streaming: {workers: 0}\n", "streaming.workers", "positive", id="workers-zero"
+    ),
+    pytest.param(
+        MEMORY + "streaming: {workers: 2.5}\n",
+        "streaming.workers",
+        "expected an integer",
+        id="workers-fraction",
+    ),
     pytest.param("plugins: {mlops: {type: memory}\n", "line 2", "invalid YAML", id="bad-yaml"),
     pytest.param(DS + "  mlops:\n   type: memory\n  - x\n", "line 5", "YAML", id="bad-indent"),
     pytest.param("- just\n- a list\n", "", "mapping of sections", id="top-level-list"),
@@ -304,6 +313,11 @@ def test_config_broken_corpus_gives_one_clear_error(text: str, key: str, words: 
     assert words in str(error)
     assert "Traceback" not in str(error)
     assert len(BROKEN) >= 25
+
+
+def test_config_streaming_workers_default_and_setting() -> None:
+    assert parse_config(MEMORY).streaming.workers is None
+    assert parse_config(MEMORY + "streaming: {workers: 8}\n").streaming.workers == 8
 
 
 def test_config_missing_required_constructor_key() -> None:

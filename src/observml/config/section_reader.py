@@ -139,12 +139,7 @@ def _parse_streaming(raw: Any, problems: list[ConfigProblem]) -> StreamingSectio
         return StreamingSection()
     values = check_arguments(StreamingSection, raw, "streaming", problems)
     for key, value in values.items():
-        if key == "workers" and value is None:
-            continue
-        if key == "workers" and (isinstance(value, bool) or not isinstance(value, int)):
-            problems.append(
-                ConfigProblem("streaming.workers", f"must be a whole number, got {value!r}.")
-            )
+        if value is None:  # workers: the default
             continue
         if value <= 0 or (key == "holdout_fraction" and value >= 1):
             bound = "between 0 and 1" if key == "holdout_fraction" else "positive"
