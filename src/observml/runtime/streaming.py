@@ -90,6 +90,7 @@ class StreamWorker:
         self._subscribing = threading.Lock()
         self._backoff = 0.0  # seconds between failed subscribes, doubling
         self._retry_at = 0.0
+        self._store_check_at = 0.0  # when a stream without a champion next asks the store
         self._refreshing = threading.Lock()
         self._pending: list[Metric] = []
         self._last_log = time.monotonic()
@@ -147,10 +148,11 @@ class StreamWorker:
     def tend(self) -> None:
         """Subscribe if the stream should consume and is not (the champion watch calls this).
 
-        A stream without a champion asks the store for one first and stays unsubscribed
-        (its messages wait in the queue) until there is one. A subscription that ended (the
-        broker went away for longer than the plugin rides out) is replaced. Does nothing for
-        a stream that consumes from its own thread, or is stopped.
+        A stream without a champion stays unsubscribed (its messages wait in the queue) until
+        there is one: trained here (seen at the next call) or promoted by another hub process
+        (the store is asked every ``champion_refresh`` seconds, not at every call). A
+        subscription that ended (the broker went away for longer than the plugin rides out) is
+        replaced. Does nothing for a stream that consumes from its own thread, or is stopped.
         """
         if self._pool is None or not self.running:
             return
@@ -166,6 +168,10 @@ class StreamWorker:
         if time.monotonic() < self._retry_at:
             return
         if self.managed.champion()[0] is None:
+            now = time.monotonic()
+            if now < self._store_check_at:  # a champion trained here shows without the store
+                return
+            self._store_check_at = now + self.settings.champion_refresh
             self._try_refresh()
             if self.managed.champion()[0] is None:
                 return
