@@ -25,6 +25,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
 from observml.config.validation import accepted_parameters
@@ -72,7 +73,7 @@ def dead_letter_headers(headers: Mapping[str, Any], reason: str) -> dict[str, An
     return {**headers, REASON_HEADER: reason[:MAX_REASON_CHARS]}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Message:
     """A message received from a queue."""
 
@@ -82,6 +83,29 @@ class Message:
     redelivered: bool = False
     content_type: str | None = None
     queue: str = ""
+
+    def __init__(
+        self,
+        body: bytes,
+        headers: dict[str, Any] | None = None,
+        message_id: str | None = None,
+        redelivered: bool = False,
+        content_type: str | None = None,
+        queue: str = "",
+    ) -> None:
+        """Store the fields (``headers`` of ``None``: no headers).
+
+        Written out because consumers build one ``Message`` per message: a frozen dataclass's
+        own ``__init__`` sets each field through ``object.__setattr__``, which took three times
+        as long as filling the instance's ``__dict__`` once, as here.
+        """
+        fields = self.__dict__
+        fields["body"] = body
+        fields["headers"] = {} if headers is None else headers
+        fields["message_id"] = message_id
+        fields["redelivered"] = redelivered
+        fields["content_type"] = content_type
+        fields["queue"] = queue
 
     def text(self) -> str:
         """Return the body decoded as UTF-8."""
@@ -251,6 +275,12 @@ class Settlement:
     requeue: tuple[int, ...] = ()
 
 
+#: The settlement of a batch of one whose handler returned: ``consume()`` settles one message at
+#: a time, and building this anew for each message was a sixth of what the MQTT plugin added.
+#: Shared, so ``dead`` is a read-only mapping.
+_ACK_ONE: Final = Settlement(ack=(0,), dead=MappingProxyType({}))
+
+
 def oversize_reason(message: Message, max_bytes: int | None) -> str | None:
     """Return why ``message`` is dead-lettered for its size, or ``None`` when it fits.
 
@@ -305,7 +335,7 @@ def _settle(handler: BatchHandler, batch: Sequence[Message]) -> Settlement:
         reason = f"{type(exc).__name__}: {exc}"
         return Settlement(dead={i: reason for i in indices})
     if not rejected:  # the usual case, kept short: it runs once per message in consume()
-        return Settlement(ack=tuple(indices))
+        return _ACK_ONE if len(batch) == 1 else Settlement(ack=tuple(indices))
     dead = {i: str(r) for i, r in rejected.items() if 0 <= i < len(batch)}
     return Settlement(ack=tuple(i for i in indices if i not in dead), dead=dead)
 
