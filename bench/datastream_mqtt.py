@@ -6,8 +6,9 @@ Run as ``python bench/datastream.py --mqtt``. Prints, for ``--messages`` message
 
 - publish: ``MQTTPlugin.publish_batch`` / raw paho publishing at QoS 1 with up to ``--window``
   messages in flight, waiting for every PUBACK (goal: at least 0.9);
-- consume: ``MQTTPlugin.consume`` / a raw paho durable session acking each message (manual ack)
-  in its ``on_message``, both with receive maximum ``--prefetch`` (goal: at least 0.9);
+- consume: ``MQTTPlugin.consume`` / a raw paho durable session reading each message's id from
+  its user properties (the plugin hands its handler the id) and acking it (manual ack) in its
+  ``on_message``, both with receive maximum ``--prefetch`` (goal: at least 0.9);
 - hub end-to-end: one-row messages through a trained fault_detection/iforest, publish of the
   first input to arrival of the last result, over MQTT and over RabbitMQ (127.0.0.1:5672) in the
   same run (``bench/streaming.py``'s setup).
@@ -29,6 +30,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from observml_mqtt import MQTTPlugin
+from observml_mqtt.properties import MESSAGE_ID_PROPERTY as MESSAGE_ID
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -68,7 +70,7 @@ def start_mosquitto(folder: Path, prefetch: int) -> tuple[Any, int]:
 
 def publish_properties() -> Properties:
     props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    props.UserProperty = [("x-observml-message-id", uuid.uuid4().hex)]
+    props.UserProperty = [(MESSAGE_ID, uuid.uuid4().hex)]
     return props
 
 
@@ -130,8 +132,15 @@ def raw_consume(port: int, client_id: str, count: int, prefetch: int) -> float:
     """Resume the session, ack each message in ``on_message``; msg/s."""
     done = threading.Event()
     seen = [0]
+    last_id = [""]
 
     def on_message(client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        # The plugin hands its handler each message's id; a consumer that wants it reads it
+        # from the user properties paho decoded (the minimum: stop at the first match).
+        for key, value in getattr(msg.properties, "UserProperty", ()):
+            if key == MESSAGE_ID:
+                last_id[0] = value
+                break
         client.ack(msg.mid, msg.qos)
         seen[0] += 1
         if seen[0] >= count:
@@ -146,6 +155,10 @@ def raw_consume(port: int, client_id: str, count: int, prefetch: int) -> float:
     elapsed = time.perf_counter() - started
     client.disconnect()
     client.loop_stop()
+    if not last_id[0]:
+        raise SystemExit(
+            "raw consume: the messages carried no message id; check publish_properties"
+        )
     return count / elapsed
 
 

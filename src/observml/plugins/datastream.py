@@ -25,6 +25,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
 from observml.config.validation import accepted_parameters
@@ -72,7 +73,7 @@ def dead_letter_headers(headers: Mapping[str, Any], reason: str) -> dict[str, An
     return {**headers, REASON_HEADER: reason[:MAX_REASON_CHARS]}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Message:
     """A message received from a queue."""
 
@@ -82,6 +83,24 @@ class Message:
     redelivered: bool = False
     content_type: str | None = None
     queue: str = ""
+
+    def __init__(
+        self,
+        body: bytes,
+        headers: dict[str, Any] | None = None,
+        message_id: str | None = None,
+        redelivered: bool = False,
+        content_type: str | None = None,
+        queue: str = "",
+    ) -> None:
+        """Set the fields in one pass (a frozen dataclass's own ``__init__`` is 3x slower)."""
+        fields = self.__dict__
+        fields["body"] = body
+        fields["headers"] = {} if headers is None else headers
+        fields["message_id"] = message_id
+        fields["redelivered"] = redelivered
+        fields["content_type"] = content_type
+        fields["queue"] = queue
 
     def text(self) -> str:
         """Return the body decoded as UTF-8."""
@@ -251,6 +270,10 @@ class Settlement:
     requeue: tuple[int, ...] = ()
 
 
+#: A batch of one that is acked, shared (``dead`` read-only): ``consume()`` needs it per message.
+_ACK_ONE: Final = Settlement(ack=(0,), dead=MappingProxyType({}))
+
+
 def oversize_reason(message: Message, max_bytes: int | None) -> str | None:
     """Return why ``message`` is dead-lettered for its size, or ``None`` when it fits.
 
@@ -305,7 +328,7 @@ def _settle(handler: BatchHandler, batch: Sequence[Message]) -> Settlement:
         reason = f"{type(exc).__name__}: {exc}"
         return Settlement(dead={i: reason for i in indices})
     if not rejected:  # the usual case, kept short: it runs once per message in consume()
-        return Settlement(ack=tuple(indices))
+        return _ACK_ONE if len(batch) == 1 else Settlement(ack=tuple(indices))
     dead = {i: str(r) for i, r in rejected.items() if 0 <= i < len(batch)}
     return Settlement(ack=tuple(i for i in indices if i not in dead), dead=dead)
 

@@ -32,6 +32,8 @@ __all__ = ["Consumer"]
 
 #: Publishes ``(message, reason)`` pairs to the queue's dead-letter topic and waits for PUBACKs.
 DeadLetter = Callable[[str, Sequence[tuple[Message, str]]], None]
+#: Acknowledges packet ``mid`` of connection ``generation`` (see :class:`Session`).
+Ack = Callable[[int, int], None]
 _POLL = 0.1  # seconds between checks of stop/closing while the session is idle
 _REQUEUE_PAUSE = 0.5  # the handler's service is down: do not spin on it
 
@@ -110,13 +112,13 @@ class Consumer:
         self._inline = False
         self.session.deliver_inline(None)
 
-    def _arrived(self, delivery: Delivery) -> None:
+    def _arrived(self, message: Message, mid: int, generation: int, error: str | None) -> None:
         """Settle an arrival on the network thread, after the messages waiting before it."""
         with self._busy:
             if self._inline and not self.done() and not self.session.waiting():
-                self._settle_inline(delivery, self.session.ack_arrival)  # the usual case
+                self._settle_inline(message, mid, generation, error, self.session.ack_arrival)
             else:
-                self.session.push(delivery)
+                self.session.push(Delivery(message, mid, generation, error))
                 self._drain_held(self.session.ack_arrival)
 
     def _drain(self) -> None:
@@ -124,33 +126,36 @@ class Consumer:
         with self._busy:
             self._drain_held(self.session.ack_one)
 
-    def _drain_held(self, ack: Callable[[Delivery], None]) -> None:
+    def _drain_held(self, ack: Ack) -> None:
         """Settle what waits, oldest first, while inline delivery is on (``_busy`` held)."""
         while self._inline and not self.done():
             delivery = self.session.take(0.0)
             if delivery is None:
                 return
-            self._settle_inline(delivery, ack)
+            self._settle_inline(*delivery, ack)
 
-    def _settle_inline(self, delivery: Delivery, ack: Callable[[Delivery], None]) -> None:
-        """Handle and settle one delivery (``_busy`` held); ``ack`` acknowledges it.
+    def _settle_inline(
+        self, message: Message, mid: int, generation: int, error: str | None, ack: Ack
+    ) -> None:
+        """Handle and settle one delivery, given by its fields (``_busy`` held).
 
-        A requeue or an error turns inline delivery off; the caller's thread takes over (and
-        raises the error, within ``_POLL``).
+        The usual message is handled, acked with ``ack(mid, generation)`` and forgotten without
+        a :class:`Delivery` ever being built. A requeue or an error turns inline delivery off;
+        the caller's thread takes over (and raises the error, within ``_POLL``).
         """
         try:
-            if delivery.error is not None:
-                requeued = self._handle([delivery])
+            if error is not None:
+                requeued = self._handle([Delivery(message, mid, generation, error)])
             else:
                 try:
-                    message, limit = (delivery.message,), self.max_message_bytes
-                    outcome = settle(self.handler, message, max_bytes=limit)
+                    outcome = settle(self.handler, (message,), max_bytes=self.max_message_bytes)
                 except BaseException:
-                    self.session.give_back([delivery])
+                    self.session.give_back([Delivery(message, mid, generation)])
                     raise
                 if outcome.ack:  # one message: acked means neither dead nor requeued
-                    ack(delivery)
+                    ack(mid, generation)
                     return
+                delivery = Delivery(message, mid, generation)
                 requeued = self._carry_out([delivery], [0], {}, outcome)
         except BaseException as exc:
             self._leave_inline()

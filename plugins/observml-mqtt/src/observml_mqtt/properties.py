@@ -48,7 +48,7 @@ def properties_of(out: OutgoingMessage) -> Properties:
 
 
 def message_of(
-    queue: str, payload: bytes, props: Properties | None, *, redelivered: bool
+    queue: str, payload: bytes | bytearray, props: Properties | None, *, redelivered: bool
 ) -> Message:
     """Return the :class:`Message` a received PUBLISH stands for."""
     user: Sequence[tuple[str, str]] = getattr(props, "UserProperty", None) or ()
@@ -66,13 +66,14 @@ def message_of(
         if correlation:
             message_id = bytes(correlation).decode("utf-8", errors="replace")
     content_type = getattr(props, "ContentType", None)
+    # Positional: keywords cost a third more, and consume() builds one Message per message.
     return Message(
-        body=bytes(payload),
-        headers=headers,
-        message_id=message_id,
-        redelivered=redelivered,
-        content_type=str(content_type) if content_type else None,
-        queue=queue,
+        bytes(payload),
+        headers,
+        message_id,
+        redelivered,
+        str(content_type) if content_type else None,
+        queue,
     )
 
 

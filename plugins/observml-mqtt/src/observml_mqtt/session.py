@@ -40,8 +40,10 @@ from observml_mqtt.topics import TopicMapping, shared_filter
 __all__ = ["Delivery", "Session"]
 
 
-#: Called on paho's network thread with each arriving delivery while inline delivery is on.
-Arrived = Callable[["Delivery"], None]
+#: Called on paho's network thread with each arrival while inline delivery is on, with the
+#: fields of its :class:`Delivery` (message, packet id, generation, error): the usual arrival is
+#: settled at once, so building a ``Delivery`` for it would be wasted work.
+Arrived = Callable[["Message", int, int, "str | None"], None]
 
 
 class Delivery(NamedTuple):
@@ -152,23 +154,21 @@ class Session:
     # -- receiving ------------------------------------------------------------------------
     def _received(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         error: str | None = None
-        payload, redelivered = bytes(msg.payload), bool(msg.dup)
-        message = message_of(self.queue, payload, msg.properties, redelivered=redelivered)
+        message = message_of(self.queue, msg.payload, msg.properties, redelivered=bool(msg.dup))
         if self._mappings:  # else every message is on the queue's own topic
             topic = msg.topic  # paho decodes it on every read
             if topic != self.topic:
                 message, error = self._mapped(topic, message)
-        # The generation changes on this thread (on_disconnect) or once the client is closed.
-        delivery = Delivery(message, msg.mid, self._generation, error)
         if self._expected and message.message_id is not None:  # settle() waits for some
             with self._cond:
                 self._expected.discard(message.message_id)
                 self._cond.notify_all()
+        # The generation changes on this thread (on_disconnect) or once the client is closed.
         inline = self._inline
-        if inline is not None:
-            inline(delivery)  # settled on paho's network thread, like a plain on_message
+        if inline is not None:  # settled on paho's network thread, like a plain on_message
+            inline(message, msg.mid, self._generation, error)
         else:
-            self.push(delivery)
+            self.push(Delivery(message, msg.mid, self._generation, error))
 
     def _mapped(self, topic: str, message: Message) -> tuple[Message, str | None]:
         mapping = next((m for m in self._mappings if m.matches(topic)), None)
@@ -257,22 +257,22 @@ class Session:
             if delivery.generation == current:
                 client.ack(delivery.mid, 1)
 
-    def ack_one(self, delivery: Delivery) -> None:
-        """Acknowledge one delivery of the current connection, from any thread."""
+    def ack_one(self, mid: int, generation: int) -> None:
+        """Acknowledge packet ``mid`` if it came on the current connection, from any thread."""
         with self._cond:  # the connection does not change meanwhile (see _lost)
             client = self._client
-            if client is not None and delivery.generation == self._generation:
-                client.ack(delivery.mid, 1)
+            if client is not None and generation == self._generation:
+                client.ack(mid, 1)
 
-    def ack_arrival(self, delivery: Delivery) -> None:
-        """Acknowledge one delivery of the current connection, on paho's network thread.
+    def ack_arrival(self, mid: int, generation: int) -> None:
+        """Acknowledge packet ``mid`` if it came on the current connection, on paho's thread.
 
         No lock: the connection (and its generation) changes on this thread only, or once the
         client is closed, when an ack does not matter.
         """
         client = self._client
-        if client is not None and delivery.generation == self._generation:
-            client.ack(delivery.mid, 1)
+        if client is not None and generation == self._generation:
+            client.ack(mid, 1)
 
     def give_back(self, deliveries: Sequence[Delivery]) -> None:
         """Put ``deliveries`` back at the front, in order, flagged redelivered."""
