@@ -182,14 +182,32 @@ def pika_channel(rabbitmq_config: dict[str, Any]) -> Iterator[Callable[[], Any]]
     connection.close()
 
 
-def test_rabbitmq_wrong_password_fails_within_5s_without_retrying(
-    rabbitmq_config: dict[str, Any],
+def connection_attempts(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Record each ``pika.BlockingConnection`` the plugin opens (or tries to)."""
+    import observml.plugins._rabbitmq_connect as connect
+
+    attempts: list[object] = []
+    real = connect.pika.BlockingConnection
+
+    class Counted:  # pika's class, counted: the plugin reaches it through its module
+        def __new__(cls, parameters: object) -> object:
+            attempts.append(parameters)
+            return real(parameters)
+
+    monkeypatch.setattr(connect.pika, "BlockingConnection", Counted)
+    return attempts
+
+
+def test_rabbitmq_wrong_password_fails_at_the_first_attempt_without_retrying(
+    rabbitmq_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plugin = RabbitMQPlugin(**{**rabbitmq_config, "password": "not-the-password-42"})
-    started = time.monotonic()
+    plugin = RabbitMQPlugin(
+        **{**rabbitmq_config, "password": "not-the-password-42", "connection_attempts": 5}
+    )
+    attempts = connection_attempts(monkeypatch)
     with pytest.raises(AuthenticationError, match="refused the login of user") as info:
         plugin.connect()
-    assert time.monotonic() - started < 5
+    assert len(attempts) == 1  # a refused login is not retried, whatever connection_attempts says
     assert "not-the-password-42" not in str(info.value)
     assert "plugins.datastream.config.username" in str(info.value)
     assert "plugins.datastream.config.password" in str(info.value)
@@ -203,11 +221,13 @@ def test_rabbitmq_unknown_virtual_host_is_an_authentication_error(
         plugin.connect()
 
 
-def test_rabbitmq_broker_down_health_check_false_within_5s() -> None:
-    plugin = RabbitMQPlugin("127.0.0.1", free_port(), password="s3cret-pw")
-    started = time.monotonic()
+def test_rabbitmq_broker_down_health_check_is_false_after_one_probe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plugin = RabbitMQPlugin("127.0.0.1", free_port(), password="s3cret-pw", connection_attempts=5)
+    attempts = connection_attempts(monkeypatch)
     healthy, details = plugin.health_check()
-    assert time.monotonic() - started < 5
+    assert len(attempts) == 1  # health probes once; connection_attempts is for connect()
     assert healthy is False
     assert details["status"] == "error"
     assert "is the broker running?" in details["message"]
