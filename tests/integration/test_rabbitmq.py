@@ -25,6 +25,7 @@ from pika.exceptions import ChannelClosedByBroker
 from observml.errors import (
     AuthenticationError,
     ConfigError,
+    DataError,
     NotFoundError,
     ServiceUnavailableError,
 )
@@ -894,3 +895,42 @@ def test_rabbitmq_subscription_never_acks_an_old_batch_on_the_new_connection(
         ("c", True),
         ("d", False),
     ]
+
+
+@pytest.fixture
+def small_max_message_size(rabbitmqctl: Callable[..., str]) -> Iterator[int]:
+    """The broker's ``max_message_size`` lowered to 64 KiB for new channels, restored after."""
+    before = rabbitmqctl("eval", "application:get_env(rabbit, max_message_size).").strip()
+    limit = 64 * 1024
+    rabbitmqctl("eval", f"application:set_env(rabbit, max_message_size, {limit}).")
+    try:
+        yield limit
+    finally:
+        if before.startswith("{ok,"):  # "{ok,134217728}"
+            value = before.removeprefix("{ok,").removesuffix("}")
+            rabbitmqctl("eval", f"application:set_env(rabbit, max_message_size, {value}).")
+        else:
+            rabbitmqctl("eval", "application:unset_env(rabbit, max_message_size).")
+
+
+def test_rabbitmq_publish_over_the_broker_max_message_size_raises_and_the_plugin_goes_on(
+    rabbitmq_config: dict[str, Any],
+    small_max_message_size: int,
+    queue_names: Callable[[], str],
+) -> None:
+    """The broker closes the confirm channel (406): the plugin raises instead of waiting forever
+    for confirms, names the limit and what to do, and its next publish works."""
+    name = queue_names()
+    plugin = RabbitMQPlugin(**rabbitmq_config)  # channels opened after the limit was lowered
+    plugin.connect()
+    try:
+        too_big = "x" * (small_max_message_size * 2)
+        with pytest.raises(DataError, match="larger than configured max size") as info:
+            plugin.publish_batch(name, ["small", too_big])
+        assert "raise max_message_size in rabbitmq.conf" in str(info.value)
+        plugin.publish(name, "after")
+        bodies = [m.body for m in plugin.browse(name, 10)]
+        assert b"after" in bodies
+        assert too_big.encode() not in bodies
+    finally:
+        plugin.disconnect()

@@ -28,7 +28,7 @@ from pika.exceptions import (
 )
 from pika.exceptions import AuthenticationError as PikaAuthenticationError
 
-from observml.errors import AuthenticationError, ServiceUnavailableError
+from observml.errors import AuthenticationError, DataError, ServiceUnavailableError
 from observml.plugins._rabbitmq_link import PERMANENT_CODES, Link, describe
 from observml.plugins.retry import retry_call
 
@@ -192,6 +192,11 @@ def channel_error(settings: Settings, exc: ChannelClosedByBroker, action: str) -
             f"{where(settings)}: another consumer holds the queue exclusively, so the broker"
             f" refused {action} ({exc.reply_text}). Stop that consumer ('rabbitmqctl"
             " list_consumers' names its channel), or consume another queue."
+        )
+    if exc.reply_code == 406 and "message size" in str(exc.reply_text):
+        return DataError(
+            f"{where(settings)}: the broker refused {action}: {exc.reply_text}. Send smaller"
+            " messages (fewer rows per message), or raise max_message_size in rabbitmq.conf."
         )
     if exc.reply_code == 403:
         return AuthenticationError(

@@ -105,6 +105,9 @@ class Confirmer:
     1,000 msg/s here). pika reports confirms per delivery tag only on the asynchronous channel a
     ``BlockingChannel`` wraps (its ``_impl``), so this class publishes there and pumps the
     blocking connection until the broker has confirmed (or returned, or nacked) everything.
+    A channel the broker closes meanwhile (e.g. ``406`` for a message over its
+    ``max_message_size``) raises its ``ChannelClosedByBroker`` instead of waiting for confirms
+    that cannot come; what it had confirmed by then is in ``confirmed``.
     """
 
     _FLUSH_EVERY: Final = 256  # messages between two sends of the buffered frames
@@ -120,8 +123,10 @@ class Confirmer:
         self._confirmed: set[str] = set()
         self._failed: dict[str, str] = {}  # message id -> why the broker did not take it
         self._wake_at: int | None = None
+        self._closed: BaseException | None = None  # why the broker closed the channel
         ready: list[bool] = []
         self._impl.add_on_return_callback(self._on_return)
+        self._impl.add_on_close_callback(self._on_close)
         self._impl.confirm_delivery(
             ack_nack_callback=self._on_confirm, callback=lambda _frame: ready.append(True)
         )
@@ -150,6 +155,7 @@ class Confirmer:
                 self._wait_until(self._window // 2)
             elif count % self._FLUSH_EVERY == 0:
                 self._connection.process_data_events(time_limit=0)  # send, read confirms
+                self._raise_if_closed()
         self._wait_until(0)
         return self._failed
 
@@ -157,9 +163,20 @@ class Confirmer:
         self._wake_at = outstanding
         try:
             while len(self._unconfirmed) > outstanding:
+                self._raise_if_closed()
                 self._connection.process_data_events(time_limit=1.0)
         finally:
             self._wake_at = None
+
+    def _raise_if_closed(self) -> None:
+        if self._closed is not None:
+            self._unconfirmed.clear()  # never confirmed: the caller publishes them again
+            self._order.clear()
+            raise self._closed
+
+    def _on_close(self, _channel: Any, reason: BaseException) -> None:
+        self._closed = reason
+        self._connection.call_later(0, noop)  # ends the pending process_data_events
 
     def _on_return(self, _channel: Any, method: Any, properties: Any, _body: bytes) -> None:
         reason = f"returned by the broker ({method.reply_code} {method.reply_text})"
