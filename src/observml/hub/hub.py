@@ -431,6 +431,7 @@ class ExperimentHub(PluginHost):
                 f"experiment {name!r}: {why_not}. Wait for that job to end, then try again."
             )
         frame: pd.DataFrame | None
+        spool = None
         try:
             if data is not None:
                 frame = to_frame(data, fmt=managed.row_format, where=f"experiment {name!r} data")
@@ -438,14 +439,14 @@ class ExperimentHub(PluginHost):
                 frame = None  # the window, as retrain.window_rows selects it
             else:
                 kept = managed.require_champion()[0].get_train_data()
-                frame = rows_to_retrain_on(
+                frame, spool = rows_to_retrain_on(
                     self._datastream_or_none(), name, managed.row_format, kept
                 )
         except BaseException:
             self._retrainer.context.end_slot(managed, cooldown=False)
             raise
         job = self._retrainer.challengers.start(
-            managed, reason=reason, data=frame, requested=True, wait=wait
+            managed, reason=reason, data=frame, spool=spool, requested=True, wait=wait
         )
         assert job is not None  # a requested retrain raises instead of skipping
         return job

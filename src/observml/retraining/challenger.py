@@ -39,6 +39,8 @@ from observml.retraining.shadow import Shadow
 from observml.retraining.window import Selection
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from observml.experiments.base import Experiment
     from observml.hub.managed import ManagedExperiment
     from observml.plugins.mlops import ModelVersion
@@ -59,9 +61,13 @@ class StartJob(Protocol):
         *,
         finally_: Callable[[], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        on_success: Path | None = None,
         wait: bool = False,
     ) -> Job:
-        """Start the job (``wait``: the caller waits for it) and return it."""
+        """Start the job (``wait``: the caller waits for it) and return it.
+
+        ``on_success``: a spool folder of the rows, deleted once the run stored them.
+        """
         ...
 
 
@@ -87,10 +93,14 @@ class Challengers:
         *,
         reason: str,
         data: pd.DataFrame | None = None,
+        spool: Path | None = None,
         requested: bool = False,
         wait: bool = False,
     ) -> Job | None:
         """Train a challenger on the window (or on ``data``); the retrain slot must be held.
+
+        ``spool``: the folder holding rows of ``data`` drained from ``<name>.train``, deleted
+        once the challenger's run stored them (kept otherwise, for the next drain to adopt).
 
         Returns the job, or ``None`` when the window holds too few rows to learn from (an
         automatic retrain then records a ``skipped`` decision; a ``requested`` one raises).
@@ -132,6 +142,7 @@ class Challengers:
             decide,
             finally_=lambda: self.context.end_slot(managed),
             on_error=lambda exc: self.failed(managed, f"{type(exc).__name__}: {exc}"),
+            on_success=spool,
             wait=wait,
         )
         if wait:

@@ -195,6 +195,17 @@ def _log_params_quietly(mlops: MLOpsPlugin, run_id: str, params: Mapping[str, st
         logger.warning("run %s: could not log its params", run_id, exc_info=True)
 
 
+def _say_rows_kept(name: str, spool: Path) -> None:
+    """Log where the rows a job drained from ``<name>.train`` wait, since it did not store them."""
+    logger.warning(
+        "experiment %r: the rows this job drained from %r stay in %s; the next training from"
+        " the queue (train without data) trains on them first. Delete that folder to drop them.",
+        name,
+        f"{name}.train",
+        spool,
+    )
+
+
 class TrainingJobs:
     """A hub's training jobs: each a :func:`run_training` in a :class:`Job`, kept by id.
 
@@ -271,9 +282,12 @@ class TrainingJobs:
                         managed, exp, version, run_id
                     ),
                 )
-            except Exception as exc:
-                if on_error is not None and not job.stop_requested.is_set():
-                    on_error(exc)
+            except BaseException as exc:
+                if on_success is not None:
+                    _say_rows_kept(managed.name, on_success)
+                if isinstance(exc, Exception) and on_error is not None:
+                    if not job.stop_requested.is_set():
+                        on_error(exc)
                 raise
             finally:
                 if finally_ is not None:
