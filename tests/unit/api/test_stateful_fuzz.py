@@ -22,6 +22,7 @@ Every response must be below 500; the run reports the statuses it saw.
 from __future__ import annotations
 
 import re
+import time
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -94,6 +95,10 @@ def test_stateful_sequences_never_answer_5xx(app: Any) -> None:
                 hub.delete_experiment(name)
 
         def before_call(self, case: Any) -> None:
+            # Jobs run in the background: a call must not meet one still running in one run of
+            # a sequence and ended in its replay (a 409 instead of a 202 changes which rules
+            # Hypothesis can draw next: FlakyStrategyDefinition). Let the last call's jobs end.
+            wait_until_idle(hub)
             # decided by the case itself, so Hypothesis replays a case the same way
             label = f"{case.method} {case.path}"
             turn = zlib.crc32(f"{label} {case.body!r}".encode())
@@ -135,6 +140,15 @@ def test_stateful_sequences_never_answer_5xx(app: Any) -> None:
         "GET /jobs/{job_id}",
     }
     assert chained <= set(calls), calls  # ... and the sequences went on from them
+
+
+def wait_until_idle(hub: Any, timeout: float = 60.0) -> None:
+    """Wait until no experiment of ``hub`` has a training job queued or running."""
+    deadline = time.monotonic() + timeout
+    while any(hub.status(name)["state"] in ("queued", "running") for name in hub.experiments()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"jobs still running after {timeout} s: {hub.job_queue()}")
+        time.sleep(0.01)
 
 
 def steer(case: Any, label: str) -> None:
