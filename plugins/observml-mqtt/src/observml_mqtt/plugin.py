@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any
@@ -230,11 +231,13 @@ class MQTTPlugin:
         subscriber, driver = self._subscriber, self._driver
         if driver is not None:
             driver.wake()  # the subscriptions wind down on its thread
-        with self._running:
-            self._running.wait_for(
-                lambda: self._consumers == 0 and (subscriber is None or subscriber.live == 0),
-                self.shutdown_timeout,
-            )
+        deadline = time.monotonic() + self.shutdown_timeout
+        with self._running:  # consumers notify; subscriptions end on the driver thread: poll
+            while self._consumers or (subscriber is not None and subscriber.live):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._running.wait(min(remaining, 0.05))
         with self._lock:
             self._close_clients()
 
