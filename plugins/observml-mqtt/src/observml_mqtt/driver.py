@@ -30,6 +30,7 @@ __all__ = ["Driver"]
 logger = logging.getLogger(__name__)
 
 _IDLE = 1.0  # longest wait between turns: keepalive pings and reconnects are timed in seconds
+_TEND = 0.05  # most often the links are tended (keepalive, reconnect) while data flows
 _READ = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 
 
@@ -54,6 +55,7 @@ class Driver:
         self._ident: int | None = None  # the thread's, so its own packets do not wake it
         self._stopping = False
         self._woken = False
+        self._tend_links_at = 0.0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -127,8 +129,12 @@ class Driver:
         self._apply_changes()
         now = time.monotonic()
         timeout = _IDLE
-        for link in self._links:
-            timeout = min(timeout, link.tend(now))
+        if now >= self._tend_links_at:  # keepalive and reconnects count in tenths of seconds
+            for link in self._links:
+                timeout = min(timeout, link.tend(now))
+            self._tend_links_at = now + min(max(timeout, 0.0), _TEND)
+        else:
+            timeout = self._tend_links_at - now
         if self._tend is not None:
             due = self._tend()
             if due is not None:

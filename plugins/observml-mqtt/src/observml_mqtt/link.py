@@ -18,10 +18,11 @@ may be fixed meanwhile).
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
@@ -45,6 +46,7 @@ __all__ = ["Link"]
 logger = logging.getLogger(__name__)
 
 _STEP = 0.05  # seconds per paho loop() call while the caller's thread connects
+_BURST = 64  # most packets read per turn of the driver
 
 
 class Link:
@@ -182,8 +184,28 @@ class Link:
         return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
 
     def read(self) -> None:
-        """Read what arrived (paho calls ``on_message``, ``on_connect``, ... here)."""
-        self.client.loop_read()
+        """Read what arrived (paho calls ``on_message``, ``on_connect``, ... here).
+
+        paho reads one packet per ``loop_read``; while more bytes wait on the socket (a peek,
+        one system call) this reads on, up to ``_BURST`` packets, instead of polling again.
+        """
+        client = self.client
+        for _ in range(_BURST):
+            client.loop_read()
+            sock = client.socket()
+            if sock is None:
+                return
+            if isinstance(sock, ssl.SSLSocket):
+                if not sock.pending():
+                    return
+                continue
+            try:
+                if not cast(socket.socket, sock).recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                    continue  # end of stream: the next loop_read sees the connection lost
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # the next loop_read reports it
 
     def write(self) -> None:
         """Write what waits."""
