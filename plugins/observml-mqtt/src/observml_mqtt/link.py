@@ -18,6 +18,7 @@ may be fixed meanwhile).
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import ssl
 import time
@@ -157,8 +158,28 @@ class Link:
         while not done():
             if time.monotonic() >= deadline or self.client.socket() is None:
                 return done()
-            self.client.loop(_STEP)
+            self._step(_STEP)
         return True
+
+    def _step(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for the socket, then read, write and tend it once.
+
+        Not paho's ``loop()``: that opens a socket pair per client for good (two more file
+        descriptors per session, and a byte written to it for every packet).
+        """
+        client = self.client
+        sock = client.socket()
+        if sock is None:
+            return
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | (select.POLLOUT if client.want_write() else 0))
+        for _, event in poller.poll(timeout * 1000):
+            if event & select.POLLOUT:
+                client.loop_write()
+            if event & ~select.POLLOUT and client.socket() is not None:
+                client.loop_read()
+        if client.socket() is not None:
+            client.loop_misc()
 
     def close(self) -> None:
         """Disconnect (the session stays on the broker); only while no driver holds the link."""
