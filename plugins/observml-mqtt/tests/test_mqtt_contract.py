@@ -1,4 +1,4 @@
-"""MQTTPlugin passes observml's shared DataStreamContract against a real Mosquitto."""
+"""MQTTPlugin passes observml's shared DataStreamContract and SubscribeContract on Mosquitto."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 from observml_mqtt import MQTTPlugin
 from tests.contracts.datastream import DataStreamContract
+from tests.contracts.subscriptions import SubscribeContract
 
 from observml.errors import PluginError
 from observml.plugins.browse import browse_queue
@@ -14,13 +15,13 @@ from observml.plugins.browse import browse_queue
 pytestmark = [pytest.mark.integration]
 
 
-class TestMQTT(DataStreamContract):
+class TestMQTT(DataStreamContract, SubscribeContract):
     @pytest.fixture
     def datastream(self, mqtt_plugin: MQTTPlugin) -> MQTTPlugin:
         return mqtt_plugin
 
 
-class TestMQTTSharedGroup(DataStreamContract):
+class TestMQTTSharedGroup(DataStreamContract, SubscribeContract):
     """The same contract when the hub's sessions are members of a shared subscription."""
 
     @pytest.fixture

@@ -315,3 +315,27 @@ def test_mqtt_foreign_producer_correlation_data_is_the_message_id(
     assert message.message_id == "gateway-42"
     assert message.headers == {"site": "north"}
     assert message.content_type == "application/json"
+
+
+def test_mqtt_concurrent_publishes_each_get_their_own_pubacks(
+    make_plugin: Callable[..., MQTTPlugin],
+) -> None:
+    """Handlers on a pool publish at once: none may take another's PUBACKs and wait it out."""
+    plugin = make_plugin(publish_timeout=5.0)
+    plugin.create_queue("pump.predictions")
+    failures: list[BaseException] = []
+
+    def publish_many(worker: int) -> None:
+        try:
+            for n in range(30):
+                plugin.publish_batch("pump.predictions", [f"{worker}-{n}-{i}" for i in range(3)])
+        except BaseException as exc:  # collected: a lost PUBACK fails after publish_timeout
+            failures.append(exc)
+
+    workers = [threading.Thread(target=publish_many, args=(w,)) for w in range(6)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(WAIT)
+    assert failures == []
+    assert not any(thread.is_alive() for thread in workers)

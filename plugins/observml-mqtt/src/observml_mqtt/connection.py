@@ -25,7 +25,17 @@ from paho.mqtt.reasoncodes import ReasonCode
 from observml.errors import AuthenticationError, ServiceUnavailableError
 from observml.plugins.retry import retry_call
 
-__all__ = ["AUTH_REFUSED", "Endpoint", "RefusedError", "close_client", "open_client"]
+__all__ = [
+    "AUTH_REFUSED",
+    "BUSY",
+    "Endpoint",
+    "RefusedError",
+    "close_client",
+    "connect_properties",
+    "new_client",
+    "open_client",
+    "refusal_error",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +44,7 @@ AUTH_REFUSED: Final = frozenset(
     {134, 135, 138, 140}
 )  # bad login, not authorized, banned, auth method
 #: CONNACK reason codes worth another try.
-_BUSY: Final = frozenset({136, 137, 159})  # server unavailable, busy, connection rate exceeded
+BUSY: Final = frozenset({136, 137, 159})  # server unavailable, busy, connection rate exceeded
 
 #: Called by paho on each (re)connection that the broker accepted: ``(client, session_present)``.
 OnConnected = Callable[[mqtt.Client, bool], None]
@@ -82,7 +92,8 @@ class Endpoint:
         return text.replace(self.password, "****") if self.password else text
 
 
-def _client(endpoint: Endpoint, client_id: str, *, manual_ack: bool) -> mqtt.Client:
+def new_client(endpoint: Endpoint, client_id: str, *, manual_ack: bool) -> mqtt.Client:
+    """A paho client with the plugin's protocol, login, TLS and timeouts; not connected."""
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
@@ -127,7 +138,7 @@ def open_client(
         AuthenticationError: The broker refused the login (no retry).
         ServiceUnavailableError: The broker stayed unreachable for every attempt.
     """
-    client = _client(endpoint, client_id, manual_ack=on_message is not None)
+    client = new_client(endpoint, client_id, manual_ack=on_message is not None)
     if configure is not None:
         configure(client)
     answered = threading.Event()
@@ -161,10 +172,7 @@ def open_client(
     client.on_disconnect = disconnected
     if on_message is not None:
         client.on_message = on_message
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 0 if clean_start else endpoint.session_expiry
-    if receive_maximum:
-        props.ReceiveMaximum = min(max(receive_maximum, 1), 65535)
+    props = connect_properties(endpoint, clean_start=clean_start, receive_maximum=receive_maximum)
 
     def attempt() -> None:
         answered.clear()
@@ -184,7 +192,7 @@ def open_client(
         if code is not None and code.is_failure:
             _stop(client)
             refused = RefusedError(int(code.value), str(code))
-            if refused.code not in _BUSY:
+            if refused.code not in BUSY:
                 raise _Fatal(refused)
             raise refused
 
@@ -205,7 +213,7 @@ def open_client(
             ),
         )
     except _Fatal as fatal:
-        raise _error(endpoint, fatal.cause) from fatal.cause
+        raise refusal_error(endpoint, fatal.cause) from fatal.cause
     except (OSError, TimeoutError, RefusedError) as exc:
         raise ServiceUnavailableError(
             f"{endpoint.where}: could not connect after {endpoint.connection_attempts}"
@@ -221,7 +229,19 @@ class _Fatal(Exception):
         self.cause = cause
 
 
-def _error(endpoint: Endpoint, exc: RefusedError) -> ServiceUnavailableError:
+def connect_properties(
+    endpoint: Endpoint, *, clean_start: bool, receive_maximum: int | None
+) -> Properties:
+    """CONNECT's properties: the session's expiry and how many messages may be in flight."""
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 0 if clean_start else endpoint.session_expiry
+    if receive_maximum:
+        props.ReceiveMaximum = min(max(receive_maximum, 1), 65535)
+    return props
+
+
+def refusal_error(endpoint: Endpoint, exc: RefusedError) -> ServiceUnavailableError:
+    """What a refused CONNECT raises: :class:`AuthenticationError` for a refused login."""
     if exc.code in AUTH_REFUSED:
         return AuthenticationError(
             f"{endpoint.where}: {exc}. Check plugins.datastream.config.username and password"

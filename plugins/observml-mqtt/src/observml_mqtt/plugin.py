@@ -12,9 +12,14 @@ What the plugin guarantees, and how it maps the hub's queues onto MQTT:
   consumer acknowledges a message (paho's manual ack) only after its handler returned. A rejected
   message is first published to ``<topic>/dead`` with the reason in the user property
   ``x-observml-reason``, then acknowledged. The message id rides in a user property.
-- Connecting retries with bounded backoff; a refused login fails at once. Each client reconnects
-  by itself (paho's network thread); what a consumer had not acknowledged comes back flagged
-  ``redelivered``.
+- Connecting retries with bounded backoff; a refused login fails at once. The sessions have
+  no thread each: one driver thread of the plugin reads and reconnects them all (a ``consume``
+  call lends its session a driver of its own while it runs); what a consumer had not
+  acknowledged comes back flagged ``redelivered``.
+- ``subscribe`` (:class:`~observml.plugins.subscriptions.SupportsSubscribe`) serves many queues
+  from that one driver thread and runs the handlers on the caller's executor: still a
+  connection per queue (MQTT's flow control and PUBACK order are per connection), no thread per
+  queue. See :mod:`observml_mqtt.subscriber`.
 
 MQTT has no queue to count or purge: ``queue_depth``, ``pull_data`` and ``flush_queue`` see the
 messages the broker has sent to this hub's session, at most ``prefetch`` of them (and at most the
@@ -25,7 +30,9 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 from observml.errors import AuthenticationError, NotFoundError, ServiceUnavailableError
@@ -43,11 +50,14 @@ from observml.plugins.datastream import (
     one_at_a_time,
     pulled_text,
 )
+from observml.plugins.subscriptions import Handle, Subscription, new_handle
 from observml_mqtt.connection import Endpoint
 from observml_mqtt.consumer import Consumer
+from observml_mqtt.driver import Driver
 from observml_mqtt.health import round_trip
 from observml_mqtt.publisher import NO_SUBSCRIBERS_REASON, Publisher
-from observml_mqtt.session import Session
+from observml_mqtt.session import Delivery, Session
+from observml_mqtt.subscriber import Subscriber
 from observml_mqtt.topics import queue_topic, topic_mappings
 
 __all__ = ["MQTTPlugin"]
@@ -152,6 +162,8 @@ class MQTTPlugin:
         self._closing = threading.Event()
         self._running = threading.Condition()
         self._consumers = 0
+        self._driver: Driver | None = None  # drives every session not lent to a consume
+        self._subscriber: Subscriber | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def initialize(self) -> None:
@@ -173,6 +185,7 @@ class MQTTPlugin:
             "client_id": self.client_id,
             "sessions": len(self._sessions),
             "consumers": self._consumers,
+            "subscriptions": self._subscriber.live if self._subscriber is not None else 0,
         }
         endpoint = self._endpoint()
         try:
@@ -215,8 +228,16 @@ class MQTTPlugin:
         self._closing.set()
         for session in list(self._sessions.values()):
             session.wake()
-        with self._running:
-            self._running.wait_for(lambda: self._consumers == 0, self.shutdown_timeout)
+        subscriber, driver = self._subscriber, self._driver
+        if driver is not None:
+            driver.wake()  # the subscriptions wind down on its thread
+        deadline = time.monotonic() + self.shutdown_timeout
+        with self._running:  # consumers notify; subscriptions end on the driver thread: poll
+            while self._consumers or (subscriber is not None and subscriber.live):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._running.wait(min(remaining, 0.05))
         with self._lock:
             self._close_clients()
 
@@ -344,6 +365,52 @@ class MQTTPlugin:
         """Call ``handler`` with micro-batches until ``disconnect()`` or ``stop`` is set."""
         self._run(queue, handler, batch_size, max_wait, stop)
 
+    def subscribe(
+        self,
+        queue: str,
+        handler: BatchHandler,
+        *,
+        executor: Executor,
+        batch_size: int = 100,
+        max_wait: float = 0.5,
+        prefetch: int | None = None,
+    ) -> Subscription:
+        """Hand ``queue``'s messages to ``handler`` on ``executor`` in micro-batches.
+
+        Returns at once. Creates the queue (as ``create_queue``). The queue's session is served
+        by the plugin's one driver thread, as every other subscribed queue's is (see
+        :mod:`observml_mqtt.subscriber`).
+        ``prefetch`` bounds the messages the subscription holds (at most the plugin's
+        ``prefetch``, the session's receive maximum).
+
+        Raises:
+            ServiceUnavailableError: The plugin is not connected, or a ``consume`` or another
+                subscription is taking this queue's messages already.
+        """
+        self.create_queue(queue)
+        session = self._session(queue)
+        with self._lock:
+            subscriber, driver = self._shared()
+            if session.consumed or subscriber.serves(session):
+                raise ServiceUnavailableError(
+                    f"{self._where}: queue {queue!r} is being consumed by this plugin already;"
+                    " cancel that subscription (or stop that consume) first."
+                )
+            handle: Handle[Delivery] = new_handle(
+                queue,
+                handler,
+                executor,
+                batch_size=batch_size,
+                max_wait=max_wait,
+                max_bytes=self.max_message_bytes,
+                prefetch=min(prefetch or self.prefetch, self.prefetch),
+                wake=driver.wake,
+                shutdown_timeout=self.shutdown_timeout,
+            )
+            subscriber.add(handle, session)
+        driver.wake()
+        return handle
+
     def queue_depth(self, queue: str) -> int:
         """Return how many messages the broker has sent this hub's session and wait here.
 
@@ -388,6 +455,20 @@ class MQTTPlugin:
             )
         return publisher
 
+    def _shared(self) -> tuple[Subscriber, Driver]:
+        """The subscriptions and the driver thread of this connection (``_lock`` held)."""
+        if self._driver is None or self._subscriber is None:
+            subscriber = Subscriber(
+                dead_letter=self._dead_letter,
+                closing=self._closing,
+                shutdown_timeout=self.shutdown_timeout,
+                reconnect_timeout=self.reconnect_timeout,
+                where=self._where,
+            )
+            self._driver = Driver(f"observml-mqtt-driver[{self.client_id}]", subscriber.pump)
+            self._subscriber = subscriber
+        return self._subscriber, self._driver
+
     def _session(self, queue: str) -> Session:
         """Return this plugin's session of ``queue``, opening it on first use."""
         self._connected()
@@ -402,6 +483,7 @@ class MQTTPlugin:
                     self.share_group,
                     [m for m in self.topic_columns if m.queue == queue],
                     self.prefetch,
+                    self._shared()[1],
                 )
                 session.open(self.connect_timeout + self.settle_timeout)
                 self._sessions[queue] = session
@@ -460,22 +542,40 @@ class MQTTPlugin:
             reconnect_timeout=self.reconnect_timeout,
             where=self._where,
         )
+        with self._lock:
+            subscriber, shared = self._shared()
+            if session.consumed or subscriber.serves(session):
+                raise ServiceUnavailableError(
+                    f"{self._where}: queue {queue!r} is being consumed by this plugin already"
+                    " (a subscription or another consume); stop that first."
+                )
+            session.consumed = True
+        own = Driver(f"observml-mqtt-consume[{queue}]")  # the handler runs on its thread
         with self._running:
             self._consumers += 1
         try:
+            session.move_to(own)
             if inline:
                 consumer.run_inline()
             else:
                 consumer.run()
         finally:
+            session.move_to(shared)  # a no-op once disconnect() closed it
+            own.stop()
+            session.consumed = False
             with self._running:
                 self._consumers -= 1
                 self._running.notify_all()
 
     def _close_clients(self) -> None:
+        if self._subscriber is not None:
+            self._subscriber.end_all("disconnected")
         for session in self._sessions.values():
             session.close()
         self._sessions.clear()
+        if self._driver is not None:
+            self._driver.stop()
+        self._driver, self._subscriber = None, None
         if self._publisher is not None:
             self._publisher.close()
             self._publisher = None

@@ -8,6 +8,7 @@ sends the unacknowledged ones again (at-least-once), so :meth:`Publisher.publish
 from __future__ import annotations
 
 import queue as queues
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -32,7 +33,12 @@ class Publisher:
     """The plugin's publishing client."""
 
     def __init__(self, endpoint: Endpoint, client_prefix: str, window: int) -> None:
-        self._acks: queues.SimpleQueue[tuple[int, int, str]] = queues.SimpleQueue()
+        # Each publish() waits on a queue of its own: PUBACKs are routed to it by packet id, so
+        # concurrent callers (handlers on a pool, dead letters) never take each other's.
+        self._lock = threading.Lock()
+        self._waiting: dict[int, queues.SimpleQueue[tuple[int, int, str]]] = {}
+        self._early: dict[int, tuple[int, int, str]] = {}  # acked before its caller registered
+        self._abandoned: set[int] = set()  # timed out: their late PUBACKs are dropped
 
         def configure(client: mqtt.Client) -> None:
             client.max_inflight_messages_set(max(window, 1))
@@ -47,7 +53,15 @@ class Publisher:
         )
 
     def _acked(self, _c: mqtt.Client, _u: Any, mid: int, code: ReasonCode, _p: Any) -> None:
-        self._acks.put((mid, int(code.value), str(code)))
+        ack = (mid, int(code.value), str(code))
+        with self._lock:
+            waiter = self._waiting.pop(mid, None)
+            if waiter is None and mid in self._abandoned:
+                self._abandoned.discard(mid)
+            elif waiter is None:
+                self._early[mid] = ack
+        if waiter is not None:
+            waiter.put(ack)
 
     @property
     def connected(self) -> bool:
@@ -64,26 +78,37 @@ class Publisher:
             not acknowledge while it made no progress for ``timeout`` seconds.
         """
         pending: dict[int, str] = {}
+        acks: queues.SimpleQueue[tuple[int, int, str]] = queues.SimpleQueue()
         for out in outs:
             info = self._client.publish(topic, out.body, qos=1, properties=properties_of(out))
             pending[info.mid] = str(out.message_id)
+            with self._lock:
+                early = self._early.pop(info.mid, None)
+                if early is None:
+                    self._waiting[info.mid] = acks
+            if early is not None:
+                acks.put(early)
         failed: dict[str, str] = {}
         last_progress = time.monotonic()
         while pending:
             try:
-                mid, code, reason = self._acks.get(timeout=0.5)
+                mid, code, reason = acks.get(timeout=0.5)
             except queues.Empty:
                 if time.monotonic() - last_progress > timeout:
                     break
                 continue
             message_id = pending.pop(mid, None)
             if message_id is None:
-                continue  # the late PUBACK of an earlier, abandoned batch
+                continue
             last_progress = time.monotonic()
             if code == NO_SUBSCRIBERS:
                 failed[message_id] = f"{NO_SUBSCRIBERS_REASON} holds it (no queue)"
             elif code >= 0x80:
                 failed[message_id] = f"refused: {reason} (reason code {code})"
+        with self._lock:  # a PUBACK coming after this is dropped
+            for mid in pending:
+                if self._waiting.pop(mid, None) is not None:
+                    self._abandoned.add(mid)
         for message_id in pending.values():
             failed[message_id] = f"no PUBACK within {timeout}s (broker down?)"
         return failed

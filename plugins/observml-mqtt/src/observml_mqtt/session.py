@@ -11,6 +11,10 @@ waits again at the front, flagged redelivered.
 When the connection drops, the messages received on it are forgotten here: the broker sends
 each unacknowledged one again on the next connection, flagged ``dup`` (``redelivered``).
 
+The session's connection (a :class:`~observml_mqtt.link.Link`) has no thread of its own: the
+plugin's shared :class:`~observml_mqtt.driver.Driver` reads it, reconnects it and runs paho's
+callbacks, unless a ``consume`` call has moved it to a driver of its own (:meth:`move_to`).
+
 A consumer may instead settle the messages on paho's network thread as they arrive
 (:meth:`Session.deliver_inline`), as a plain paho program does in ``on_message``: each arrival
 is handed to its callback at once, with no hand-over to another thread and no lock taken here.
@@ -33,7 +37,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from observml.errors import ServiceUnavailableError
 from observml.plugins.datastream import Message
-from observml_mqtt.connection import Endpoint, close_client, open_client
+from observml_mqtt.connection import Endpoint
+from observml_mqtt.driver import Driver
+from observml_mqtt.link import Link
 from observml_mqtt.properties import message_of
 from observml_mqtt.topics import TopicMapping, shared_filter
 
@@ -68,6 +74,7 @@ class Session:
         group: str | None,
         mappings: Sequence[TopicMapping],
         receive_maximum: int,
+        driver: Driver,
     ) -> None:
         self.queue = queue
         self.topic = topic
@@ -87,6 +94,18 @@ class Session:
         self._refused: str | None = None
         self._client: mqtt.Client | None = None
         self._inline: Arrived | None = None
+        self._driver = driver
+        #: A ``consume`` call is taking this session's messages (set by the plugin).
+        self.consumed = False
+        self._moving = threading.Lock()  # one move or close at a time
+        self._link = Link(
+            endpoint,
+            client_id,
+            receive_maximum=receive_maximum,
+            on_connected=self._connected,
+            on_message=self._received,
+            on_lost=self._lost,
+        )
 
     # -- connection -----------------------------------------------------------------------
     def open(self, timeout: float) -> None:
@@ -96,16 +115,10 @@ class Session:
             AuthenticationError: The broker refused the login.
             ServiceUnavailableError: The broker is unreachable or did not confirm in time.
         """
-        self._client = open_client(
-            self._endpoint,
-            self._client_id,
-            clean_start=False,
-            receive_maximum=self._receive_maximum,
-            on_connected=self._connected,
-            on_message=self._received,
-            on_lost=self._lost,
-        )
-        if not self._subscribed.wait(timeout):
+        link = self._link
+        link.open()
+        self._client = link.client
+        if not link.drive(self._subscribed.is_set, timeout):
             self.close()
             raise ServiceUnavailableError(
                 f"{self._endpoint.where}: the broker did not confirm the subscription of queue"
@@ -118,12 +131,24 @@ class Session:
                 f" {self.queue!r} ({', '.join(self._filters)}): {self._refused}. Check the"
                 " broker's ACL and that it supports shared subscriptions (MQTT 5)."
             )
+        self._driver.adopt(link)
+
+    def move_to(self, driver: Driver) -> None:
+        """Have ``driver`` drive this session's connection from now on (no-op once closed)."""
+        with self._moving:
+            if self._client is None or driver is self._driver:
+                return
+            self._driver.release(self._link)
+            self._driver = driver
+            driver.adopt(self._link)
 
     def close(self) -> None:
         """Disconnect; the broker keeps the session and its messages until it expires."""
-        if self._client is not None:
-            close_client(self._client)
-            self._client = None
+        with self._moving:
+            if self._client is not None:
+                self._driver.release(self._link)
+                self._client = None
+                self._link.close()
         self._lost()
 
     def _connected(self, client: mqtt.Client, _session_present: bool) -> None:
@@ -145,6 +170,18 @@ class Session:
             if self._lost_at is None:
                 self._lost_at = time.monotonic()
             self._cond.notify_all()
+
+    @property
+    def generation(self) -> int:
+        """Counts the connections lost: deliveries of an earlier one are never acked."""
+        return self._generation
+
+    @property
+    def down(self) -> str | None:
+        """Why the connection is down (``None`` while it is up)."""
+        if self._lost_at is None:
+            return None
+        return self._link.error or "the connection dropped"
 
     def down_for(self) -> float:
         """Seconds since the connection dropped (0 while connected)."""
@@ -273,6 +310,13 @@ class Session:
         client = self._client
         if client is not None and generation == self._generation:
             client.ack(mid, 1)
+
+    def put_back(self, deliveries: Sequence[Delivery]) -> None:
+        """Put ``deliveries`` back at the front, in order, unchanged (no handler saw them)."""
+        with self._cond:
+            current = self._generation
+            self._ready.extendleft(d for d in reversed(deliveries) if d.generation == current)
+            self._cond.notify_all()
 
     def give_back(self, deliveries: Sequence[Delivery]) -> None:
         """Put ``deliveries`` back at the front, in order, flagged redelivered."""
