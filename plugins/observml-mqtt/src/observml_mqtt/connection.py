@@ -30,8 +30,10 @@ __all__ = [
     "BUSY",
     "Endpoint",
     "RefusedError",
+    "check_connack",
     "close_client",
     "connect_properties",
+    "connect_retrying",
     "new_client",
     "open_client",
     "refusal_error",
@@ -188,14 +190,34 @@ def open_client(
         if not answered.wait(endpoint.connect_timeout + 1.0):
             _stop(client)
             raise TimeoutError(f"no CONNACK within {endpoint.connect_timeout}s")
-        code = outcome[0] if outcome else None
-        if code is not None and code.is_failure:
-            _stop(client)
-            refused = RefusedError(int(code.value), str(code))
-            if refused.code not in BUSY:
-                raise _Fatal(refused)
-            raise refused
+        check_connack(outcome[0] if outcome else None, lambda: _stop(client))
 
+    connect_retrying(endpoint, attempt)
+    return client
+
+
+def check_connack(code: ReasonCode | None, drop: Callable[[], None]) -> None:
+    """Raise for a CONNACK that refused the connection, after ``drop`` closed it.
+
+    Raises:
+        RefusedError: The broker is busy or unavailable (worth another attempt).
+        _Fatal: Any other refusal (a login): :func:`connect_retrying` stops at once.
+    """
+    if code is not None and code.is_failure:
+        drop()
+        refused = RefusedError(int(code.value), str(code))
+        if refused.code not in BUSY:
+            raise _Fatal(refused)
+        raise refused
+
+
+def connect_retrying(endpoint: Endpoint, attempt: Callable[[], None]) -> None:
+    """Run one connection ``attempt`` with the endpoint's bounded retries.
+
+    Raises:
+        AuthenticationError: The broker refused the login (no retry).
+        ServiceUnavailableError: The broker stayed unreachable for every attempt.
+    """
     try:
         retry_call(
             attempt,
@@ -220,7 +242,6 @@ def open_client(
             f" attempt(s) ({endpoint.describe(exc)}). Is the broker running and reachable"
             " (host, port, tls)?"
         ) from exc
-    return client
 
 
 class _Fatal(Exception):

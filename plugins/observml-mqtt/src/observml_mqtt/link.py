@@ -28,18 +28,15 @@ from typing import Any, cast
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from observml.errors import ServiceUnavailableError
-from observml.plugins.retry import retry_call
 from observml_mqtt.connection import (
     AUTH_REFUSED,
-    BUSY,
     Endpoint,
     OnConnected,
     OnMessage,
-    RefusedError,
+    check_connack,
     connect_properties,
+    connect_retrying,
     new_client,
-    refusal_error,
 )
 
 __all__ = ["Link"]
@@ -116,38 +113,9 @@ class Link:
             if not self.drive(lambda: self._answered is not None, endpoint.connect_timeout + 1.0):
                 self._drop()
                 raise TimeoutError(f"no CONNACK within {endpoint.connect_timeout}s")
-            code = self._answered
-            if code is not None and code.is_failure:
-                self._drop()
-                refused = RefusedError(int(code.value), str(code))
-                if refused.code not in BUSY:
-                    raise _Fatal(refused)
-                raise refused
+            check_connack(self._answered, self._drop)
 
-        try:
-            retry_call(
-                attempt,
-                retry_on=(OSError, TimeoutError, RefusedError, ssl.SSLError),
-                give_up_on=(_Fatal,),
-                max_retries=max(endpoint.connection_attempts - 1, 0),
-                interval_start=endpoint.retry_interval,
-                interval_max=endpoint.retry_interval_max,
-                on_retry=lambda exc, wait, n: logger.warning(
-                    "%s: connection attempt %d failed (%s); retrying in %.1fs",
-                    endpoint.where,
-                    n,
-                    endpoint.describe(exc),
-                    wait,
-                ),
-            )
-        except _Fatal as fatal:
-            raise refusal_error(endpoint, fatal.cause) from fatal.cause
-        except (OSError, TimeoutError, RefusedError) as exc:
-            raise ServiceUnavailableError(
-                f"{endpoint.where}: could not connect after {endpoint.connection_attempts}"
-                f" attempt(s) ({endpoint.describe(exc)}). Is the broker running and reachable"
-                " (host, port, tls)?"
-            ) from exc
+        connect_retrying(endpoint, attempt)
 
     def drive(self, done: Callable[[], bool], timeout: float) -> bool:
         """Run the client on the calling thread until ``done()`` or ``timeout``; return ``done()``.
@@ -302,12 +270,6 @@ class Link:
         client.loop_write()  # paho closes the socket once DISCONNECT is written
         if client.socket() is not None:  # the write would block: close it anyway
             client._sock_close()
-
-
-class _Fatal(Exception):
-    def __init__(self, cause: RefusedError) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
 
 
 def _noop() -> None:
