@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from mqtt_broker import Mosquitto
 from observml_mqtt import MQTTPlugin
 from tests.services import port_open, service_missing
 
@@ -63,3 +65,12 @@ def make_plugin(mqtt_config: dict[str, Any]) -> Iterator[Callable[..., MQTTPlugi
 def mqtt_plugin(make_plugin: Callable[..., MQTTPlugin]) -> MQTTPlugin:
     """A connected plugin on the shared broker."""
     return make_plugin()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A private Mosquitto (persistence on) a test may stop and start; stopped at the end."""
+    own = Mosquitto(tmp_path / "broker")
+    own.start()
+    yield own
+    own.halt()

@@ -23,7 +23,6 @@ import sys
 import textwrap
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,15 +83,6 @@ def drain(plugin: MQTTPlugin, queue: str, expected: set[str]) -> list[Message]:
     finally:
         quiet.cancel()
     return got
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A private Mosquitto with persistence on; always stopped at the end."""
-    own = Mosquitto(tmp_path / "broker")
-    own.start()
-    yield own
-    own.halt()
 
 
 def test_mqtt_faults_broker_restarts_and_consumer_kill_lose_nothing(

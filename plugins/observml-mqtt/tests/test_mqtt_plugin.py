@@ -45,15 +45,6 @@ def raw_publish(port: int, topic: str, payload: bytes, props: Properties | None 
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A private Mosquitto this test may stop and start."""
-    own = Mosquitto(tmp_path / "broker")
-    own.start()
-    yield own
-    own.halt()
-
-
-@pytest.fixture
 def secured(tmp_path: Path) -> Iterator[Mosquitto]:
     """A private Mosquitto that only lets ``hub`` / ``s3cret`` in."""
     passwords = tmp_path / "passwords"

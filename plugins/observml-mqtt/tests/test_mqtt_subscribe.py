@@ -6,7 +6,6 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from mqtt_broker import Mosquitto
@@ -35,15 +34,6 @@ def executor() -> Iterator[ThreadPoolExecutor]:
         for _ in range(WORKERS):
             pool.submit(barrier.wait, 10)
         yield pool
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A private Mosquitto this test may stop and start."""
-    own = Mosquitto(tmp_path / "broker")
-    own.start()
-    yield own
-    own.halt()
 
 
 class Recorder:
